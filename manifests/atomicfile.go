@@ -1,0 +1,113 @@
+package manifests
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// AtomicFile writes a file so that readers see either the old content or the whole new one:
+// a temporary file in the same folder, then fsync, rename over the target, fsync the folder.
+// It lives here, at the bottom of the package arrows, because every side writes files this way.
+type AtomicFile struct {
+	*os.File
+	target string
+	done   bool
+}
+
+// CreateAtomic starts writing target. The temporary name starts with ".drepo-tmp-" so that
+// servers and scanners can recognise and skip debris of a crash.
+func CreateAtomic(target string, perm os.FileMode) (*AtomicFile, error) {
+	f, err := os.CreateTemp(filepath.Dir(target), TempPrefix+"*")
+	if err != nil {
+		return nil, fmt.Errorf("manifests: create temporary for %s: %w", target, err)
+	}
+	if err := f.Chmod(perm); err != nil {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+		return nil, fmt.Errorf("manifests: chmod %s: %w", f.Name(), err)
+	}
+	return &AtomicFile{File: f, target: target}, nil
+}
+
+// TempPrefix starts the name of every temporary file drepo writes.
+const TempPrefix = ".drepo-tmp-"
+
+// Commit makes the written content durable and visible under the target name.
+func (a *AtomicFile) Commit() error {
+	if a.done {
+		return fmt.Errorf("manifests: commit %s: already finished", a.target)
+	}
+	a.done = true
+	tmp := a.Name()
+	if err := a.Sync(); err != nil {
+		_ = a.Close()
+		_ = os.Remove(tmp)
+		return fmt.Errorf("manifests: fsync %s: %w", a.target, err)
+	}
+	if err := a.Close(); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("manifests: close %s: %w", a.target, err)
+	}
+	if err := os.Rename(tmp, a.target); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("manifests: rename into %s: %w", a.target, err)
+	}
+	return SyncDir(filepath.Dir(a.target))
+}
+
+// Abort discards the temporary file; safe to call after Commit (then it does nothing), so
+// callers can `defer a.Abort()`.
+func (a *AtomicFile) Abort() {
+	if a.done {
+		return
+	}
+	a.done = true
+	_ = a.Close()
+	_ = os.Remove(a.Name())
+}
+
+// SyncDir fsyncs a folder so a rename or create in it survives a crash.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("manifests: open dir %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("manifests: fsync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// WriteFileAtomic writes data to path atomically and durably.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	a, err := CreateAtomic(path, perm)
+	if err != nil {
+		return err
+	}
+	defer a.Abort()
+	if _, err := a.Write(data); err != nil {
+		return fmt.Errorf("manifests: write %s: %w", path, err)
+	}
+	return a.Commit()
+}
+
+// CopyAtomic streams r into path atomically and checks that exactly size bytes arrived
+// (size < 0: any length). It never holds more than a copy buffer in memory.
+func CopyAtomic(path string, r io.Reader, size int64, perm os.FileMode) (int64, error) {
+	a, err := CreateAtomic(path, perm)
+	if err != nil {
+		return 0, err
+	}
+	defer a.Abort()
+	n, err := io.Copy(a, r)
+	if err != nil {
+		return n, fmt.Errorf("manifests: write %s: %w", path, err)
+	}
+	if size >= 0 && n != size {
+		return n, fmt.Errorf("manifests: write %s: got %d bytes, want %d: %w", path, n, size, ErrInvalid)
+	}
+	return n, a.Commit()
+}

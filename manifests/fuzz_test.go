@@ -1,0 +1,82 @@
+package manifests
+
+import (
+	"bytes"
+	"path"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Seeds beyond the committed corpus in testdata/fuzz/.
+func FuzzDecodeIndex(f *testing.F) {
+	good, _ := sampleIndex().Encode()
+	f.Add(good)
+	f.Add([]byte(`{"schema":"drepo.index/v1","serial":1,"created":"2026-01-01T00:00:00Z","apps":[]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		x, err := DecodeIndex(b)
+		if err != nil {
+			return
+		}
+		// anything accepted re-encodes canonically and decodes to the same document
+		enc, err := x.Encode()
+		if err != nil {
+			t.Fatalf("accepted index does not encode: %v", err)
+		}
+		y, err := DecodeIndex(enc)
+		if err != nil {
+			t.Fatalf("canonical form refused: %v", err)
+		}
+		enc2, _ := y.Encode()
+		if !bytes.Equal(enc, enc2) {
+			t.Fatal("canonical encoding is not stable")
+		}
+	})
+}
+
+func FuzzDecodeManifest(f *testing.F) {
+	good, _ := sampleManifest().Encode()
+	f.Add(good)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := DecodeManifest(b)
+		if err != nil {
+			return
+		}
+		for _, fl := range m.Files {
+			if ValidatePath(fl.Path) != nil || int64(len(fl.Chunks)) != NumChunks(fl.Size, m.ChunkSize) {
+				t.Fatalf("accepted manifest breaks a rule: %+v", fl)
+			}
+		}
+		enc, err := m.Encode()
+		if err != nil {
+			t.Fatalf("accepted manifest does not encode: %v", err)
+		}
+		m2, err := DecodeManifest(enc)
+		if err != nil {
+			t.Fatalf("canonical form refused: %v", err)
+		}
+		if enc2, _ := m2.Encode(); !bytes.Equal(enc, enc2) {
+			t.Fatal("canonical encoding is not stable")
+		}
+	})
+}
+
+func FuzzValidatePath(f *testing.F) {
+	for _, s := range []string{"a", "a/b", "../x", "a/../../b", "/abs", "a\\b", "%2e%2e/x", "a\x00", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if ValidatePath(p) != nil {
+			return
+		}
+		// a valid path is clean and, joined to any root, stays strictly inside it
+		if path.Clean(p) != p || path.IsAbs(p) || strings.Contains(p, "\\") {
+			t.Fatalf("accepted unclean path %q", p)
+		}
+		root := "/srv/root"
+		j := filepath.Join(root, filepath.FromSlash(p))
+		if !strings.HasPrefix(j, root+"/") {
+			t.Fatalf("accepted path %q escapes to %q", p, j)
+		}
+	})
+}

@@ -1,0 +1,150 @@
+package manifests
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// ManifestSchema names the manifest format; decoders refuse any other.
+const ManifestSchema = "drepo.manifest/v1"
+
+// Chunk size bounds. The default (4 MiB) keeps a 10 GiB file's chunk list near 170 KB while
+// letting a device verify and re-share a partial download in small steps.
+const (
+	DefaultChunkSize = 4 << 20
+	MinChunkSize     = 64 << 10
+	MaxChunkSize     = 256 << 20
+	// MaxManifestSize bounds a manifest document (about 300,000 small files).
+	MaxManifestSize = 64 << 20
+	// MaxFileSize bounds one file (16 TiB), so size arithmetic never overflows.
+	MaxFileSize = 1 << 44
+)
+
+// Manifest describes one app version: every file with its size, whole-file SHA-256 and the
+// SHA-256 of each chunk. Files are sorted by path.
+type Manifest struct {
+	Schema    string `json:"schema"`
+	App       string `json:"app"`
+	Version   string `json:"version"`
+	ChunkSize int64  `json:"chunk_size"`
+	Files     []File `json:"files"`
+}
+
+// File is one file of an app version. Its bytes are the blob named SHA256.
+type File struct {
+	Path       string `json:"path"`
+	Size       int64  `json:"size"`
+	SHA256     Hash   `json:"sha256"`
+	Executable bool   `json:"executable,omitempty"`
+	Chunks     []Hash `json:"chunks"`
+}
+
+// NumChunks is how many chunks a file of size bytes has: ceil(size/chunkSize), 0 for an empty file.
+func NumChunks(size, chunkSize int64) int64 {
+	if size <= 0 {
+		return 0
+	}
+	return (size + chunkSize - 1) / chunkSize
+}
+
+// TotalSize is the sum of the file sizes.
+func (m *Manifest) TotalSize() int64 {
+	var n int64
+	for _, f := range m.Files {
+		n += f.Size
+	}
+	return n
+}
+
+// Encode returns the canonical JSON of m (files sorted by path); the same manifest always
+// gives the same bytes, hence the same blob name.
+func (m *Manifest) Encode() ([]byte, error) {
+	c := *m
+	c.Schema = ManifestSchema
+	c.Files = slices.Clone(m.Files)
+	slices.SortFunc(c.Files, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
+	for i := range c.Files {
+		if c.Files[i].Chunks == nil {
+			c.Files[i].Chunks = []Hash{}
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return encode(&c), nil
+}
+
+// DecodeManifest parses and validates a manifest document.
+func DecodeManifest(b []byte) (*Manifest, error) {
+	var m Manifest
+	if err := decodeStrict("manifest", b, MaxManifestSize, &m); err != nil {
+		return nil, err
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Validate checks every rule of the format: schema, names, chunk size, sorted unique safe
+// paths (no file may also be a folder of another), sizes, and chunk lists that match sizes.
+func (m *Manifest) Validate() error {
+	if m.Schema != ManifestSchema {
+		return fmt.Errorf("manifests: manifest: unknown schema %.80q (want %q): %w", m.Schema, ManifestSchema, ErrInvalid)
+	}
+	if err := ValidateName("app", m.App); err != nil {
+		return err
+	}
+	if err := ValidateName("version", m.Version); err != nil {
+		return err
+	}
+	if m.ChunkSize < MinChunkSize || m.ChunkSize > MaxChunkSize {
+		return fmt.Errorf("manifests: manifest: chunk_size %d outside %d..%d: %w", m.ChunkSize, MinChunkSize, MaxChunkSize, ErrInvalid)
+	}
+	for i, f := range m.Files {
+		if err := ValidatePath(f.Path); err != nil {
+			return err
+		}
+		if i > 0 {
+			prev := m.Files[i-1].Path
+			switch {
+			case prev == f.Path:
+				return fmt.Errorf("manifests: manifest: duplicate path %q: %w", f.Path, ErrInvalid)
+			case prev > f.Path:
+				return fmt.Errorf("manifests: manifest: files not sorted at %q: %w", f.Path, ErrInvalid)
+			}
+		}
+		if f.Size < 0 || f.Size > MaxFileSize {
+			return fmt.Errorf("manifests: manifest: %q: size %d outside 0..%d: %w", f.Path, f.Size, int64(MaxFileSize), ErrInvalid)
+		}
+		if want := NumChunks(f.Size, m.ChunkSize); int64(len(f.Chunks)) != want {
+			return fmt.Errorf("manifests: manifest: %q: %d chunk hashes for %d bytes, want %d: %w", f.Path, len(f.Chunks), f.Size, want, ErrInvalid)
+		}
+		if f.SHA256.IsZero() {
+			return fmt.Errorf("manifests: manifest: %q: missing sha256: %w", f.Path, ErrInvalid)
+		}
+	}
+	// A file "a" and a file "a/b" cannot both be placed; sorted order puts "a/" children
+	// after "a" but possibly after siblings like "a-b", so check with a set of folders.
+	dirs := make(map[string]struct{})
+	for _, f := range m.Files {
+		for i := strings.IndexByte(f.Path, '/'); i >= 0; i = nextSlash(f.Path, i) {
+			dirs[f.Path[:i]] = struct{}{}
+		}
+	}
+	for _, f := range m.Files {
+		if _, ok := dirs[f.Path]; ok {
+			return fmt.Errorf("manifests: manifest: %q is both a file and a folder: %w", f.Path, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+func nextSlash(p string, i int) int {
+	j := strings.IndexByte(p[i+1:], '/')
+	if j < 0 {
+		return -1
+	}
+	return i + 1 + j
+}
