@@ -3,6 +3,7 @@ package manifests
 import (
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -110,4 +111,55 @@ func CopyAtomic(path string, r io.Reader, size int64, perm os.FileMode) (int64, 
 		return n, fmt.Errorf("manifests: write %s: got %d bytes, want %d: %w", path, n, size, ErrInvalid)
 	}
 	return n, a.Commit()
+}
+
+// CommitNew is Commit that refuses to replace an existing target (fs.ErrExist): the file
+// is hard-linked into place, which fails atomically if the name is taken.
+func (a *AtomicFile) CommitNew() error {
+	if a.done {
+		return fmt.Errorf("manifests: commit %s: already finished", a.target)
+	}
+	a.done = true
+	tmp := a.Name()
+	defer os.Remove(tmp)
+	if err := a.Sync(); err != nil {
+		_ = a.Close()
+		return fmt.Errorf("manifests: fsync %s: %w", a.target, err)
+	}
+	if err := a.Close(); err != nil {
+		return fmt.Errorf("manifests: close %s: %w", a.target, err)
+	}
+	if err := os.Link(tmp, a.target); err != nil {
+		return fmt.Errorf("manifests: create %s: %w", a.target, err)
+	}
+	return SyncDir(filepath.Dir(a.target))
+}
+
+// WriteFileNew writes a secret file (mode 0600) and a public file (0644) as a pair, refusing
+// to overwrite either; if the second cannot be created the first is removed again.
+func WriteFileNew(secretPath, publicPath string, secret, public []byte) error {
+	for _, p := range []string{secretPath, publicPath} {
+		if _, err := os.Lstat(p); err == nil {
+			return fmt.Errorf("manifests: %s already exists; not overwriting it: %w", p, fs.ErrExist)
+		}
+	}
+	write := func(path string, data []byte, perm os.FileMode) error {
+		a, err := CreateAtomic(path, perm)
+		if err != nil {
+			return err
+		}
+		defer a.Abort()
+		if _, err := a.Write(data); err != nil {
+			return fmt.Errorf("manifests: write %s: %w", path, err)
+		}
+		return a.CommitNew()
+	}
+	if err := write(secretPath, secret, 0o600); err != nil {
+		return err
+	}
+	if err := write(publicPath, public, 0o644); err != nil {
+		_ = os.Remove(secretPath)
+		return err
+	}
+	return nil
 }

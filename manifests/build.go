@@ -19,6 +19,11 @@ type BuildOptions struct {
 	// Hash, when set, replaces HashFile; sync passes a cached hasher here so that only
 	// changed files are read.
 	Hash func(ctx context.Context, path string, fi fs.FileInfo, chunkSize int64) (Sums, error)
+	// OnRead, when set, is told the size of every read of the default hasher (progress).
+	// It is called from several goroutines at once.
+	OnRead func(n int)
+	// OnScan, when set, is told the file count and total bytes before hashing starts.
+	OnScan func(files int, bytes int64)
 }
 
 // BuildManifest builds the manifest of the app version in dir, reading every file once.
@@ -39,12 +44,19 @@ func BuildManifest(ctx context.Context, dir, app, version string, opt BuildOptio
 	}
 	if opt.Hash == nil {
 		opt.Hash = func(ctx context.Context, path string, _ fs.FileInfo, cs int64) (Sums, error) {
-			return HashFile(ctx, path, cs)
+			return HashFile(ctx, path, cs, opt.OnRead)
 		}
 	}
 	files, infos, err := scanDir(dir)
 	if err != nil {
 		return nil, err
+	}
+	if opt.OnScan != nil {
+		var total int64
+		for _, fi := range infos {
+			total += fi.Size()
+		}
+		opt.OnScan(len(files), total)
 	}
 	m := &Manifest{Schema: ManifestSchema, App: app, Version: version, ChunkSize: opt.ChunkSize, Files: files}
 	g, gctx := errgroup.WithContext(ctx)

@@ -27,7 +27,8 @@ type Sums struct {
 
 // HashFile hashes the file at path in one read pass. It fails if the file's size changes
 // while it is read, so a file being copied into the source is never published half-written.
-func HashFile(ctx context.Context, path string, chunkSize int64) (Sums, error) {
+// onRead, if not nil, is told how many bytes each read brought (for progress bars).
+func HashFile(ctx context.Context, path string, chunkSize int64, onRead func(int)) (Sums, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return Sums{}, fmt.Errorf("manifests: hash: %w", err)
@@ -37,7 +38,11 @@ func HashFile(ctx context.Context, path string, chunkSize int64) (Sums, error) {
 	if err != nil {
 		return Sums{}, fmt.Errorf("manifests: hash: %w", err)
 	}
-	s, err := HashReader(ctx, f, fi.Size(), chunkSize)
+	var r io.Reader = f
+	if onRead != nil {
+		r = countingReader{f, onRead}
+	}
+	s, err := HashReader(ctx, r, fi.Size(), chunkSize)
 	if err != nil {
 		return Sums{}, fmt.Errorf("manifests: hash %s: %w", path, err)
 	}
@@ -180,4 +185,15 @@ func (c *chunker) finish() (int64, []Hash) {
 		c.chunks = []Hash{}
 	}
 	return c.total, c.chunks
+}
+
+type countingReader struct {
+	r  io.Reader
+	on func(int)
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.on(n)
+	return n, err
 }

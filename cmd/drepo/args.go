@@ -1,0 +1,88 @@
+package main
+
+import (
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+// reorderArgs moves a command's flags in front of its positional arguments, so that
+// "drepo manifest build DIR --app a" works: urfave/cli v2 stops parsing flags at the first
+// positional argument. Everything after "--" stays as it is.
+func reorderArgs(app *cli.App, args []string) []string {
+	if len(args) < 2 {
+		return args
+	}
+	out := []string{args[0]}
+	rest := args[1:]
+	flags := app.Flags
+	cmds := app.Commands
+	// global flags and the command path
+	for len(rest) > 0 {
+		a := rest[0]
+		if strings.HasPrefix(a, "-") && a != "-" && a != "--" {
+			n := flagTokens(flags, a, rest)
+			out = append(out, rest[:n]...)
+			rest = rest[n:]
+			continue
+		}
+		c := findCommand(cmds, a)
+		if c == nil {
+			break
+		}
+		out = append(out, a)
+		rest = rest[1:]
+		flags, cmds = c.Flags, c.Subcommands
+		if len(cmds) == 0 {
+			break
+		}
+	}
+	var fl, pos []string
+	for len(rest) > 0 {
+		a := rest[0]
+		if a == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		if strings.HasPrefix(a, "-") && a != "-" {
+			n := flagTokens(flags, a, rest)
+			fl = append(fl, rest[:n]...)
+			rest = rest[n:]
+			continue
+		}
+		pos = append(pos, a)
+		rest = rest[1:]
+	}
+	out = append(out, fl...)
+	return append(out, pos...)
+}
+
+// flagTokens is how many tokens the flag at rest[0] takes: 2 for "--name value" of a flag
+// that takes a value, else 1.
+func flagTokens(flags []cli.Flag, a string, rest []string) int {
+	name := strings.TrimLeft(a, "-")
+	if strings.Contains(name, "=") || len(rest) < 2 {
+		return 1
+	}
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n != name {
+				continue
+			}
+			if _, isBool := f.(*cli.BoolFlag); isBool {
+				return 1
+			}
+			return 2
+		}
+	}
+	return 1
+}
+
+func findCommand(cmds []*cli.Command, name string) *cli.Command {
+	for _, c := range cmds {
+		if c.HasName(name) {
+			return c
+		}
+	}
+	return nil
+}

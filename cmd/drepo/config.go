@@ -1,0 +1,247 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the one YAML file that serves admin and device (DESIGN.md). Paths in it are
+// resolved relative to the folder of the file, so a config and its keys can move together.
+type Config struct {
+	Source       string       `yaml:"source,omitempty" json:"source,omitempty"`
+	SigningKey   string       `yaml:"signing_key,omitempty" json:"signing_key,omitempty"`
+	TrustedKeys  []string     `yaml:"trusted_keys,omitempty" json:"trusted_keys,omitempty"`
+	Store        string       `yaml:"store,omitempty" json:"store,omitempty"`
+	Repositories []Repository `yaml:"repositories" json:"repositories"`
+	Peers        Peers        `yaml:"peers" json:"peers"`
+	Serve        Serve        `yaml:"serve" json:"serve"`
+
+	path string // the file this came from
+}
+
+// Repository is one WebDAV repository. Priority −1 (any negative) is staging: synced and
+// verified, never read by devices.
+type Repository struct {
+	Name         string `yaml:"name" json:"name"`
+	URL          string `yaml:"url" json:"url"`
+	Priority     int    `yaml:"priority" json:"priority"`
+	Username     string `yaml:"username,omitempty" json:"username,omitempty"`
+	Password     Secret `yaml:"password,omitempty" json:"password,omitzero"`
+	PasswordFile string `yaml:"password_file,omitempty" json:"password_file,omitempty"`
+	PasswordEnv  string `yaml:"password_env,omitempty" json:"password_env,omitempty"`
+	CACert       string `yaml:"ca_cert,omitempty" json:"ca_cert,omitempty"`
+	ClientCert   string `yaml:"client_cert,omitempty" json:"client_cert,omitempty"`
+	ClientKey    string `yaml:"client_key,omitempty" json:"client_key,omitempty"`
+}
+
+// Peers configures the device's peer server and discovery (IGEL's ports by default).
+type Peers struct {
+	Enabled            bool     `yaml:"enabled" json:"enabled"`
+	HTTPPort           int      `yaml:"http_port" json:"http_port"`
+	HTTPSPort          int      `yaml:"https_port" json:"https_port"`
+	HTTPS              bool     `yaml:"https" json:"https"`
+	TLSCert            string   `yaml:"tls_cert,omitempty" json:"tls_cert,omitempty"`
+	TLSKey             string   `yaml:"tls_key,omitempty" json:"tls_key,omitempty"`
+	DiscoveryPort      int      `yaml:"discovery_port" json:"discovery_port"`
+	LimitOfConnections int      `yaml:"limit_of_connections" json:"limit_of_connections"`
+	Static             []string `yaml:"static,omitempty" json:"static,omitempty"`
+}
+
+// Serve configures `drepo serve`; flags override it.
+type Serve struct {
+	Root          string `yaml:"root,omitempty" json:"root,omitempty"`
+	Listen        string `yaml:"listen,omitempty" json:"listen,omitempty"`
+	Htpasswd      string `yaml:"htpasswd,omitempty" json:"htpasswd,omitempty"`
+	AnonymousRead bool   `yaml:"anonymous_read" json:"anonymous_read"`
+	TLSCert       string `yaml:"tls_cert,omitempty" json:"tls_cert,omitempty"`
+	TLSKey        string `yaml:"tls_key,omitempty" json:"tls_key,omitempty"`
+	MaxUpload     string `yaml:"max_upload,omitempty" json:"max_upload,omitempty"`
+	DepthInfinity bool   `yaml:"depth_infinity" json:"depth_infinity"`
+}
+
+// defaultConfig holds the values a key takes when the file leaves it out.
+func defaultConfig() Config {
+	return Config{
+		Peers: Peers{Enabled: true, HTTPPort: 22335, HTTPSPort: 22337, DiscoveryPort: 22336, LimitOfConnections: 1},
+		Serve: Serve{Listen: ":8080", DepthInfinity: true},
+	}
+}
+
+// errConfig marks a configuration problem (exit code 2).
+var errConfig = errors.New("configuration error")
+
+// maxConfigSize bounds the config file; a real one is a few KB.
+const maxConfigSize = 1 << 20
+
+// configCandidates lists where the config is looked for, in order.
+func configCandidates(flag string) []string {
+	if flag != "" {
+		return []string{flag}
+	}
+	if env := os.Getenv("DREPO_CONFIG"); env != "" {
+		return []string{env}
+	}
+	return []string{"drepo.yaml", "/etc/drepo/drepo.yaml"}
+}
+
+// findConfig returns the first candidate that exists. An explicit --config or DREPO_CONFIG
+// that does not exist is an error rather than a silent fallback.
+func findConfig(flag string) (string, error) {
+	c := configCandidates(flag)
+	for _, p := range c {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		} else if flag != "" || os.Getenv("DREPO_CONFIG") != "" {
+			return "", fmt.Errorf("config %s: %w: %w", p, err, errConfig)
+		}
+	}
+	return "", fmt.Errorf("no config file found (tried %s; use --config FILE or DREPO_CONFIG): %w", strings.Join(c, ", "), errConfig)
+}
+
+// loadConfig reads, decodes, validates and resolves the config file at path. Warnings (such
+// as a plain-text password) are returned for the caller to log.
+func loadConfig(path string) (*Config, []string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("config: %w: %w", err, errConfig)
+	}
+	cfg, warns, err := parseConfig(filepath.Base(path), b)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.path = path
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, nil, fmt.Errorf("config: %w: %w", err, errConfig)
+	}
+	if err := cfg.resolve(dir); err != nil {
+		return nil, nil, err
+	}
+	return cfg, warns, nil
+}
+
+// parseConfig decodes and validates a config document; name prefixes every error.
+func parseConfig(name string, b []byte) (*Config, []string, error) {
+	if len(b) > maxConfigSize {
+		return nil, nil, fmt.Errorf("%s: %d bytes, limit %d: %w", name, len(b), maxConfigSize, errConfig)
+	}
+	cfg := defaultConfig()
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		return nil, nil, fmt.Errorf("%s: %s: %w", name, strings.TrimPrefix(err.Error(), "yaml: "), errConfig)
+	}
+	if len(root.Content) > 0 {
+		d := nodeDecoder{file: name}
+		if err := d.decode(root.Content[0], &cfg, ""); err != nil {
+			return nil, nil, err
+		}
+		if err := cfg.validate(d); err != nil {
+			return nil, nil, err
+		}
+		return &cfg, d.warnings(&cfg), nil
+	}
+	return &cfg, nil, nil
+}
+
+var repoNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// validate checks values the types alone do not; errors name file, line and field.
+func (c *Config) validate(d nodeDecoder) error {
+	seen := map[string]bool{}
+	for i, r := range c.Repositories {
+		at := func(field string) string { return fmt.Sprintf("repositories[%d].%s", i, field) }
+		if !repoNameRE.MatchString(r.Name) {
+			return d.errf(at("name"), "must be 1 to 64 of A-Z a-z 0-9 . _ -")
+		}
+		if seen[r.Name] {
+			return d.errf(at("name"), "duplicate repository name %q", r.Name)
+		}
+		seen[r.Name] = true
+		u, err := url.Parse(r.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return d.errf(at("url"), "must be an http:// or https:// URL")
+		}
+		if u.User != nil {
+			return d.errf(at("url"), "must not carry credentials; use username and password_file")
+		}
+		n := 0
+		for _, s := range []bool{r.Password.v != "", r.PasswordFile != "", r.PasswordEnv != ""} {
+			if s {
+				n++
+			}
+		}
+		if n > 1 {
+			return d.errf(at("password"), "set only one of password, password_file, password_env")
+		}
+		if (r.ClientCert == "") != (r.ClientKey == "") {
+			return d.errf(at("client_cert"), "client_cert and client_key go together")
+		}
+	}
+	p := c.Peers
+	for field, port := range map[string]int{"http_port": p.HTTPPort, "https_port": p.HTTPSPort, "discovery_port": p.DiscoveryPort} {
+		if port < 1 || port > 65535 {
+			return d.errf("peers."+field, "must be a port number 1..65535")
+		}
+	}
+	if p.LimitOfConnections < 1 {
+		return d.errf("peers.limit_of_connections", "must be at least 1")
+	}
+	if p.HTTPS && (p.TLSCert == "" || p.TLSKey == "") {
+		return d.errf("peers.https", "needs peers.tls_cert and peers.tls_key")
+	}
+	if (c.Serve.TLSCert == "") != (c.Serve.TLSKey == "") {
+		return d.errf("serve.tls_cert", "tls_cert and tls_key go together")
+	}
+	if c.Serve.MaxUpload != "" {
+		if _, err := parseSize(c.Serve.MaxUpload); err != nil {
+			return d.errf("serve.max_upload", "%v", err)
+		}
+	}
+	return nil
+}
+
+// resolve makes paths absolute (relative to the config's folder) and reads secrets.
+func (c *Config) resolve(dir string) error {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	abs(&c.Source)
+	abs(&c.SigningKey)
+	abs(&c.Store)
+	for i := range c.TrustedKeys {
+		abs(&c.TrustedKeys[i])
+	}
+	for _, p := range []*string{&c.Peers.TLSCert, &c.Peers.TLSKey, &c.Serve.Root, &c.Serve.Htpasswd, &c.Serve.TLSCert, &c.Serve.TLSKey} {
+		abs(p)
+	}
+	for i := range c.Repositories {
+		r := &c.Repositories[i]
+		for _, p := range []*string{&r.PasswordFile, &r.CACert, &r.ClientCert, &r.ClientKey} {
+			abs(p)
+		}
+		switch {
+		case r.PasswordFile != "":
+			b, err := os.ReadFile(r.PasswordFile)
+			if err != nil {
+				return fmt.Errorf("repositories[%d].password_file: %w: %w", i, err, errConfig)
+			}
+			r.Password = Secret{strings.TrimRight(string(b), "\r\n")}
+		case r.PasswordEnv != "":
+			v, ok := os.LookupEnv(r.PasswordEnv)
+			if !ok {
+				return fmt.Errorf("repositories[%d].password_env: environment variable %s is not set: %w", i, r.PasswordEnv, errConfig)
+			}
+			r.Password = Secret{v}
+		}
+	}
+	return nil
+}

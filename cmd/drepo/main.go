@@ -1,0 +1,157 @@
+// Command drepo mirrors app binaries to WebDAV repositories, verifies them, serves a
+// repository, and fetches and shares apps on devices. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Exit codes, shared by every command (README "Exit codes").
+const (
+	exitOK      = 0 // success
+	exitFailure = 1 // the job ran and found or caused a failure
+	exitUsage   = 2 // bad usage or configuration
+)
+
+// errUsage marks bad command-line usage (exit code 2).
+var errUsage = errors.New("usage error")
+
+func usageErrorf(format string, args ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), errUsage)
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes the CLI and maps the outcome to an exit code; main does nothing else.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	err := app.RunContext(ctx, reorderArgs(app, args))
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "drepo: %v\n", cleanErr(err))
+	return exitCode(err)
+}
+
+func exitCode(err error) int {
+	var ec cli.ExitCoder
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, errUsage), errors.Is(err, errConfig):
+		return exitUsage
+	case errors.As(err, &ec):
+		return ec.ExitCode()
+	}
+	return exitFailure
+}
+
+// cleanErr drops the sentinel suffix used only for classifying the error.
+func cleanErr(err error) string {
+	s := err.Error()
+	for _, suffix := range []string{": " + errUsage.Error(), ": " + errConfig.Error()} {
+		if len(s) > len(suffix) && s[len(s)-len(suffix):] == suffix {
+			return s[:len(s)-len(suffix)]
+		}
+	}
+	return s
+}
+
+// env is what every command gets: where to write, the logger and the config lookup.
+type env struct {
+	stdout, stderr io.Writer
+	log            *slog.Logger
+	configFlag     string
+	notFound       string // a command name that does not exist
+}
+
+// config finds and loads the configuration file, logging its warnings.
+func (e *env) config() (*Config, error) {
+	p, err := findConfig(e.configFlag)
+	if err != nil {
+		return nil, err
+	}
+	cfg, warns, err := loadConfig(p)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range warns {
+		e.log.Warn(w)
+	}
+	return cfg, nil
+}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	e := &env{stdout: stdout, stderr: stderr}
+	app := &cli.App{
+		Name:  "drepo",
+		Usage: "mirror app binaries to WebDAV repositories, verify them, and share them on the LAN",
+		Description: `Examples:
+   drepo keygen --out /etc/drepo/drepo
+   drepo manifest build ./apps/base_system/12.7.4 --app base_system --version 12.7.4 -o manifest.json
+   drepo --config /etc/drepo/drepo.yaml config show
+
+Exit codes: 0 success, 1 the job ran and found or caused a failure, 2 bad usage or configuration.`,
+		Writer:    stdout,
+		ErrWriter: stderr,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Usage: "config `FILE` (else $DREPO_CONFIG, ./drepo.yaml, /etc/drepo/drepo.yaml)"},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+		},
+		Before: func(c *cli.Context) error {
+			e.configFlag = c.String("config")
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+				return usageErrorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+			}
+			e.log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+			return nil
+		},
+		Commands: []*cli.Command{
+			versionCommand(e),
+			keygenCommand(e),
+			manifestCommand(e),
+			configCommand(e),
+		},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return fmt.Errorf("%v: %w", err, errUsage)
+		},
+		// urfave/cli gives CommandNotFound no return value, so it leaves its verdict for After.
+		CommandNotFound: func(_ *cli.Context, name string) { e.notFound = name },
+		After: func(*cli.Context) error {
+			if e.notFound != "" {
+				return usageErrorf("no command %q; see drepo --help", e.notFound)
+			}
+			return nil
+		},
+		ExitErrHandler: func(*cli.Context, error) {}, // run() maps errors to exit codes
+	}
+	for _, c := range app.Commands {
+		setUsageErrors(c)
+	}
+	return app
+}
+
+// setUsageErrors makes flag errors of a command and its subcommands exit with code 2.
+func setUsageErrors(c *cli.Command) {
+	c.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
+		return fmt.Errorf("%v: %w", err, errUsage)
+	}
+	for _, s := range c.Subcommands {
+		setUsageErrors(s)
+	}
+}

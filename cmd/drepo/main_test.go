@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"aead.dev/minisign"
+	"github.com/drepo-dev/drepo/manifests"
+)
+
+// drepo runs the CLI in-process and returns exit code, stdout and stderr.
+func drepo(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), append([]string{"drepo"}, args...), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func needTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is not installed (make test installs it)", name)
+	}
+	t.Skipf("%s is not installed; run make test to install it", name)
+	return ""
+}
+
+func TestExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		args []string
+		code int
+	}{
+		{[]string{"version"}, exitOK},
+		{[]string{"no-such-command"}, exitUsage},
+		{[]string{"--bogus", "version"}, exitUsage},
+		{[]string{"manifest", "build", "--bogus"}, exitUsage},
+		{[]string{"manifest", "build", dir}, exitUsage}, // no --app/--version
+		{[]string{"manifest", "build", filepath.Join(dir, "missing"), "--app", "a", "--version", "1"}, exitFailure},
+		{[]string{"manifest", "build", dir, "--app", "bad name", "--version", "1"}, exitFailure},
+		{[]string{"manifest", "show", filepath.Join(dir, "missing.json")}, exitFailure},
+		{[]string{"--config", filepath.Join(dir, "missing.yaml"), "config", "show"}, exitUsage},
+		{[]string{"--log-level", "loud", "version"}, exitUsage},
+	}
+	for _, c := range cases {
+		if code, _, stderr := drepo(t, c.args...); code != c.code {
+			t.Errorf("drepo %v: exit %d, want %d (stderr %q)", c.args, code, c.code, stderr)
+		}
+	}
+}
+
+func TestHelpHasExamples(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"version", "--help"}, {"keygen", "--help"}, {"manifest", "--help"},
+		{"manifest", "build", "--help"}, {"manifest", "show", "--help"}, {"config", "--help"}, {"config", "show", "--help"}} {
+		code, out, _ := drepo(t, args...)
+		if code != 0 || !strings.Contains(out, "Examples:") {
+			t.Errorf("drepo %v: exit %d, no examples in:\n%s", args, code, out)
+		}
+	}
+}
+
+// TestKeygenManifestMinisign: drepo keygen and manifest build, then Debian's minisign verifies
+// what we sign with that key and we verify what minisign signs.
+func TestKeygenManifestMinisign(t *testing.T) {
+	ms := needTool(t, "minisign")
+	dir := t.TempDir()
+	prefix := filepath.Join(dir, "k")
+	if code, _, errs := drepo(t, "keygen", "--out", prefix); code != 0 {
+		t.Fatalf("keygen: %d %s", code, errs)
+	}
+	if fi, err := os.Stat(prefix + ".key"); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("secret key mode: %v %v", fi, err)
+	}
+	if code, _, _ := drepo(t, "keygen", "--out", prefix); code != exitFailure {
+		t.Fatalf("keygen overwrote an existing key (exit %d)", code)
+	}
+	app := filepath.Join(dir, "app")
+	if err := os.MkdirAll(filepath.Join(app, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(app, "bin", "tool"), bytes.Repeat([]byte("x"), 100000), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mpath := filepath.Join(dir, "manifest.json")
+	if code, _, errs := drepo(t, "manifest", "build", app, "--app", "tool", "--version", "1.0", "-o", mpath); code != 0 {
+		t.Fatalf("manifest build: %d %s", code, errs)
+	}
+	doc, err := os.ReadFile(mpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ := drepo(t, "manifest", "show", mpath); code != 0 || !strings.Contains(out, "bin/tool (executable)") {
+		t.Fatalf("manifest show: %d %s", code, out)
+	}
+	sec, err := manifests.LoadSecretKey(prefix + ".key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(mpath+".minisig", manifests.Sign(sec, doc, time.Now()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(ms, "-Vm", mpath, "-p", prefix+".pub").CombinedOutput(); err != nil {
+		t.Fatalf("minisign refused: %v %s", err, out)
+	}
+	// minisign signs with a key it made; our side verifies with its public key
+	if out, err := exec.Command(ms, "-G", "-W", "-p", prefix+"2.pub", "-s", prefix+"2.key").CombinedOutput(); err != nil {
+		t.Fatalf("minisign -G: %v %s", err, out)
+	}
+	if out, err := exec.Command(ms, "-Sm", mpath, "-s", prefix+"2.key", "-x", mpath+".ms").CombinedOutput(); err != nil {
+		t.Fatalf("minisign -S: %v %s", err, out)
+	}
+	sig, _ := os.ReadFile(mpath + ".ms")
+	pub, err := manifests.LoadPublicKey(prefix + "2.pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := manifests.Verify([]minisign.PublicKey{pub}, doc, sig); err != nil {
+		t.Fatalf("we refused minisign's signature: %v", err)
+	}
+}
