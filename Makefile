@@ -1,0 +1,60 @@
+# drepo — see README.md. Two commands on a fresh Debian machine with Go:
+#   make demo   runs the main job on the embedded default
+#   make test   installs what the tests need when it is missing, then runs lint and the suite
+GO          ?= go
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME    ?= 5m
+SCENARIOS   ?= hash
+RUNS        ?= 3
+# Debian packages the tests use (real servers and tools, never mocks)
+TEST_PKGS   := apache2 apache2-utils litmus minisign rclone curl openssl iproute2
+
+.PHONY: all build test demo bench fuzz lint deps clean
+
+all: build
+
+build:
+	$(GO) build -o bin/drepo ./cmd/drepo
+	$(GO) build -o bin/drepo-bench ./cmd/drepo-bench
+
+# deps installs missing Debian packages (as root, or through sudo when there is one).
+deps:
+	@missing=""; for p in $(TEST_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make: installing$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; else \
+	    echo "make: cannot install$$missing (not root, no sudo); tests that need them will skip"; exit 0; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+lint:
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+test: deps lint
+	$(GO) test -count=1 -timeout 20m ./...
+
+# demo: keygen, build and show a manifest of testdata, all in a temporary folder.
+demo: build
+	@set -e; d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; \
+	echo "== drepo keygen"; bin/drepo keygen --out $$d/demo; \
+	echo "== drepo manifest build testdata/apps/hello/1.0"; \
+	bin/drepo manifest build testdata/apps/hello/1.0 --app hello --version 1.0 -o $$d/manifest.json; \
+	echo "== drepo manifest show"; bin/drepo manifest show $$d/manifest.json; \
+	echo "== demo done"
+
+bench: build
+	@mkdir -p bench-out
+	bin/drepo-bench --runs $(RUNS) --json bench-out/bench.json $(SCENARIOS)
+
+# fuzz runs every fuzz target for FUZZTIME each (corpus: <package>/testdata/fuzz/).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$t ($(FUZZTIME))"; $(GO) test $$pkg -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME); \
+	  done; done
+
+clean:
+	rm -rf bin bench-out

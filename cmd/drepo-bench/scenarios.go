@@ -1,0 +1,25 @@
+package main
+
+// scenarios lists every benchmark; each issue that makes a speed claim adds one here.
+func scenarios() []Scenario {
+	return []Scenario{
+		hashScenario(),
+	}
+}
+
+func findScenario(name string) (Scenario, bool) {
+	for _, s := range scenarios() {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Scenario{}, false
+}
+
+func scenarioNames() []string {
+	var n []string
+	for _, s := range scenarios() {
+		n = append(n, s.Name)
+	}
+	return n
+}

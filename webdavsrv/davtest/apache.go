@@ -1,0 +1,181 @@
+package davtest
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Server is a running WebDAV server for a test.
+type Server struct {
+	URL      string // base URL of the WebDAV root, ending in "/"
+	Root     string // the folder on disk behind URL
+	User     string
+	Password string
+	Name     string // "apache" or "drepo", for test names
+}
+
+// ApacheModules is where Debian's apache2 keeps its modules.
+const ApacheModules = "/usr/lib/apache2/modules"
+
+// StartApache starts Debian's Apache 2.4 with mod_dav_fs on a free 127.0.0.1 port, htpasswd
+// basic auth (bcrypt) and LimitRequestBody 0 (since 2.4.54 the default caps bodies at 1 GiB),
+// and stops it when the test ends. Run as root, Apache serves as www-data, so the folders it
+// writes are handed to that user.
+func StartApache(t testing.TB) *Server {
+	t.Helper()
+	bin := NeedTool(t, "apache2", "/usr/sbin/apache2")
+	base, err := os.MkdirTemp("", "drepo-apache-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	s := &Server{Root: filepath.Join(base, "dav"), User: "drepo", Password: "test-" + strconv.Itoa(os.Getpid()), Name: "apache"}
+	for _, d := range []string{s.Root, filepath.Join(base, "lock"), filepath.Join(base, "run")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(s.Password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(base, "htpasswd"), []byte(s.User+":"+string(hash)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	userLine := ""
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("www-data")
+		if err != nil {
+			t.Fatalf("apache runs as www-data when started as root: %v", err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		for _, d := range []string{s.Root, filepath.Join(base, "lock")} {
+			if err := os.Chown(d, uid, gid); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Chmod(base, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		userLine = "User www-data\nGroup www-data\n"
+	}
+
+	var lastErr string
+	for attempt := 0; attempt < 3; attempt++ {
+		port := freePort(t)
+		conf := filepath.Join(base, "httpd.conf")
+		if err := os.WriteFile(conf, []byte(apacheConf(base, port, userLine)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "-f", conf, "-DFOREGROUND")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start apache2: %v", err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		if waitListening(addr, exited, 15*time.Second) {
+			t.Cleanup(func() { stopApache(cmd, exited) })
+			s.URL = "http://" + addr + "/"
+			return s
+		}
+		stopApache(cmd, exited)
+		b, _ := os.ReadFile(filepath.Join(base, "error.log"))
+		lastErr = string(b)
+	}
+	t.Fatalf("apache2 did not start; error.log:\n%s", lastErr)
+	return nil
+}
+
+func apacheConf(base string, port int, userLine string) string {
+	mods := []string{"mpm_event", "authz_core", "authn_core", "authn_file", "authz_user", "auth_basic", "dav", "dav_fs"}
+	var b strings.Builder
+	for _, m := range mods {
+		fmt.Fprintf(&b, "LoadModule %s_module %s/mod_%s.so\n", m, ApacheModules, m)
+	}
+	fmt.Fprintf(&b, `ServerRoot %[1]q
+ServerName 127.0.0.1
+Listen 127.0.0.1:%[2]d
+PidFile %[1]s/run/httpd.pid
+DefaultRuntimeDir %[1]s/run
+Mutex file:%[1]s/run default
+ErrorLog %[1]s/error.log
+LogLevel warn
+%[3]sTimeout 300
+KeepAlive On
+MaxKeepAliveRequests 0
+LimitRequestBody 0
+DavLockDB %[1]s/lock/DavLock
+DocumentRoot %[1]s/dav
+<Directory />
+  AllowOverride None
+  Require all denied
+</Directory>
+<Directory %[1]s/dav>
+  Dav On
+  Options None
+  AllowOverride None
+  AuthType Basic
+  AuthName "drepo test"
+  AuthBasicProvider file
+  AuthUserFile %[1]s/htpasswd
+  Require valid-user
+</Directory>
+`, base, port, userLine)
+	return b.String()
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// waitListening polls addr until an HTTP request gets any answer, the process exits, or the
+// deadline passes.
+func waitListening(addr string, exited <-chan error, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	c := &http.Client{Timeout: time.Second}
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			_ = err
+			return false
+		default:
+		}
+		if resp, err := c.Get("http://" + addr + "/"); err == nil {
+			resp.Body.Close()
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
+}
+
+func stopApache(cmd *exec.Cmd, exited <-chan error) {
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
+	}
+}
