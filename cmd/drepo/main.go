@@ -79,6 +79,17 @@ type env struct {
 	notFound       string // a command name that does not exist
 }
 
+// configOptional loads the config file if one is found; without an explicit --config or
+// DREPO_CONFIG, having none is fine (nil, nil).
+func (e *env) configOptional() (*Config, error) {
+	if e.configFlag == "" && os.Getenv("DREPO_CONFIG") == "" {
+		if _, err := findConfig(""); err != nil {
+			return nil, nil
+		}
+	}
+	return e.config()
+}
+
 // config finds and loads the configuration file, logging its warnings.
 func (e *env) config() (*Config, error) {
 	p, err := findConfig(e.configFlag)
@@ -126,6 +137,8 @@ Exit codes: 0 success, 1 the job ran and found or caused a failure, 2 bad usage 
 			keygenCommand(e),
 			manifestCommand(e),
 			configCommand(e),
+			serveCommand(e),
+			htpasswdCommand(e),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return fmt.Errorf("%v: %w", err, errUsage)
