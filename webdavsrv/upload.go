@@ -82,7 +82,9 @@ func (u *upload) Read([]byte) (int, error) { return 0, fmt.Errorf("webdavsrv: re
 func (u *upload) Seek(int64, int) (int64, error) {
 	return 0, fmt.Errorf("webdavsrv: seek in an upload")
 }
-func (u *upload) Readdir(int) ([]os.FileInfo, error) { return nil, fmt.Errorf("webdavsrv: not a folder") }
+func (u *upload) Readdir(int) ([]os.FileInfo, error) {
+	return nil, fmt.Errorf("webdavsrv: not a folder")
+}
 
 func (u *upload) Stat() (os.FileInfo, error) {
 	fi, err := u.tmp.Stat()
