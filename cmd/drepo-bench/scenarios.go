@@ -4,6 +4,8 @@ package main
 func scenarios() []Scenario {
 	return []Scenario{
 		hashScenario(),
+		serveScenario(true),
+		serveScenario(false),
 	}
 }
 

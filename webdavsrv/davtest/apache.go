@@ -31,8 +31,7 @@ const ApacheModules = "/usr/lib/apache2/modules"
 
 // StartApache starts Debian's Apache 2.4 with mod_dav_fs on a free 127.0.0.1 port, htpasswd
 // basic auth (bcrypt) and LimitRequestBody 0 (since 2.4.54 the default caps bodies at 1 GiB),
-// and stops it when the test ends. Run as root, Apache serves as www-data, so the folders it
-// writes are handed to that user.
+// and stops it when the test ends.
 func StartApache(t testing.TB) *Server {
 	t.Helper()
 	bin := NeedTool(t, "apache2", "/usr/sbin/apache2")
@@ -41,64 +40,86 @@ func StartApache(t testing.TB) *Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(base) })
-	s := &Server{Root: filepath.Join(base, "dav"), User: "drepo", Password: "test-" + strconv.Itoa(os.Getpid()), Name: "apache"}
+	a, err := LaunchApache(bin, base, "drepo", "test-"+strconv.Itoa(os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Stop)
+	return &a.Server
+}
+
+// Apache is a running Apache process group.
+type Apache struct {
+	Server
+	Pgid int // process group of the parent and its workers (for RSS sampling)
+	stop func()
+}
+
+// Stop ends Apache (SIGTERM to its process group, SIGKILL after 10 s).
+func (a *Apache) Stop() { a.stop() }
+
+// LaunchApache starts Apache from binary bin with its ServerRoot in base (which must exist
+// and is left for the caller to remove). Run as root, Apache serves as www-data, so the
+// folders it writes are handed to that user. Used by tests and by drepo-bench.
+func LaunchApache(bin, base, userName, password string) (*Apache, error) {
+	s := Server{Root: filepath.Join(base, "dav"), User: userName, Password: password, Name: "apache"}
 	for _, d := range []string{s.Root, filepath.Join(base, "lock"), filepath.Join(base, "run")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 	}
 	hash, err := bcrypt.GenerateFromPassword([]byte(s.Password), bcrypt.MinCost)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(base, "htpasswd"), []byte(s.User+":"+string(hash)+"\n"), 0o644); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	userLine := ""
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("www-data")
 		if err != nil {
-			t.Fatalf("apache runs as www-data when started as root: %v", err)
+			return nil, fmt.Errorf("apache runs as www-data when started as root: %w", err)
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
 		for _, d := range []string{s.Root, filepath.Join(base, "lock")} {
 			if err := os.Chown(d, uid, gid); err != nil {
-				t.Fatal(err)
+				return nil, err
 			}
 		}
 		if err := os.Chmod(base, 0o755); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		userLine = "User www-data\nGroup www-data\n"
 	}
-
 	var lastErr string
 	for attempt := 0; attempt < 3; attempt++ {
-		port := freePort(t)
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
 		conf := filepath.Join(base, "httpd.conf")
 		if err := os.WriteFile(conf, []byte(apacheConf(base, port, userLine)), 0o644); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		cmd := exec.Command(bin, "-f", conf, "-DFOREGROUND")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		if err := cmd.Start(); err != nil {
-			t.Fatalf("start apache2: %v", err)
+			return nil, fmt.Errorf("start apache2: %w", err)
 		}
 		exited := make(chan error, 1)
 		go func() { exited <- cmd.Wait() }()
 		addr := "127.0.0.1:" + strconv.Itoa(port)
 		if waitListening(addr, exited, 15*time.Second) {
-			t.Cleanup(func() { stopApache(cmd, exited) })
 			s.URL = "http://" + addr + "/"
-			return s
+			return &Apache{Server: s, Pgid: cmd.Process.Pid, stop: func() { stopApache(cmd, exited) }}, nil
 		}
 		stopApache(cmd, exited)
 		b, _ := os.ReadFile(filepath.Join(base, "error.log"))
 		lastErr = string(b)
 	}
-	t.Fatalf("apache2 did not start; error.log:\n%s", lastErr)
-	return nil
+	return nil, fmt.Errorf("apache2 did not start; error.log:\n%s", lastErr)
 }
 
 func apacheConf(base string, port int, userLine string) string {
@@ -139,14 +160,13 @@ DocumentRoot %[1]s/dav
 	return b.String()
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
+func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // waitListening polls addr until an HTTP request gets any answer, the process exits, or the
