@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/net/webdav"
@@ -41,6 +42,7 @@ type Server struct {
 	auth   *htpasswd
 	digest digester
 	log    *slog.Logger
+	condMu sync.Mutex // serialises conditional PUTs
 }
 
 // HealthPath answers 200 without authentication, for load balancers; it is outside the
@@ -144,6 +146,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			limit = s.cfg.MaxUpload
 		}
+		if r.Header.Get("If-None-Match") != "" || r.Header.Get("If-Match") != "" {
+			// x/net/webdav ignores these on PUT; drepo's sync takes its lease with them.
+			// Conditional PUTs run one at a time so two writers cannot both pass the check.
+			s.condMu.Lock()
+			defer s.condMu.Unlock()
+			if !s.putPreconditions(r) {
+				http.Error(sw, "precondition failed", http.StatusPreconditionFailed)
+				return
+			}
+		}
 		rq.body = &bodyState{r: r.Body, limit: limit}
 		r.Body = rq.body
 		sw.rewrite = func(code int) int {
@@ -198,6 +210,39 @@ func (s *Server) moveNames(r *http.Request) (string, string) {
 		return "", ""
 	}
 	return src, dst
+}
+
+// putPreconditions evaluates If-None-Match and If-Match (RFC 9110 §13.1) for a PUT.
+func (s *Server) putPreconditions(r *http.Request) bool {
+	name, _ := rel(r.URL.Path)
+	fi, err := s.root.Stat(name)
+	exists := err == nil && !fi.IsDir()
+	if inm := r.Header.Get("If-None-Match"); inm != "" {
+		if strings.TrimSpace(inm) == "*" && exists {
+			return false
+		}
+		if exists && etagListHas(inm, etag(fi)) {
+			return false
+		}
+	}
+	if im := r.Header.Get("If-Match"); im != "" {
+		if !exists {
+			return false
+		}
+		if strings.TrimSpace(im) != "*" && !etagListHas(im, etag(fi)) {
+			return false
+		}
+	}
+	return true
+}
+
+func etagListHas(list, tag string) bool {
+	for _, t := range strings.Split(list, ",") {
+		if strings.TrimPrefix(strings.TrimSpace(t), "W/") == tag {
+			return true
+		}
+	}
+	return false
 }
 
 // serveGet answers GET and HEAD itself: http.ServeContent on the *os.File (so the kernel's

@@ -424,3 +424,18 @@ func TestBadTLSPairNamesTheFile(t *testing.T) {
 		}
 	}
 }
+
+func TestConditionalPut(t *testing.T) {
+	s := davtest.StartDrepo(t, davtest.DrepoOptions{})
+	c := newClient(t, s)
+	c.want(http.StatusCreated, "PUT", "lease", "mine", "If-None-Match", "*")
+	c.want(http.StatusPreconditionFailed, "PUT", "lease", "theirs", "If-None-Match", "*")
+	r, _ := c.do("HEAD", "lease", nil, true)
+	tag := r.Header.Get("ETag")
+	c.want(http.StatusPreconditionFailed, "PUT", "lease", "theirs", "If-Match", `"not-it"`)
+	c.want(http.StatusCreated, "PUT", "lease", "renewed", "If-Match", tag)
+	c.want(http.StatusPreconditionFailed, "PUT", "nothing-here", "x", "If-Match", "*")
+	if got := c.want(200, "GET", "lease", ""); got != "renewed" {
+		t.Fatalf("lease: %q", got)
+	}
+}

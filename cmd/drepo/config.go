@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/drepo-dev/drepo/mirror"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -29,16 +30,16 @@ type Config struct {
 // Repository is one WebDAV repository. Priority −1 (any negative) is staging: synced and
 // verified, never read by devices.
 type Repository struct {
-	Name         string `yaml:"name" json:"name"`
-	URL          string `yaml:"url" json:"url"`
-	Priority     int    `yaml:"priority" json:"priority"`
-	Username     string `yaml:"username,omitempty" json:"username,omitempty"`
-	Password     Secret `yaml:"password,omitempty" json:"password,omitzero"`
-	PasswordFile string `yaml:"password_file,omitempty" json:"password_file,omitempty"`
-	PasswordEnv  string `yaml:"password_env,omitempty" json:"password_env,omitempty"`
-	CACert       string `yaml:"ca_cert,omitempty" json:"ca_cert,omitempty"`
-	ClientCert   string `yaml:"client_cert,omitempty" json:"client_cert,omitempty"`
-	ClientKey    string `yaml:"client_key,omitempty" json:"client_key,omitempty"`
+	Name         string        `yaml:"name" json:"name"`
+	URL          string        `yaml:"url" json:"url"`
+	Priority     int           `yaml:"priority" json:"priority"`
+	Username     string        `yaml:"username,omitempty" json:"username,omitempty"`
+	Password     mirror.Secret `yaml:"password,omitempty" json:"password,omitzero"`
+	PasswordFile string        `yaml:"password_file,omitempty" json:"password_file,omitempty"`
+	PasswordEnv  string        `yaml:"password_env,omitempty" json:"password_env,omitempty"`
+	CACert       string        `yaml:"ca_cert,omitempty" json:"ca_cert,omitempty"`
+	ClientCert   string        `yaml:"client_cert,omitempty" json:"client_cert,omitempty"`
+	ClientKey    string        `yaml:"client_key,omitempty" json:"client_key,omitempty"`
 }
 
 // Peers configures the device's peer server and discovery (IGEL's ports by default).
@@ -172,7 +173,7 @@ func (c *Config) validate(d nodeDecoder) error {
 			return d.errf(at("url"), "must not carry credentials; use username and password_file")
 		}
 		n := 0
-		for _, s := range []bool{r.Password.v != "", r.PasswordFile != "", r.PasswordEnv != ""} {
+		for _, s := range []bool{!r.Password.IsZero(), r.PasswordFile != "", r.PasswordEnv != ""} {
 			if s {
 				n++
 			}
@@ -234,13 +235,13 @@ func (c *Config) resolve(dir string) error {
 			if err != nil {
 				return fmt.Errorf("repositories[%d].password_file: %w: %w", i, err, errConfig)
 			}
-			r.Password = Secret{strings.TrimRight(string(b), "\r\n")}
+			r.Password = mirror.NewSecret(strings.TrimRight(string(b), "\r\n"))
 		case r.PasswordEnv != "":
 			v, ok := os.LookupEnv(r.PasswordEnv)
 			if !ok {
 				return fmt.Errorf("repositories[%d].password_env: environment variable %s is not set: %w", i, r.PasswordEnv, errConfig)
 			}
-			r.Password = Secret{v}
+			r.Password = mirror.NewSecret(v)
 		}
 	}
 	return nil

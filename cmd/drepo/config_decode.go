@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/drepo-dev/drepo/mirror"
 	"reflect"
 	"strconv"
 	"strings"
@@ -41,7 +42,7 @@ func (d nodeDecoder) warnings(c *Config) []string {
 	return w
 }
 
-var secretType = reflect.TypeFor[Secret]()
+var secretType = reflect.TypeFor[mirror.Secret]()
 
 func (d *nodeDecoder) decode(n *yaml.Node, out any, path string) error {
 	if d.lines == nil {
@@ -69,7 +70,7 @@ func (d *nodeDecoder) value(n *yaml.Node, v reflect.Value, path string) error {
 		if n.Kind != yaml.ScalarNode {
 			return d.errAt(n.Line, name, "must be a string")
 		}
-		v.Set(reflect.ValueOf(Secret{n.Value}))
+		v.Set(reflect.ValueOf(mirror.NewSecret(n.Value)))
 		if n.Value != "" {
 			d.plain = append(d.plain, path)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"github.com/drepo-dev/drepo/mirror"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,7 +86,7 @@ func TestSecretsNeverShown(t *testing.T) {
 			t.Errorf("%v: no warning about the plain password: %s", args, errs)
 		}
 	}
-	s := Secret{secret}
+	s := mirror.NewSecret(secret)
 	for _, f := range []string{s.String(), s.GoString()} {
 		if strings.Contains(f, secret) {
 			t.Errorf("Secret printed itself")

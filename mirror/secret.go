@@ -1,6 +1,9 @@
-package main
+package mirror
 
 import "log/slog"
+
+// NewSecret wraps a password.
+func NewSecret(v string) Secret { return Secret{v} }
 
 // Secret holds a password. Every way of printing it (fmt, slog, JSON, YAML) shows "***", so
 // a secret cannot reach a log line, an error or `drepo config show` by accident.

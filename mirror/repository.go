@@ -1,0 +1,92 @@
+package mirror
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// Repository is one configured WebDAV repository.
+type Repository struct {
+	Name     string
+	URL      string
+	Priority int
+	Username string
+	Password Secret
+	CACert   string // PEM file of the CA to trust instead of the system's
+	// ClientCert and ClientKey: optional TLS client certificate.
+	ClientCert, ClientKey string
+}
+
+// Staging reports whether devices must never read this repository (priority < 0).
+func (r Repository) Staging() bool { return r.Priority < 0 }
+
+// Timeouts of the WebDAV client. There is no whole-request timeout: a 10 GB upload takes as
+// long as it takes; a transfer that makes no progress for StallTimeout is cut instead.
+const (
+	ConnectTimeout = 15 * time.Second
+	HeaderTimeout  = 2 * time.Minute // a server may fsync a large upload before answering
+	IdleConnTime   = 90 * time.Second
+	StallTimeout   = 60 * time.Second
+)
+
+// Transport builds the HTTP transport for r: TLS with r's CA and client certificate,
+// timeouts on connect, TLS handshake and response headers, enough idle connections for
+// parallel transfers.
+func (r Repository) Transport(conns int) (*http.Transport, error) {
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if r.CACert != "" {
+		pem, err := os.ReadFile(r.CACert)
+		if err != nil {
+			return nil, fmt.Errorf("mirror: repository %s: ca_cert: %w", r.Name, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("mirror: repository %s: ca_cert %s: no PEM certificate in it", r.Name, r.CACert)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	if r.ClientCert != "" {
+		pair, err := tls.LoadX509KeyPair(r.ClientCert, r.ClientKey)
+		if err != nil {
+			return nil, fmt.Errorf("mirror: repository %s: client certificate %s / %s: %w", r.Name, r.ClientCert, r.ClientKey, err)
+		}
+		tlsCfg.Certificates = []tls.Certificate{pair}
+	}
+	d := &net.Dialer{Timeout: ConnectTimeout, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           d.DialContext,
+		TLSClientConfig:       tlsCfg,
+		TLSHandshakeTimeout:   ConnectTimeout,
+		ResponseHeaderTimeout: HeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+		IdleConnTimeout:       IdleConnTime,
+		MaxIdleConnsPerHost:   conns + 2,
+		ForceAttemptHTTP2:     false, // WebDAV servers speak HTTP/1.1; h2 gains nothing for large bodies
+		WriteBufferSize:       256 << 10,
+		ReadBufferSize:        256 << 10,
+	}, nil
+}
+
+// Open connects r as a WebDAV Remote with room for conns parallel transfers.
+func Open(r Repository, conns int) (*WebDAV, error) {
+	u, err := url.Parse(r.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("mirror: repository %s: url %q is not an http(s) URL", r.Name, r.URL)
+	}
+	if !strings.HasSuffix(u.Path, "/") {
+		u.Path += "/"
+	}
+	t, err := r.Transport(conns)
+	if err != nil {
+		return nil, err
+	}
+	return &WebDAV{base: u, user: r.Username, pass: r.Password, client: &http.Client{Transport: t}}, nil
+}

@@ -1,0 +1,142 @@
+package mirror
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/drepo-dev/drepo/manifests"
+	"github.com/drepo-dev/drepo/webdavsrv/davtest"
+)
+
+// servers starts every kind of WebDAV server the suite runs against: the embedded one and
+// Apache mod_dav (restic's habit: one suite, every backend).
+func servers(t *testing.T) []*davtest.Server {
+	return []*davtest.Server{davtest.StartDrepo(t, davtest.DrepoOptions{}), davtest.StartApache(t)}
+}
+
+func remoteFor(t *testing.T, s *davtest.Server) *WebDAV {
+	t.Helper()
+	w, err := Open(Repository{Name: s.Name, URL: s.URL, Username: s.User, Password: NewSecret(s.Password)}, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func randBytes(n int, seed byte) []byte {
+	b := make([]byte, n)
+	_, _ = rand.NewChaCha8([32]byte{seed}).Read(b)
+	return b
+}
+
+func TestRemoteSuite(t *testing.T) {
+	for _, s := range servers(t) {
+		t.Run(s.Name, func(t *testing.T) {
+			ctx := context.Background()
+			w := remoteFor(t, s)
+			data := randBytes(3<<20+11, 1)
+			if err := w.Put(ctx, "a/b/c/blob", bytes.NewReader(data), int64(len(data))); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Put(ctx, "a/empty", bytes.NewReader(nil), 0); err != nil {
+				t.Fatal(err)
+			}
+			fi, err := w.Stat(ctx, "a/b/c/blob")
+			if err != nil || fi.Size != int64(len(data)) || fi.IsDir {
+				t.Fatalf("Stat: %+v %v", fi, err)
+			}
+			if _, err := w.Stat(ctx, "a/missing"); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("Stat missing: %v", err)
+			}
+			rc, err := w.Open(ctx, "a/b/c/blob", 1000, 5000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(rc)
+			rc.Close()
+			if !bytes.Equal(got, data[1000:6000]) {
+				t.Fatalf("Open range: %d bytes", len(got))
+			}
+			rc, err = w.Open(ctx, "a/b/c/blob", 3<<20, -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ = io.ReadAll(rc)
+			rc.Close()
+			if !bytes.Equal(got, data[3<<20:]) {
+				t.Fatalf("Open to end: %d bytes", len(got))
+			}
+			if _, err := w.Open(ctx, "a/nope", 0, -1); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("Open missing: %v", err)
+			}
+			ents, err := w.List(ctx, "a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, e := range ents {
+				names = append(names, e.Name)
+			}
+			slices.Sort(names)
+			if strings.Join(names, ",") != "a/b,a/empty" {
+				t.Fatalf("List: %v", names)
+			}
+			var walked []string
+			if err := WalkAll(ctx, w, "a", func(fi FileInfo) error { walked = append(walked, fi.Name); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(walked)
+			if strings.Join(walked, ",") != "a/b/c/blob,a/empty" {
+				t.Fatalf("Walk: %v", walked)
+			}
+			if err := w.Move(ctx, "a/empty", "z/moved"); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Put(ctx, "z/target", strings.NewReader("old"), 3); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Move(ctx, "a/b/c/blob", "z/target"); err != nil {
+				t.Fatalf("Move over an existing file: %v", err)
+			}
+			if fi, err := w.Stat(ctx, "z/target"); err != nil || fi.Size != int64(len(data)) {
+				t.Fatalf("after Move: %+v %v", fi, err)
+			}
+			sum, size, ok, err := w.Digest(ctx, "z/target")
+			if err != nil || size != int64(len(data)) {
+				t.Fatalf("Digest: %v size %d", err, size)
+			}
+			if s.Name == "drepo" && (!ok || sum != manifests.Hash(sha256.Sum256(data))) {
+				t.Fatalf("drepo serve gave no or a wrong Repr-Digest")
+			}
+			if s.Name == "apache" && ok {
+				t.Fatalf("Apache sent a Repr-Digest?")
+			}
+			if err := w.Remove(ctx, "z"); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Remove(ctx, "z"); err != nil {
+				t.Fatalf("Remove of a missing name: %v", err)
+			}
+			if _, err := w.Stat(ctx, "z/target"); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("after Remove: %v", err)
+			}
+			if err := w.PutIf(ctx, "lease", []byte("one"), ""); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.PutIf(ctx, "lease", []byte("two"), ""); !errors.Is(err, ErrPrecondition) {
+				t.Fatalf("PutIf over an existing file: %v", err)
+			}
+			bad := &WebDAV{base: w.base, user: s.User, pass: NewSecret("wrong"), client: w.client}
+			if _, err := bad.Stat(ctx, "lease"); !errors.Is(err, ErrUnauthorized) {
+				t.Fatalf("wrong password: %v", err)
+			}
+		})
+	}
+}

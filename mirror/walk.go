@@ -1,0 +1,150 @@
+package mirror
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+const propfindAll = `<?xml version="1.0" encoding="utf-8"?>
+<D:propfind xmlns:D="DAV:"><D:prop><D:resourcetype/><D:getcontentlength/><D:getlastmodified/><D:getetag/></D:prop></D:propfind>`
+
+// Walk implements Walker with one PROPFIND Depth: infinity, decoding the answer as it
+// streams in, one <response> at a time, so a listing of any size takes constant memory.
+func (w *WebDAV) Walk(ctx context.Context, dir string, fn func(FileInfo) error) error {
+	gctx, g := newStallGuard(ctx, StallTimeout)
+	defer g.stop()
+	d := strings.Trim(dir, "/") + "/"
+	if d == "/" {
+		d = ""
+	}
+	resp, err := w.request(gctx, "PROPFIND", d, strings.NewReader(propfindAll), int64(len(propfindAll)),
+		http.Header{"Depth": {"infinity"}, "Content-Type": {"application/xml; charset=utf-8"}})
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusMultiStatus:
+	case http.StatusNotFound:
+		return statusErr("PROPFIND", dir, resp)
+	case http.StatusForbidden, http.StatusBadRequest, http.StatusNotImplemented, http.StatusMethodNotAllowed:
+		return ErrWalkUnsupported
+	default:
+		return statusErr("PROPFIND", dir, resp)
+	}
+	dec := xml.NewDecoder(g.reader(resp.Body))
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("mirror: PROPFIND %s: %w", dir, err)
+		}
+		se, ok := tok.(xml.StartElement)
+		if !ok || se.Name.Space != "DAV:" || se.Name.Local != "response" {
+			continue
+		}
+		var r davResponse
+		if err := dec.DecodeElement(&r, &se); err != nil {
+			return fmt.Errorf("mirror: PROPFIND %s: %w", dir, err)
+		}
+		fi, ok := w.responseInfo(r)
+		if !ok || fi.IsDir {
+			continue
+		}
+		if err := fn(fi); err != nil {
+			return err
+		}
+	}
+}
+
+type davResponse struct {
+	Href     string `xml:"DAV: href"`
+	Propstat []struct {
+		Status string `xml:"DAV: status"`
+		Prop   struct {
+			Type struct {
+				Collection *struct{} `xml:"DAV: collection"`
+			} `xml:"DAV: resourcetype"`
+			Length   string `xml:"DAV: getcontentlength"`
+			Modified string `xml:"DAV: getlastmodified"`
+			ETag     string `xml:"DAV: getetag"`
+		} `xml:"DAV: prop"`
+	} `xml:"DAV: propstat"`
+}
+
+// responseInfo turns one response into a FileInfo relative to the repository root.
+func (w *WebDAV) responseInfo(r davResponse) (FileInfo, bool) {
+	if len(r.Href) > 4096 {
+		return FileInfo{}, false
+	}
+	u, err := url.Parse(strings.TrimSpace(r.Href))
+	if err != nil {
+		return FileInfo{}, false
+	}
+	rel, ok := strings.CutPrefix(u.Path, w.base.Path)
+	if !ok {
+		return FileInfo{}, false
+	}
+	fi := FileInfo{Name: strings.Trim(rel, "/")}
+	for _, ps := range r.Propstat {
+		if !strings.Contains(ps.Status, " 200") {
+			continue
+		}
+		if ps.Prop.Type.Collection != nil {
+			fi.IsDir = true
+		}
+		if n, err := strconv.ParseInt(strings.TrimSpace(ps.Prop.Length), 10, 64); err == nil {
+			fi.Size = n
+		}
+		if t, err := http.ParseTime(ps.Prop.Modified); err == nil {
+			fi.ModTime = t
+		}
+		if ps.Prop.ETag != "" {
+			fi.ETag = ps.Prop.ETag
+		}
+	}
+	return fi, fi.Name != ""
+}
+
+// WalkAll calls fn for every file under dir: one recursive listing where the server allows
+// it, else a listing per folder. A missing dir is an empty walk.
+func WalkAll(ctx context.Context, r Remote, dir string, fn func(FileInfo) error) error {
+	if w, ok := r.(Walker); ok {
+		err := w.Walk(ctx, dir, fn)
+		if !errors.Is(err, ErrWalkUnsupported) {
+			if errors.Is(err, ErrNotFound) {
+				return nil
+			}
+			return err
+		}
+	}
+	ents, err := r.List(ctx, dir)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if e.IsDir {
+			if err := WalkAll(ctx, r, e.Name, fn); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+

@@ -1,0 +1,334 @@
+package mirror
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/drepo-dev/drepo/manifests"
+	"github.com/studio-b12/gowebdav"
+)
+
+// WebDAV is a Remote on any WebDAV server (Apache mod_dav, nginx, drepo serve). Listing,
+// stat, range reads, removal, folder creation and MOVE go through gowebdav. PUT is one plain
+// request with Content-Length and credentials sent up front: gowebdav's default auto-auth
+// first sends a request without credentials and, to resend a body it cannot seek, copies it
+// into memory (GBs for a large blob), and its WriteStream issues a MKCOL before every PUT.
+type WebDAV struct {
+	base   *url.URL
+	user   string
+	pass   Secret
+	client *http.Client
+	dirs   sync.Map // folders known to exist
+}
+
+var (
+	_ Remote            = (*WebDAV)(nil)
+	_ Mover             = (*WebDAV)(nil)
+	_ Digester          = (*WebDAV)(nil)
+	_ Walker            = (*WebDAV)(nil)
+	_ ConditionalPutter = (*WebDAV)(nil)
+)
+
+// URL returns the absolute URL of name.
+func (w *WebDAV) URL(name string) string {
+	u := *w.base
+	u.Path = path.Join(w.base.Path, name)
+	if strings.HasSuffix(name, "/") || name == "" {
+		u.Path += "/"
+	}
+	return u.String()
+}
+
+// dav returns a gowebdav client bound to ctx (gowebdav's calls take no context, so each
+// call gets a light client whose interceptor puts ctx on its requests).
+func (w *WebDAV) dav(ctx context.Context) *gowebdav.Client {
+	c := gowebdav.NewAuthClient(w.base.String(), gowebdav.NewPreemptiveAuth(&basicAuth{w.user, w.pass}))
+	c.SetTransport(w.client.Transport)
+	c.SetInterceptor(func(_ string, rq *http.Request) { *rq = *rq.WithContext(ctx) })
+	return c
+}
+
+// request sends one plain request with credentials.
+func (w *WebDAV) request(ctx context.Context, method, name string, body io.Reader, size int64, hdr http.Header) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, w.URL(name), body)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	if body != nil {
+		req.ContentLength = size
+		if size == 0 {
+			req.Body = http.NoBody
+		}
+	}
+	if w.user != "" {
+		req.SetBasicAuth(w.user, w.pass.Reveal())
+	}
+	resp, err := w.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("mirror: %s %s: %w", method, name, err)
+	}
+	return resp, nil
+}
+
+// statusErr turns an unexpected status into an error carrying it (see retryable).
+func statusErr(method, name string, resp *http.Response) error {
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	e := &StatusError{Method: method, Name: name, Code: resp.StatusCode, Body: strings.TrimSpace(string(msg))}
+	if ra := resp.Header.Get("Retry-After"); ra != "" {
+		e.RetryAfter, _ = strconv.Atoi(ra)
+	}
+	return e
+}
+
+// StatusError is an HTTP status a request did not expect.
+type StatusError struct {
+	Method, Name string
+	Code         int
+	Body         string
+	RetryAfter   int // seconds, from Retry-After
+}
+
+func (e *StatusError) Error() string {
+	s := fmt.Sprintf("mirror: %s %s: %d %s", e.Method, e.Name, e.Code, http.StatusText(e.Code))
+	if e.Body != "" && len(e.Body) < 200 && !strings.Contains(e.Body, "<") {
+		s += ": " + e.Body
+	}
+	return s
+}
+
+func (e *StatusError) Is(target error) bool {
+	switch target {
+	case ErrNotFound:
+		return e.Code == http.StatusNotFound
+	case ErrPrecondition:
+		return e.Code == http.StatusPreconditionFailed
+	case ErrUnauthorized:
+		return e.Code == http.StatusUnauthorized || e.Code == http.StatusForbidden
+	}
+	return false
+}
+
+// mapErr turns gowebdav's errors into ours.
+func mapErr(op, name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var pe *os.PathError
+	var se gowebdav.StatusError
+	if errors.As(err, &pe) && errors.As(pe.Err, &se) {
+		return &StatusError{Method: op, Name: name, Code: se.Status}
+	}
+	if errors.As(err, &se) {
+		return &StatusError{Method: op, Name: name, Code: se.Status}
+	}
+	return fmt.Errorf("mirror: %s %s: %w", op, name, err)
+}
+
+// Put implements Remote.
+func (w *WebDAV) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	if err := w.ensureDir(ctx, path.Dir(name)); err != nil {
+		return err
+	}
+	gctx, g := newStallGuard(ctx, StallTimeout)
+	defer g.stop()
+	resp, err := w.request(gctx, "PUT", name, g.reader(r), size, nil)
+	if err != nil {
+		if c := context.Cause(gctx); errors.Is(c, ErrStalled) {
+			return fmt.Errorf("mirror: PUT %s: %w", name, ErrStalled)
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK, http.StatusCreated, http.StatusNoContent:
+		return nil
+	case http.StatusConflict: // the folder went away since we made it
+		w.dirs.Delete(path.Dir(name))
+	}
+	return statusErr("PUT", name, resp)
+}
+
+// ensureDir creates dir and its parents once per process.
+func (w *WebDAV) ensureDir(ctx context.Context, dir string) error {
+	if dir == "." || dir == "" || dir == "/" {
+		return nil
+	}
+	if _, ok := w.dirs.Load(dir); ok {
+		return nil
+	}
+	if err := mapErr("MKCOL", dir, w.dav(ctx).MkdirAll(dir, 0o755)); err != nil {
+		return err
+	}
+	for d := dir; d != "." && d != "/"; d = path.Dir(d) {
+		w.dirs.Store(d, true)
+	}
+	return nil
+}
+
+// Open implements Remote.
+func (w *WebDAV) Open(ctx context.Context, name string, offset, length int64) (io.ReadCloser, error) {
+	gctx, g := newStallGuard(ctx, StallTimeout)
+	var rc io.ReadCloser
+	var err error
+	if offset == 0 && length < 0 {
+		rc, err = w.dav(gctx).ReadStream(name)
+	} else {
+		if length < 0 {
+			length = 0 // gowebdav: 0 means to the end
+		}
+		rc, err = w.dav(gctx).ReadStreamRange(name, offset, length)
+	}
+	if err != nil {
+		g.stop()
+		return nil, mapErr("GET", name, err)
+	}
+	return &guardedBody{Reader: g.reader(rc), body: rc, g: g}, nil
+}
+
+// Stat implements Remote.
+func (w *WebDAV) Stat(ctx context.Context, name string) (FileInfo, error) {
+	fi, err := w.dav(ctx).Stat(name)
+	if err != nil {
+		return FileInfo{}, mapErr("PROPFIND", name, err)
+	}
+	return toInfo(name, fi), nil
+}
+
+func toInfo(name string, fi os.FileInfo) FileInfo {
+	info := FileInfo{Name: strings.Trim(name, "/"), Size: fi.Size(), IsDir: fi.IsDir(), ModTime: fi.ModTime()}
+	if f, ok := fi.(gowebdav.File); ok {
+		info.ETag = f.ETag()
+	}
+	return info
+}
+
+// List implements Remote.
+func (w *WebDAV) List(ctx context.Context, dir string) ([]FileInfo, error) {
+	fis, err := w.dav(ctx).ReadDir(dir)
+	if err != nil {
+		return nil, mapErr("PROPFIND", dir, err)
+	}
+	out := make([]FileInfo, 0, len(fis))
+	for _, fi := range fis {
+		out = append(out, toInfo(path.Join(dir, fi.Name()), fi))
+	}
+	return out, nil
+}
+
+// Remove implements Remote.
+func (w *WebDAV) Remove(ctx context.Context, name string) error {
+	err := mapErr("DELETE", name, w.dav(ctx).RemoveAll(name))
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// Move implements Mover: MOVE with Overwrite: T.
+func (w *WebDAV) Move(ctx context.Context, from, to string) error {
+	if err := w.ensureDir(ctx, path.Dir(to)); err != nil {
+		return err
+	}
+	return mapErr("MOVE", from, w.dav(ctx).Rename(from, to, true))
+}
+
+// Digest implements Digester: HEAD with Want-Repr-Digest: sha-256.
+func (w *WebDAV) Digest(ctx context.Context, name string) (manifests.Hash, int64, bool, error) {
+	resp, err := w.request(ctx, "HEAD", name, nil, 0, http.Header{"Want-Repr-Digest": {"sha-256=10"}})
+	if err != nil {
+		return manifests.Hash{}, 0, false, err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return manifests.Hash{}, 0, false, statusErr("HEAD", name, resp)
+	}
+	sum, ok := parseReprDigest(resp.Header.Get("Repr-Digest"))
+	return sum, resp.ContentLength, ok, nil
+}
+
+// parseReprDigest reads the sha-256 member of a Repr-Digest header (RFC 9530: a structured
+// dictionary whose values are byte sequences, ":base64:").
+func parseReprDigest(h string) (manifests.Hash, bool) {
+	if len(h) > 4096 {
+		return manifests.Hash{}, false
+	}
+	for _, item := range strings.Split(h, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(item), "=")
+		if !ok || strings.TrimSpace(k) != "sha-256" {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		if len(v) < 2 || v[0] != ':' || v[len(v)-1] != ':' {
+			return manifests.Hash{}, false
+		}
+		b, err := base64.StdEncoding.DecodeString(v[1 : len(v)-1])
+		if err != nil || len(b) != len(manifests.Hash{}) {
+			return manifests.Hash{}, false
+		}
+		var sum manifests.Hash
+		copy(sum[:], b)
+		return sum, true
+	}
+	return manifests.Hash{}, false
+}
+
+// PutIf implements ConditionalPutter with If-Match / If-None-Match: *.
+func (w *WebDAV) PutIf(ctx context.Context, name string, data []byte, ifMatch string) error {
+	if err := w.ensureDir(ctx, path.Dir(name)); err != nil {
+		return err
+	}
+	h := http.Header{}
+	if ifMatch == "" {
+		h.Set("If-None-Match", "*")
+	} else {
+		h.Set("If-Match", ifMatch)
+	}
+	resp, err := w.request(ctx, "PUT", name, strings.NewReader(string(data)), int64(len(data)), h)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK, http.StatusCreated, http.StatusNoContent:
+		return nil
+	}
+	return statusErr("PUT", name, resp)
+}
+
+// basicAuth sends credentials with every request (gowebdav.Authenticator). String never
+// shows the password.
+type basicAuth struct {
+	user string
+	pass Secret
+}
+
+func (b *basicAuth) Authorize(_ *http.Client, rq *http.Request, _ string) error {
+	if b.user != "" {
+		rq.SetBasicAuth(b.user, b.pass.Reveal())
+	}
+	return nil
+}
+
+func (b *basicAuth) Verify(_ *http.Client, rs *http.Response, p string) (bool, error) {
+	if rs.StatusCode == http.StatusUnauthorized {
+		return false, fmt.Errorf("mirror: %s: 401: %w", p, ErrUnauthorized)
+	}
+	return false, nil
+}
+
+func (b *basicAuth) Close() error                  { return nil }
+func (b *basicAuth) Clone() gowebdav.Authenticator { return b }
+func (b *basicAuth) String() string                { return "basic " + b.user }
