@@ -147,4 +147,3 @@ func WalkAll(ctx context.Context, r Remote, dir string, fn func(FileInfo) error)
 	}
 	return nil
 }
-

@@ -24,11 +24,12 @@ import (
 // first sends a request without credentials and, to resend a body it cannot seek, copies it
 // into memory (GBs for a large blob), and its WriteStream issues a MKCOL before every PUT.
 type WebDAV struct {
-	base   *url.URL
-	user   string
-	pass   Secret
-	client *http.Client
-	dirs   sync.Map // folders known to exist
+	base    *url.URL
+	user    string
+	pass    Secret
+	client  *http.Client
+	dirs    sync.Map   // folders known to exist
+	mkdirMu sync.Mutex // one folder creation at a time
 }
 
 var (
@@ -161,7 +162,8 @@ func (w *WebDAV) Put(ctx context.Context, name string, r io.Reader, size int64) 
 	return statusErr("PUT", name, resp)
 }
 
-// ensureDir creates dir and its parents once per process.
+// ensureDir creates dir and its parents once per process. Creation is serialised: parallel
+// uploads would race to MKCOL the same parents, and Apache answers the loser 403.
 func (w *WebDAV) ensureDir(ctx context.Context, dir string) error {
 	if dir == "." || dir == "" || dir == "/" {
 		return nil
@@ -169,8 +171,15 @@ func (w *WebDAV) ensureDir(ctx context.Context, dir string) error {
 	if _, ok := w.dirs.Load(dir); ok {
 		return nil
 	}
+	w.mkdirMu.Lock()
+	defer w.mkdirMu.Unlock()
+	if _, ok := w.dirs.Load(dir); ok {
+		return nil
+	}
 	if err := mapErr("MKCOL", dir, w.dav(ctx).MkdirAll(dir, 0o755)); err != nil {
-		return err
+		if fi, serr := w.Stat(ctx, dir); serr != nil || !fi.IsDir {
+			return err
+		}
 	}
 	for d := dir; d != "." && d != "/"; d = path.Dir(d) {
 		w.dirs.Store(d, true)

@@ -1,0 +1,114 @@
+package mirror
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"github.com/drepo-dev/drepo/manifests"
+)
+
+// HashCache remembers the hashes of source files, keyed by path, size, mtime and inode,
+// so a sync reads only files that changed since the last one. It is a plain JSON file
+// written atomically; losing it only costs a rehash.
+type HashCache struct {
+	path    string
+	mu      sync.Mutex
+	entries map[string]cacheEntry
+	dirty   bool
+}
+
+type cacheEntry struct {
+	Size      int64            `json:"size"`
+	MtimeNs   int64            `json:"mtime_ns"`
+	Inode     uint64           `json:"inode"`
+	ChunkSize int64            `json:"chunk_size"`
+	SHA256    manifests.Hash   `json:"sha256"`
+	Chunks    []manifests.Hash `json:"chunks,omitempty"` // omitted when one chunk equals the file
+}
+
+// LoadHashCache reads the cache at path; a missing or unreadable file gives an empty cache.
+func LoadHashCache(path string) *HashCache {
+	c := &HashCache{path: path, entries: map[string]cacheEntry{}}
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if json.Unmarshal(b, &c.entries) != nil {
+			c.entries = map[string]cacheEntry{}
+		}
+	}
+	return c
+}
+
+func inode(fi fs.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
+}
+
+// Hash is a manifests.BuildOptions.Hash: cached sums if the file is unchanged, else a fresh
+// read (counted by onRead).
+func (c *HashCache) Hash(onRead func(int)) func(ctx context.Context, path string, fi fs.FileInfo, chunkSize int64) (manifests.Sums, error) {
+	return func(ctx context.Context, path string, fi fs.FileInfo, chunkSize int64) (manifests.Sums, error) {
+		key, _ := filepath.Abs(path)
+		c.mu.Lock()
+		e, ok := c.entries[key]
+		c.mu.Unlock()
+		if ok && e.Size == fi.Size() && e.MtimeNs == fi.ModTime().UnixNano() && e.Inode == inode(fi) && e.ChunkSize == chunkSize {
+			chunks := e.Chunks
+			if chunks == nil && e.Size > 0 {
+				chunks = []manifests.Hash{e.SHA256}
+			}
+			if chunks == nil {
+				chunks = []manifests.Hash{}
+			}
+			return manifests.Sums{Size: e.Size, SHA256: e.SHA256, Chunks: chunks}, nil
+		}
+		s, err := manifests.HashFile(ctx, path, chunkSize, onRead)
+		if err != nil {
+			return s, err
+		}
+		e = cacheEntry{Size: s.Size, MtimeNs: fi.ModTime().UnixNano(), Inode: inode(fi), ChunkSize: chunkSize, SHA256: s.SHA256}
+		if len(s.Chunks) > 1 || (len(s.Chunks) == 1 && s.Chunks[0] != s.SHA256) {
+			e.Chunks = s.Chunks
+		}
+		c.mu.Lock()
+		c.entries[key] = e
+		c.dirty = true
+		c.mu.Unlock()
+		return s, nil
+	}
+}
+
+// Save writes the cache if it changed, dropping entries for files that no longer exist.
+func (c *HashCache) Save() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for p := range c.entries {
+		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+			delete(c.entries, p)
+			c.dirty = true
+		}
+	}
+	if !c.dirty {
+		return nil
+	}
+	b, err := json.Marshal(c.entries)
+	if err != nil {
+		return fmt.Errorf("mirror: hash cache: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(c.path), 0o755); err != nil {
+		return fmt.Errorf("mirror: hash cache: %w", err)
+	}
+	if err := manifests.WriteFileAtomic(c.path, b, 0o644); err != nil {
+		return err
+	}
+	c.dirty = false
+	return nil
+}

@@ -1,0 +1,139 @@
+package mirror
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/drepo-dev/drepo/manifests"
+)
+
+// ErrLeaseHeld: another sync holds the repository's lease.
+var ErrLeaseHeld = errors.New("repository lease held by another sync")
+
+// leaseDoc is the content of lease.json.
+type leaseDoc struct {
+	ID      string    `json:"id"`
+	Holder  string    `json:"holder"`
+	Created time.Time `json:"created"`
+	Renewed time.Time `json:"renewed"`
+}
+
+// lease is a held repository lease; renew it while working and release it at the end.
+type lease struct {
+	remote Remote
+	doc    leaseDoc
+	log    *slog.Logger
+}
+
+// acquireLease takes lease.json with a conditional PUT (If-None-Match: *). A lease not
+// renewed for stale is taken over (If-Match its ETag) with a warning; a live one makes this
+// repository fail with ErrLeaseHeld, naming the holder. The lease is read back, so a server
+// that ignores conditional PUTs still cannot give it to two syncs.
+func acquireLease(ctx context.Context, r Remote, stale time.Duration, log *slog.Logger) (*lease, error) {
+	cp, ok := r.(ConditionalPutter)
+	if !ok {
+		return nil, errors.New("mirror: the repository cannot take a lease (no conditional PUT)")
+	}
+	host, _ := os.Hostname()
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	now := time.Now().UTC()
+	l := &lease{remote: r, log: log, doc: leaseDoc{ID: hex.EncodeToString(id[:]), Holder: fmt.Sprintf("%s pid %d", host, os.Getpid()), Created: now, Renewed: now}}
+	b, _ := json.Marshal(l.doc)
+	err := cp.PutIf(ctx, LeaseName, b, "")
+	if errors.Is(err, ErrPrecondition) {
+		cur, etag, rerr := readLease(ctx, r)
+		if rerr != nil {
+			return nil, rerr
+		}
+		age := time.Since(cur.Renewed)
+		if age < stale {
+			return nil, fmt.Errorf("mirror: %w: %s, renewed %s ago (taken over after %s)", ErrLeaseHeld, cur.Holder, age.Round(time.Second), stale)
+		}
+		log.Warn("taking over a stale lease", "holder", cur.Holder, "renewed_ago", age.Round(time.Second))
+		err = cp.PutIf(ctx, LeaseName, b, etag)
+		if errors.Is(err, ErrPrecondition) {
+			return nil, fmt.Errorf("mirror: %w: another sync took the stale lease first", ErrLeaseHeld)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	cur, _, err := readLease(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if cur.ID != l.doc.ID {
+		return nil, fmt.Errorf("mirror: %w: %s", ErrLeaseHeld, cur.Holder)
+	}
+	return l, nil
+}
+
+func readLease(ctx context.Context, r Remote) (leaseDoc, string, error) {
+	fi, err := r.Stat(ctx, LeaseName)
+	if err != nil {
+		return leaseDoc{}, "", err
+	}
+	rc, err := r.Open(ctx, LeaseName, 0, -1)
+	if err != nil {
+		return leaseDoc{}, "", err
+	}
+	defer rc.Close()
+	b, err := manifests.ReadLimited(rc, 4096)
+	if err != nil {
+		return leaseDoc{}, "", err
+	}
+	var d leaseDoc
+	if err := json.Unmarshal(b, &d); err != nil {
+		// unreadable: treat as stale so a broken file cannot block syncs forever
+		return leaseDoc{Holder: "unreadable lease.json"}, fi.ETag, nil
+	}
+	return d, fi.ETag, nil
+}
+
+// renew refreshes the lease's time while this sync still holds it.
+func (l *lease) renew(ctx context.Context) error {
+	cur, etag, err := readLease(ctx, l.remote)
+	if err != nil {
+		return err
+	}
+	if cur.ID != l.doc.ID {
+		return fmt.Errorf("mirror: %w: lost the lease to %s", ErrLeaseHeld, cur.Holder)
+	}
+	l.doc.Renewed = time.Now().UTC()
+	b, _ := json.Marshal(l.doc)
+	return l.remote.(ConditionalPutter).PutIf(ctx, LeaseName, b, etag)
+}
+
+// release removes the lease if this sync still holds it.
+func (l *lease) release(ctx context.Context) {
+	cur, _, err := readLease(ctx, l.remote)
+	if err == nil && cur.ID == l.doc.ID {
+		if err := l.remote.Remove(ctx, LeaseName); err != nil {
+			l.log.Warn("could not remove the lease", "err", err)
+		}
+	}
+}
+
+// keepRenewed renews the lease every interval until ctx ends.
+func (l *lease) keepRenewed(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := l.renew(ctx); err != nil && ctx.Err() == nil {
+				l.log.Warn("lease renewal failed", "err", err)
+			}
+		}
+	}
+}

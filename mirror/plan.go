@@ -1,0 +1,85 @@
+package mirror
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/drepo-dev/drepo/manifests"
+)
+
+// blobSource is where a blob's bytes come from: a source file, or a document in memory
+// (manifests).
+type blobSource struct {
+	size int64
+	path string
+	data []byte
+}
+
+// blobPlan is every blob the new index references, largest first (so parallel uploads
+// finish together).
+type blobPlan struct {
+	blobs map[manifests.Hash]blobSource
+	order []manifests.Hash
+	cache *HashCache
+}
+
+func newBlobPlan(versions []*Version, cache *HashCache) *blobPlan {
+	p := &blobPlan{blobs: map[manifests.Hash]blobSource{}, cache: cache}
+	add := func(h manifests.Hash, s blobSource) {
+		if _, ok := p.blobs[h]; !ok {
+			p.blobs[h] = s
+			p.order = append(p.order, h)
+		}
+	}
+	for _, v := range versions {
+		add(v.Hash, blobSource{size: int64(len(v.Doc)), data: v.Doc})
+		for _, f := range v.Manifest.Files {
+			add(f.SHA256, blobSource{size: f.Size, path: filepath.Join(v.Dir, filepath.FromSlash(f.Path))})
+		}
+	}
+	slices.SortStableFunc(p.order, func(a, b manifests.Hash) int {
+		sa, sb := p.blobs[a].size, p.blobs[b].size
+		switch {
+		case sa > sb:
+			return -1
+		case sa < sb:
+			return 1
+		}
+		return 0
+	})
+	return p
+}
+
+// errSourceChanged: a source file changed after it was hashed; uploading it would publish
+// bytes that do not match their name. Not retried: the next sync hashes it again.
+var errSourceChanged = errors.New("source file changed since it was hashed; run sync again")
+
+// checkSource verifies that the file at path is still the one that was hashed (size, mtime
+// and inode as the hash cache recorded them).
+func (p *blobPlan) checkSource(path string, size int64) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("mirror: %s: %w", path, err)
+	}
+	abs, _ := filepath.Abs(path)
+	p.cache.mu.Lock()
+	e, ok := p.cache.entries[abs]
+	p.cache.mu.Unlock()
+	if !ok || fi.Size() != size || e.Size != size || e.MtimeNs != fi.ModTime().UnixNano() || e.Inode != inode(fi) {
+		return fmt.Errorf("mirror: %s: %w", path, errSourceChanged)
+	}
+	return nil
+}
+
+// parseBlobName returns the hash of a file under blobs/sha256/, if its path is
+// blobs/sha256/<h[0:2]>/<h>.
+func parseBlobName(name string) (manifests.Hash, bool) {
+	h, err := manifests.ParseHash(filepath.Base(name))
+	if err != nil || manifests.BlobPath(h) != name {
+		return manifests.Hash{}, false
+	}
+	return h, true
+}

@@ -1,0 +1,308 @@
+package mirror
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/drepo-dev/drepo/manifests"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
+)
+
+// pusher brings one repository to the signed index doc.
+type pusher struct {
+	opt     SyncOptions
+	repo    Repository
+	remote  Remote
+	plan    *blobPlan
+	doc     []byte
+	sig     []byte
+	limiter *rate.Limiter
+	res     *RepoResult
+
+	noDigest   atomic.Bool // the server answered a digest request without one
+	mu         sync.Mutex
+	unverified map[manifests.Hash]int64 // uploaded blobs whose arrival still needs a size check
+}
+
+func (p *pusher) run(ctx context.Context, currentDoc []byte) error {
+	log := p.opt.Log.With("repository", p.repo.Name)
+	if bytes.Equal(currentDoc, p.doc) && !p.opt.Full {
+		sig, err := readDoc(ctx, p.remote, SigName, manifests.MaxSignatureSize, p.opt)
+		if err != nil {
+			return err
+		}
+		if bytes.Equal(sig, p.sig) {
+			p.res.Status = StatusUpToDate
+			return nil
+		}
+	}
+	if p.opt.DryRun {
+		present, err := p.listBlobs(ctx)
+		if err != nil {
+			return err
+		}
+		for _, h := range p.missing(present) {
+			p.res.Uploaded++
+			p.res.UploadedBytes += p.plan.blobs[h].size
+		}
+		p.res.Status = StatusPlanned
+		return nil
+	}
+
+	l, err := acquireLease(ctx, p.remote, p.opt.LeaseStale, log)
+	if err != nil {
+		return err
+	}
+	lctx, stopRenew := context.WithCancel(ctx)
+	go l.keepRenewed(lctx, max(p.opt.LeaseStale/4, 1))
+	defer func() {
+		stopRenew()
+		l.release(context.WithoutCancel(ctx))
+	}()
+
+	p.clearTmp(ctx)
+	present, err := p.listBlobs(ctx)
+	if err != nil {
+		return err
+	}
+	missing := p.missing(present)
+	log.Info("uploading", "blobs", len(missing), "of", len(p.plan.order))
+	p.unverified = map[manifests.Hash]int64{}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(p.opt.Transfers)
+	var uploaded atomic.Int64
+	var upBytes atomic.Int64
+	for _, h := range missing {
+		g.Go(func() error {
+			if err := p.upload(gctx, h); err != nil {
+				return err
+			}
+			uploaded.Add(1)
+			upBytes.Add(p.plan.blobs[h].size)
+			return nil
+		})
+	}
+	err = g.Wait()
+	p.res.Uploaded, p.res.UploadedBytes = int(uploaded.Load()), upBytes.Load()
+	if err != nil {
+		return err
+	}
+	if err := p.checkUnverified(ctx); err != nil {
+		return err
+	}
+	// Every blob the new index names is now present and checked: commit, signature first,
+	// then the index itself (the commit point). Each goes up beside its target and is
+	// moved over it, so readers see the old or the new file, never a partial one.
+	for _, d := range []struct {
+		name string
+		data []byte
+	}{{SigName, p.sig}, {IndexName, p.doc}} {
+		if err := p.replace(ctx, d.name, d.data); err != nil {
+			return err
+		}
+	}
+	p.res.Status = StatusUpdated
+	if p.opt.Keep > 0 {
+		return p.prune(ctx, present)
+	}
+	return nil
+}
+
+// missing lists the planned blobs the repository lacks or holds with the wrong size.
+func (p *pusher) missing(present map[manifests.Hash]int64) []manifests.Hash {
+	var out []manifests.Hash
+	for _, h := range p.plan.order {
+		if size, ok := present[h]; !ok || size != p.plan.blobs[h].size {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// listBlobs maps every blob on the repository to its size.
+func (p *pusher) listBlobs(ctx context.Context) (map[manifests.Hash]int64, error) {
+	var present map[manifests.Hash]int64
+	err := p.opt.Retry.do(ctx, p.opt.Log, "list blobs", func() error {
+		present = map[manifests.Hash]int64{}
+		return WalkAll(ctx, p.remote, BlobsDir, func(fi FileInfo) error {
+			if h, ok := parseBlobName(fi.Name); ok {
+				present[h] = fi.Size
+			}
+			return nil
+		})
+	})
+	return present, err
+}
+
+// clearTmp removes what crashed syncs left in tmp/ (this sync holds the lease, so nothing
+// in there is in use).
+func (p *pusher) clearTmp(ctx context.Context) {
+	ents, err := p.remote.List(ctx, TmpDir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if err := p.remote.Remove(ctx, e.Name); err != nil {
+			p.opt.Log.Warn("could not remove a leftover temporary file", "repository", p.repo.Name, "name", e.Name, "err", err)
+		}
+	}
+}
+
+// upload puts one blob at its final name (nothing references it yet, and a wrong size is
+// found and re-uploaded by the next sync) and checks that it arrived.
+func (p *pusher) upload(ctx context.Context, h manifests.Hash) error {
+	src := p.plan.blobs[h]
+	name := manifests.BlobPath(h)
+	return p.opt.Retry.do(ctx, p.opt.Log, "upload "+name, func() error {
+		var r io.Reader
+		if src.data != nil {
+			r = bytes.NewReader(src.data)
+		} else {
+			if err := p.plan.checkSource(src.path, src.size); err != nil {
+				return err
+			}
+			f, err := os.Open(src.path)
+			if err != nil {
+				return fmt.Errorf("mirror: %w", err)
+			}
+			defer f.Close()
+			r = f
+		}
+		r = p.meter(ctx, r)
+		if err := p.remote.Put(ctx, name, r, src.size); err != nil {
+			return err
+		}
+		if src.path != "" {
+			if err := p.plan.checkSource(src.path, src.size); err != nil {
+				_ = p.remote.Remove(context.WithoutCancel(ctx), name)
+				return err
+			}
+		}
+		return p.checkArrived(ctx, h, src.size)
+	})
+}
+
+// checkArrived asks the server for the blob's digest; if it offers none, the size is
+// checked for all uploads at once afterwards (checkUnverified).
+func (p *pusher) checkArrived(ctx context.Context, h manifests.Hash, size int64) error {
+	d, ok := p.remote.(Digester)
+	if ok && !p.noDigest.Load() {
+		sum, got, has, err := d.Digest(ctx, manifests.BlobPath(h))
+		if err != nil {
+			return err
+		}
+		if got != size {
+			return fmt.Errorf("mirror: %s arrived with %d bytes, want %d: %w", manifests.BlobPath(h), got, size, errArrival)
+		}
+		if has {
+			if sum != h {
+				return fmt.Errorf("mirror: %s arrived with other bytes (server digest %s): %w", manifests.BlobPath(h), sum, errArrival)
+			}
+			return nil
+		}
+		p.noDigest.Store(true)
+	}
+	p.mu.Lock()
+	p.unverified[h] = size
+	p.mu.Unlock()
+	return nil
+}
+
+// errArrival: the server holds something else than what was sent; worth a new upload.
+var errArrival = &StatusError{Method: "CHECK", Code: 502, Body: "upload arrived wrong"}
+
+// checkUnverified lists the blobs once and checks the size of every upload not yet checked.
+func (p *pusher) checkUnverified(ctx context.Context) error {
+	if len(p.unverified) == 0 {
+		return nil
+	}
+	present, err := p.listBlobs(ctx)
+	if err != nil {
+		return err
+	}
+	var bad []string
+	for h, size := range p.unverified {
+		if present[h] != size {
+			bad = append(bad, manifests.BlobPath(h))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("mirror: %d uploads did not arrive with the right size (first: %s); the index was not replaced", len(bad), bad[0])
+	}
+	return nil
+}
+
+// replace writes a small document beside name in tmp/ and moves it over name.
+func (p *pusher) replace(ctx context.Context, name string, data []byte) error {
+	mv, ok := p.remote.(Mover)
+	if !ok {
+		return errors.New("mirror: the repository cannot MOVE; the index cannot be replaced atomically")
+	}
+	return p.opt.Retry.do(ctx, p.opt.Log, "replace "+name, func() error {
+		tmp := tmpName(name)
+		if err := p.remote.Put(ctx, tmp, bytes.NewReader(data), int64(len(data))); err != nil {
+			return err
+		}
+		if err := mv.Move(ctx, tmp, name); err != nil {
+			_ = p.remote.Remove(context.WithoutCancel(ctx), tmp)
+			return err
+		}
+		return nil
+	})
+}
+
+// prune removes blobs the new index does not reference (after the index was replaced).
+func (p *pusher) prune(ctx context.Context, present map[manifests.Hash]int64) error {
+	var errs []error
+	for h := range present {
+		if _, keep := p.plan.blobs[h]; keep {
+			continue
+		}
+		if err := p.remote.Remove(ctx, manifests.BlobPath(h)); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		p.res.Removed++
+	}
+	return errors.Join(errs...)
+}
+
+// meter counts upload progress and applies the bandwidth limit.
+func (p *pusher) meter(ctx context.Context, r io.Reader) io.Reader {
+	if p.opt.Progress == nil && p.limiter == nil {
+		return r
+	}
+	return &meteredReader{ctx: ctx, r: r, p: p.opt.Progress, lim: p.limiter}
+}
+
+type meteredReader struct {
+	ctx context.Context
+	r   io.Reader
+	p   Progress
+	lim *rate.Limiter
+}
+
+func (m *meteredReader) Read(b []byte) (int, error) {
+	if m.lim != nil && len(b) > m.lim.Burst() {
+		b = b[:m.lim.Burst()]
+	}
+	n, err := m.r.Read(b)
+	if n > 0 {
+		if m.lim != nil {
+			if werr := m.lim.WaitN(m.ctx, n); werr != nil {
+				return n, werr
+			}
+		}
+		if m.p != nil {
+			m.p.Add(n)
+		}
+	}
+	return n, err
+}

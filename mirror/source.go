@@ -1,0 +1,173 @@
+package mirror
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/drepo-dev/drepo/manifests"
+)
+
+// Version is one app version built from the source folder.
+type Version struct {
+	Manifest *manifests.Manifest
+	Doc      []byte         // canonical manifest JSON (stored as a blob)
+	Hash     manifests.Hash // the manifest blob's name
+	Dir      string         // <source>/<app>/<version>
+}
+
+// Entry is the version's index entry.
+func (v *Version) Entry() manifests.AppEntry {
+	return manifests.AppEntry{App: v.Manifest.App, Version: v.Manifest.Version, Manifest: v.Hash,
+		ManifestSize: int64(len(v.Doc)), TotalSize: v.Manifest.TotalSize()}
+}
+
+// ScanOptions tune ScanSource.
+type ScanOptions struct {
+	ChunkSize int64
+	Cache     *HashCache // nil: hash everything
+	OnRead    func(int)  // bytes read while hashing (progress)
+	Log       *slog.Logger
+}
+
+// ScanSource builds the manifests of every <app>/<version> folder under dir. Entries that
+// are not folders at those two levels, and names starting with ".", are ignored; a folder
+// name that is not a valid app name or version is an error (it would never be published).
+// An empty version folder is skipped with a warning: it is most likely still being copied.
+func ScanSource(ctx context.Context, dir string, opt ScanOptions) ([]*Version, error) {
+	if opt.ChunkSize == 0 {
+		opt.ChunkSize = manifests.DefaultChunkSize
+	}
+	apps, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("mirror: source: %w", err)
+	}
+	var out []*Version
+	for _, a := range apps {
+		if !a.IsDir() || strings.HasPrefix(a.Name(), ".") {
+			continue
+		}
+		if err := manifests.ValidateName("app", a.Name()); err != nil {
+			return nil, fmt.Errorf("mirror: source folder %s: %w", filepath.Join(dir, a.Name()), err)
+		}
+		vers, err := os.ReadDir(filepath.Join(dir, a.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("mirror: source: %w", err)
+		}
+		for _, v := range vers {
+			if !v.IsDir() || strings.HasPrefix(v.Name(), ".") {
+				continue
+			}
+			vdir := filepath.Join(dir, a.Name(), v.Name())
+			if err := manifests.ValidateName("version", v.Name()); err != nil {
+				return nil, fmt.Errorf("mirror: source folder %s: %w", vdir, err)
+			}
+			bo := manifests.BuildOptions{ChunkSize: opt.ChunkSize, OnRead: opt.OnRead}
+			if opt.Cache != nil {
+				bo.Hash = opt.Cache.Hash(opt.OnRead)
+			}
+			m, err := manifests.BuildManifest(ctx, vdir, a.Name(), v.Name(), bo)
+			if err != nil {
+				return nil, err
+			}
+			if len(m.Files) == 0 {
+				if opt.Log != nil {
+					opt.Log.Warn("skipping an empty version folder", "dir", vdir)
+				}
+				continue
+			}
+			doc, err := m.Encode()
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, &Version{Manifest: m, Doc: doc, Hash: manifests.SumBytes(doc), Dir: vdir})
+		}
+	}
+	return out, nil
+}
+
+// KeepNewest returns the versions to publish: per app, the newest keep (by CompareVersions);
+// keep <= 0 keeps all.
+func KeepNewest(vs []*Version, keep int) []*Version {
+	if keep <= 0 {
+		return vs
+	}
+	byApp := map[string][]*Version{}
+	for _, v := range vs {
+		byApp[v.Manifest.App] = append(byApp[v.Manifest.App], v)
+	}
+	var out []*Version
+	for _, list := range byApp {
+		slices.SortFunc(list, func(a, b *Version) int { return -CompareVersions(a.Manifest.Version, b.Manifest.Version) })
+		out = append(out, list[:min(keep, len(list))]...)
+	}
+	slices.SortFunc(out, func(a, b *Version) int {
+		if c := strings.Compare(a.Manifest.App, b.Manifest.App); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Manifest.Version, b.Manifest.Version)
+	})
+	return out
+}
+
+// CompareVersions orders versions as people read them: runs of digits compare as numbers,
+// other runs as text ("12.10" > "12.9", "1.0-rc1" < "1.0-rc2").
+func CompareVersions(a, b string) int {
+	for a != "" && b != "" {
+		ra, ta := versionRun(a)
+		rb, tb := versionRun(b)
+		da, db := isDigits(ra), isDigits(rb)
+		var c int
+		switch {
+		case da && db:
+			na, nb := strings.TrimLeft(ra, "0"), strings.TrimLeft(rb, "0")
+			if c = len(na) - len(nb); c == 0 {
+				c = strings.Compare(na, nb)
+			}
+		case da:
+			c = 1 // a number sorts after text at the same place ("1.0.1" > "1.0-rc")
+		case db:
+			c = -1
+		default:
+			c = strings.Compare(ra, rb)
+		}
+		if c != 0 {
+			if c < 0 {
+				return -1
+			}
+			return 1
+		}
+		a, b = ta, tb
+	}
+	// One ran out. A remainder starting with "-" or "~" is a pre-release of the shorter
+	// ("1.0-rc1" < "1.0"); any other remainder makes the longer one newer ("1.0.1" > "1.0").
+	switch {
+	case a == b:
+		return 0
+	case a == "":
+		if b[0] == '-' || b[0] == '~' {
+			return 1
+		}
+		return -1
+	default:
+		if a[0] == '-' || a[0] == '~' {
+			return -1
+		}
+		return 1
+	}
+}
+
+func versionRun(s string) (run, rest string) {
+	d := s[0] >= '0' && s[0] <= '9'
+	i := 1
+	for i < len(s) && (s[i] >= '0' && s[i] <= '9') == d {
+		i++
+	}
+	return s[:i], s[i:]
+}
+
+func isDigits(s string) bool { return s != "" && s[0] >= '0' && s[0] <= '9' }

@@ -1,0 +1,285 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"aead.dev/minisign"
+	"github.com/drepo-dev/drepo/manifests"
+	"golang.org/x/time/rate"
+)
+
+// SyncOptions configure Sync. Source, SigningKey, StateDir and Repos are required.
+type SyncOptions struct {
+	Source     string
+	SigningKey minisign.PrivateKey
+	// Keys verify indexes already on repositories (the signing key's public half is
+	// always among them).
+	Keys       []minisign.PublicKey
+	StateDir   string
+	Repos      []Repository
+	Transfers  int   // parallel uploads per repository; default 4
+	BWLimit    int64 // bytes per second over all uploads; 0 = no limit
+	DryRun     bool  // read and plan only
+	Full       bool  // list every blob and repair what is missing or of the wrong size
+	Keep       int   // > 0: publish only the newest Keep versions per app and remove unreferenced blobs
+	ChunkSize  int64
+	LeaseStale time.Duration // default 30 min
+	Retry      Retry
+	Log        *slog.Logger
+	Progress   Progress
+	Now        func() time.Time
+}
+
+// Progress receives byte counts: hashing source files, then uploads.
+type Progress interface {
+	Start(phase string, total int64)
+	Add(n int)
+	Finish()
+}
+
+// SyncReport is what one sync did.
+type SyncReport struct {
+	Serial   uint64       `json:"serial"`
+	Changed  bool         `json:"new_index"`
+	Versions int          `json:"versions"`
+	Repos    []RepoResult `json:"repositories"`
+}
+
+// RepoResult is one repository's outcome.
+type RepoResult struct {
+	Name          string        `json:"name"`
+	Priority      int           `json:"priority"`
+	Status        string        `json:"status"` // up-to-date, updated, planned, failed
+	Uploaded      int           `json:"uploaded_blobs"`
+	UploadedBytes int64         `json:"uploaded_bytes"`
+	Removed       int           `json:"removed_blobs"`
+	Error         string        `json:"error,omitempty"`
+	Duration      time.Duration `json:"duration_ns"`
+}
+
+// Failed reports whether any repository failed.
+func (r *SyncReport) Failed() bool {
+	return slices.ContainsFunc(r.Repos, func(x RepoResult) bool { return x.Status == StatusFailed })
+}
+
+// Repository outcomes.
+const (
+	StatusUpToDate = "up-to-date"
+	StatusUpdated  = "updated"
+	StatusPlanned  = "planned"
+	StatusFailed   = "failed"
+)
+
+// remoteIndex is what a repository holds now.
+type remoteIndex struct {
+	doc []byte // nil if none
+	err error  // reading failed
+}
+
+// Sync publishes the source folder to every repository: it hashes what changed, builds and
+// signs the next index only when the set of app versions changed, and for each repository
+// uploads the missing blobs, checks them, then replaces the index last. The returned error is
+// for failures before any repository was touched (source, key, state); a repository's own
+// failure is in its RepoResult and does not stop the others.
+func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
+	opt = opt.withDefaults()
+	st := state{dir: opt.StateDir}
+	cache := LoadHashCache(st.cachePath())
+	onRead := func(int) {}
+	if opt.Progress != nil {
+		opt.Progress.Start("hashing", -1)
+		onRead = opt.Progress.Add
+	}
+	versions, err := ScanSource(ctx, opt.Source, ScanOptions{ChunkSize: opt.ChunkSize, Cache: cache, OnRead: onRead, Log: opt.Log})
+	if opt.Progress != nil {
+		opt.Progress.Finish()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !opt.DryRun {
+		if err := cache.Save(); err != nil {
+			opt.Log.Warn("could not save the hash cache", "err", err)
+		}
+	}
+	versions = KeepNewest(versions, opt.Keep)
+
+	remotes := make([]Remote, len(opt.Repos))
+	current := make([]remoteIndex, len(opt.Repos))
+	var wg sync.WaitGroup
+	for i, repo := range opt.Repos {
+		w, err := Open(repo, opt.Transfers)
+		if err != nil {
+			current[i].err = err
+			continue
+		}
+		remotes[i] = w
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			current[i].doc, current[i].err = readDoc(ctx, w, IndexName, manifests.MaxIndexSize, opt)
+		}()
+	}
+	wg.Wait()
+
+	doc, sig, changed, err := decideIndex(ctx, opt, st, versions, remotes, current)
+	if err != nil {
+		return nil, err
+	}
+	idx, _ := manifests.DecodeIndex(doc)
+	rep := &SyncReport{Serial: idx.Serial, Changed: changed, Versions: len(versions)}
+	plan := newBlobPlan(versions, cache)
+
+	var limiter *rate.Limiter
+	if opt.BWLimit > 0 {
+		limiter = rate.NewLimiter(rate.Limit(opt.BWLimit), int(min(opt.BWLimit, 1<<20)))
+	}
+	if opt.Progress != nil {
+		opt.Progress.Start("uploading", -1)
+		defer opt.Progress.Finish()
+	}
+	results := make([]RepoResult, len(opt.Repos))
+	for i, repo := range opt.Repos {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			res := RepoResult{Name: repo.Name, Priority: repo.Priority}
+			if current[i].err != nil {
+				res.Status, res.Error = StatusFailed, current[i].err.Error()
+			} else {
+				p := &pusher{opt: opt, repo: repo, remote: remotes[i], plan: plan, doc: doc, sig: sig, limiter: limiter, res: &res}
+				if err := p.run(ctx, current[i].doc); err != nil {
+					res.Status, res.Error = StatusFailed, err.Error()
+				}
+			}
+			res.Duration = time.Since(start)
+			log := opt.Log.With("repository", repo.Name)
+			if res.Status == StatusFailed {
+				log.Error("sync failed", "err", res.Error)
+			} else {
+				log.Info("sync done", "status", res.Status, "uploaded", res.Uploaded, "bytes", res.UploadedBytes, "removed", res.Removed)
+			}
+			results[i] = res
+		}()
+	}
+	wg.Wait()
+	rep.Repos = results
+	return rep, nil
+}
+
+func (opt SyncOptions) withDefaults() SyncOptions {
+	if opt.Transfers <= 0 {
+		opt.Transfers = 4
+	}
+	if opt.ChunkSize == 0 {
+		opt.ChunkSize = manifests.DefaultChunkSize
+	}
+	if opt.LeaseStale <= 0 {
+		opt.LeaseStale = 30 * time.Minute
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.StateDir == "" {
+		opt.StateDir = DefaultStateDir()
+	}
+	pub := opt.SigningKey.Public().(minisign.PublicKey)
+	if !slices.ContainsFunc(opt.Keys, func(k minisign.PublicKey) bool { return k.Equal(pub) }) {
+		opt.Keys = append(slices.Clone(opt.Keys), pub)
+	}
+	return opt
+}
+
+// readDoc reads a small document from a repository (nil if it does not exist), with retries.
+func readDoc(ctx context.Context, r Remote, name string, max int, opt SyncOptions) ([]byte, error) {
+	var b []byte
+	err := opt.Retry.do(ctx, opt.Log, "read "+name, func() error {
+		rc, err := r.Open(ctx, name, 0, -1)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		b, err = manifests.ReadLimited(rc, max)
+		return err
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	return b, err
+}
+
+// decideIndex returns the signed index to publish. An unchanged set of app versions re-uses
+// the last signed bytes (from local state, or from a repository whose index verifies), so a
+// no-op sync changes nothing anywhere. Otherwise the serial is one above every serial this
+// key signed that sync can see, and the new index is saved locally before it is pushed.
+func decideIndex(ctx context.Context, opt SyncOptions, st state, versions []*Version, remotes []Remote, current []remoteIndex) (doc, sig []byte, changed bool, err error) {
+	entries := make([]manifests.AppEntry, len(versions))
+	for i, v := range versions {
+		entries[i] = v.Entry()
+	}
+	same := func(x *manifests.Index) bool { return slices.Equal(x.Apps, sortedEntries(entries)) }
+	var maxSerial uint64
+	if pd, ps := st.lastIndex(); pd != nil {
+		if x, err := manifests.VerifyIndex(opt.Keys, pd, ps); err == nil {
+			if same(x) {
+				return pd, ps, false, nil
+			}
+			maxSerial = x.Serial
+		}
+	}
+	for i, c := range current {
+		if c.doc == nil {
+			continue
+		}
+		x, err := manifests.DecodeIndex(c.doc)
+		if err != nil || (x.Serial <= maxSerial && !same(x)) {
+			continue
+		}
+		rs, err := readDoc(ctx, remotes[i], SigName, manifests.MaxSignatureSize, opt)
+		if err != nil || rs == nil || manifests.Verify(opt.Keys, c.doc, rs) != nil {
+			continue // only serials our keys signed count; anyone can write a big number
+		}
+		if same(x) {
+			if !opt.DryRun {
+				if err := st.saveIndex(c.doc, rs); err != nil {
+					return nil, nil, false, err
+				}
+			}
+			return c.doc, rs, false, nil
+		}
+		maxSerial = max(maxSerial, x.Serial)
+	}
+	idx := &manifests.Index{Serial: maxSerial + 1, Created: opt.Now(), Apps: entries}
+	doc, err = idx.Encode()
+	if err != nil {
+		return nil, nil, false, err
+	}
+	sig = manifests.Sign(opt.SigningKey, doc, opt.Now())
+	if !opt.DryRun {
+		if err := st.saveIndex(doc, sig); err != nil {
+			return nil, nil, false, fmt.Errorf("mirror: save state: %w", err)
+		}
+	}
+	return doc, sig, true, nil
+}
+
+func sortedEntries(e []manifests.AppEntry) []manifests.AppEntry {
+	x := &manifests.Index{Serial: 1, Created: time.Unix(1, 0), Apps: e}
+	b, err := x.Encode()
+	if err != nil {
+		return e
+	}
+	y, _ := manifests.DecodeIndex(b)
+	return y.Apps
+}
