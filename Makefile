@@ -36,13 +36,27 @@ lint:
 test: deps lint
 	$(GO) test -count=1 -timeout 20m ./...
 
-# demo: keygen, build and show a manifest of testdata, all in a temporary folder.
+# demo: the main job on the embedded default, in a temporary folder: keygen, manifest,
+# drepo serve on a free loopback port, sync to a repository and a staging one (-1),
+# verify --deep, ls, and a second sync that finds nothing to do.
 demo: build
-	@set -e; d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; \
-	echo "== drepo keygen"; bin/drepo keygen --out $$d/demo; \
+	@set -e; d=$$(mktemp -d); srv=""; trap '[ -n "$$srv" ] && kill $$srv 2>/dev/null; rm -rf "$$d"' EXIT; \
+	echo "== drepo keygen"; bin/drepo keygen --out $$d/demo >/dev/null; \
 	echo "== drepo manifest build testdata/apps/hello/1.0"; \
 	bin/drepo manifest build testdata/apps/hello/1.0 --app hello --version 1.0 -o $$d/manifest.json; \
-	echo "== drepo manifest show"; bin/drepo manifest show $$d/manifest.json; \
+	bin/drepo manifest show $$d/manifest.json; \
+	echo "== drepo serve"; mkdir -p $$d/dav; \
+	DEMO_PW=demo-password bin/drepo htpasswd --password-env DEMO_PW $$d/htpasswd demo 2>/dev/null; \
+	bin/drepo serve --root $$d/dav --htpasswd $$d/htpasswd --listen 127.0.0.1:0 2>$$d/serve.log & srv=$$!; \
+	for i in $$(seq 100); do url=$$(sed -n 's/.*serving WebDAV" url=\([^ ]*\).*/\1/p' $$d/serve.log); [ -n "$$url" ] && break; sleep 0.1; done; \
+	[ -n "$$url" ] || { cat $$d/serve.log; exit 1; }; echo "serving $$url"; \
+	printf 'source: %s\nsigning_key: demo.key\ntrusted_keys: [demo.pub]\nstate_dir: state\nrepositories:\n  - {name: main, url: "%smain/", priority: 10, username: demo, password_env: DEMO_PW}\n  - {name: staging, url: "%sstaging/", priority: -1, username: demo, password_env: DEMO_PW}\n' \
+	  "$(CURDIR)/testdata/apps" "$$url" "$$url" > $$d/drepo.yaml; \
+	export DEMO_PW=demo-password DREPO_CONFIG=$$d/drepo.yaml; \
+	echo "== drepo sync"; bin/drepo --log-level warn sync; \
+	echo "== drepo verify --deep"; bin/drepo --log-level warn verify --deep; \
+	echo "== drepo ls --repo main"; bin/drepo ls --repo main; \
+	echo "== drepo sync (nothing changed)"; bin/drepo --log-level warn sync; \
 	echo "== demo done"
 
 bench: build

@@ -56,6 +56,11 @@ func (p *pusher) run(ctx context.Context, currentDoc []byte) error {
 		return nil
 	}
 
+	if er, ok := p.remote.(interface{ EnsureRoot(context.Context) error }); ok {
+		if err := er.EnsureRoot(ctx); err != nil {
+			return err
+		}
+	}
 	l, err := acquireLease(ctx, p.remote, p.opt.LeaseStale, log)
 	if err != nil {
 		return err

@@ -201,6 +201,14 @@ func (opt SyncOptions) withDefaults() SyncOptions {
 	return opt
 }
 
+// logOnly fills just the defaults readDoc needs (no key, no repositories).
+func (opt SyncOptions) logOnly() SyncOptions {
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return opt
+}
+
 // readDoc reads a small document from a repository (nil if it does not exist), with retries.
 func readDoc(ctx context.Context, r Remote, name string, max int, opt SyncOptions) ([]byte, error) {
 	var b []byte

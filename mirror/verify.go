@@ -70,7 +70,7 @@ func Verify(ctx context.Context, repo Repository, r Remote, opt VerifyOptions) *
 	bad := func(kind, name, format string, a ...any) {
 		rep.Problems = append(rep.Problems, Problem{Kind: kind, Name: name, Detail: fmt.Sprintf(format, a...)})
 	}
-	so := SyncOptions{Retry: opt.Retry, Log: opt.Log}
+	so := SyncOptions{Retry: opt.Retry, Log: opt.Log}.logOnly()
 	doc, err := readDoc(ctx, r, IndexName, manifests.MaxIndexSize, so)
 	if err != nil {
 		rep.Error = err.Error()

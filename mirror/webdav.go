@@ -341,3 +341,34 @@ func (b *basicAuth) Verify(_ *http.Client, rs *http.Response, p string) (bool, e
 func (b *basicAuth) Close() error                  { return nil }
 func (b *basicAuth) Clone() gowebdav.Authenticator { return b }
 func (b *basicAuth) String() string                { return "basic " + b.user }
+
+// EnsureRoot creates the repository's base folder (and its parents) if it is missing, so a
+// new repository URL works without preparing the server by hand.
+func (w *WebDAV) EnsureRoot(ctx context.Context) error {
+	if _, err := w.Stat(ctx, ""); err == nil {
+		return nil
+	}
+	segs := strings.Split(strings.Trim(w.base.Path, "/"), "/")
+	for i := range segs {
+		u := *w.base
+		u.Path = "/" + strings.Join(segs[:i+1], "/") + "/"
+		req, err := http.NewRequestWithContext(ctx, "MKCOL", u.String(), nil)
+		if err != nil {
+			return err
+		}
+		if w.user != "" {
+			req.SetBasicAuth(w.user, w.pass.Reveal())
+		}
+		resp, err := w.client.Do(req)
+		if err != nil {
+			return fmt.Errorf("mirror: MKCOL %s: %w", u.Path, err)
+		}
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusCreated, http.StatusMethodNotAllowed, http.StatusOK, http.StatusNoContent:
+		default:
+			return &StatusError{Method: "MKCOL", Name: u.Path, Code: resp.StatusCode}
+		}
+	}
+	return nil
+}

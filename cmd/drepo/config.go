@@ -20,6 +20,7 @@ type Config struct {
 	SigningKey   string       `yaml:"signing_key,omitempty" json:"signing_key,omitempty"`
 	TrustedKeys  []string     `yaml:"trusted_keys,omitempty" json:"trusted_keys,omitempty"`
 	Store        string       `yaml:"store,omitempty" json:"store,omitempty"`
+	StateDir     string       `yaml:"state_dir,omitempty" json:"state_dir,omitempty"`
 	Repositories []Repository `yaml:"repositories" json:"repositories"`
 	Peers        Peers        `yaml:"peers" json:"peers"`
 	Serve        Serve        `yaml:"serve" json:"serve"`
@@ -218,6 +219,7 @@ func (c *Config) resolve(dir string) error {
 	abs(&c.Source)
 	abs(&c.SigningKey)
 	abs(&c.Store)
+	abs(&c.StateDir)
 	for i := range c.TrustedKeys {
 		abs(&c.TrustedKeys[i])
 	}

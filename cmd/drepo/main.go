@@ -139,6 +139,9 @@ Exit codes: 0 success, 1 the job ran and found or caused a failure, 2 bad usage 
 			configCommand(e),
 			serveCommand(e),
 			htpasswdCommand(e),
+			syncCommand(e),
+			verifyCommand(e),
+			lsCommand(e),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return fmt.Errorf("%v: %w", err, errUsage)

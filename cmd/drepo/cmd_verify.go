@@ -1,0 +1,149 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+
+	"aead.dev/minisign"
+	"github.com/drepo-dev/drepo/mirror"
+	"github.com/urfave/cli/v2"
+)
+
+func verifyCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "verify",
+		Usage: "check that every repository holds every blob its signed index names",
+		Description: `Per repository: the index's signature and serial, every referenced blob present with the
+right size; --deep also checks the bytes, from the server's Repr-Digest (RFC 9530) where
+it sends one, else by downloading and hashing. Unreferenced blobs and leftover temporary
+files are reported but are not failures. --repair deletes blobs with wrong bytes and runs
+sync --full on the repositories that had problems (needs source and signing_key).
+Exit 0 all good, 1 a repository is wrong or unreachable, 2 bad usage or config.
+JSON (--json): a list with one object per repository: repository, url, priority, ok,
+error, serial, versions, blobs, bytes, deep, problems [{kind, name, detail}] with kind
+one of index, signature, manifest, missing, size, content; unreferenced and leftovers.
+
+Examples:
+   drepo verify
+   drepo verify --deep --json
+   drepo verify --repo berlin --deep --repair`,
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "repo", Usage: "only this repository `NAME` (repeatable)"},
+			&cli.BoolFlag{Name: "deep", Usage: "also check every blob's bytes"},
+			&cli.BoolFlag{Name: "repair", Usage: "remove blobs with wrong bytes and run sync --full where needed"},
+			&cli.IntFlag{Name: "parallel", Value: 4, Usage: "blobs checked at once with --deep"},
+			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageErrorf("verify takes no arguments")
+			}
+			cfg, err := e.config()
+			if err != nil {
+				return err
+			}
+			repos, err := cfg.repositories(c.StringSlice("repo"))
+			if err != nil {
+				return err
+			}
+			keys, err := cfg.trustedKeys()
+			if err != nil {
+				return err
+			}
+			var reports []*mirror.VerifyReport
+			var broken []string
+			for _, r := range repos {
+				w, err := mirror.Open(r, c.Int("parallel"))
+				var rep *mirror.VerifyReport
+				if err != nil {
+					rep = &mirror.VerifyReport{Repository: r.Name, URL: r.URL, Priority: r.Priority, Error: err.Error()}
+				} else {
+					rep = mirror.Verify(c.Context, r, w, mirror.VerifyOptions{Keys: keys, Deep: c.Bool("deep"), Parallel: c.Int("parallel"), Log: e.log})
+					if c.Bool("repair") && !rep.OK && rep.Error == "" {
+						for _, p := range rep.Problems {
+							if p.Kind == "content" {
+								if err := w.Remove(c.Context, p.Name); err != nil {
+									e.log.Warn("could not remove a damaged blob", "repository", r.Name, "blob", p.Name, "err", err)
+								}
+							}
+						}
+						broken = append(broken, r.Name)
+					}
+				}
+				reports = append(reports, rep)
+			}
+			if c.Bool("json") {
+				enc := json.NewEncoder(e.stdout)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(reports); err != nil {
+					return err
+				}
+			} else {
+				printVerify(e, reports)
+			}
+			if len(broken) > 0 {
+				return repair(c, e, cfg, broken, keys)
+			}
+			for _, r := range reports {
+				if !r.OK {
+					return fmt.Errorf("verify: at least one repository is wrong or could not be checked")
+				}
+			}
+			return nil
+		},
+	}
+}
+
+// repair runs sync --full on the named repositories and verifies them again.
+func repair(c *cli.Context, e *env, cfg *Config, names []string, keys []minisign.PublicKey) error {
+	key, err := cfg.signingKey()
+	if err != nil {
+		return err
+	}
+	repos, err := cfg.repositories(names)
+	if err != nil {
+		return err
+	}
+	rep, err := mirror.Sync(c.Context, mirror.SyncOptions{Source: cfg.Source, SigningKey: key, Keys: keys,
+		StateDir: cfg.stateDir(), Repos: repos, Full: true, Log: e.log})
+	if err != nil {
+		return err
+	}
+	printSyncReport(e, rep)
+	if rep.Failed() {
+		return fmt.Errorf("verify --repair: sync --full failed")
+	}
+	e.log.Info("repaired; run drepo verify --deep to confirm", "repositories", names)
+	return nil
+}
+
+func printVerify(e *env, reports []*mirror.VerifyReport) {
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REPOSITORY\tPRIORITY\tSERIAL\tVERSIONS\tBLOBS\tBYTES\tRESULT")
+	for _, r := range reports {
+		res := "ok"
+		switch {
+		case r.Error != "":
+			res = "could not check: " + r.Error
+		case !r.OK:
+			res = fmt.Sprintf("WRONG (%d problems)", len(r.Problems))
+		}
+		if r.Deep != "" && r.Error == "" {
+			res += " (bytes checked by " + r.Deep + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\n", r.Repository, r.Priority, r.Serial, r.Versions, r.Blobs, r.Bytes, res)
+	}
+	_ = tw.Flush()
+	for _, r := range reports {
+		for _, p := range r.Problems {
+			fmt.Fprintf(e.stdout, "%s: %s %s: %s\n", r.Repository, p.Kind, p.Name, p.Detail)
+		}
+		if len(r.Unreferenced) > 0 {
+			fmt.Fprintf(e.stdout, "%s: %d unreferenced blobs (sync --prune --keep N removes them)\n", r.Repository, len(r.Unreferenced))
+		}
+		for _, l := range r.Leftovers {
+			fmt.Fprintf(e.stdout, "%s: leftover temporary file %s (the next sync removes it)\n", r.Repository, l)
+		}
+	}
+}

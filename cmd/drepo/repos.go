@@ -1,0 +1,74 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+
+	"aead.dev/minisign"
+	"github.com/drepo-dev/drepo/manifests"
+	"github.com/drepo-dev/drepo/mirror"
+)
+
+// repositories returns the configured repositories, or those named (in config order);
+// naming one that does not exist is a usage error.
+func (c *Config) repositories(names []string) ([]mirror.Repository, error) {
+	var out []mirror.Repository
+	for _, n := range names {
+		if !slices.ContainsFunc(c.Repositories, func(r Repository) bool { return r.Name == n }) {
+			return nil, usageErrorf("no repository %q in %s", n, c.path)
+		}
+	}
+	for _, r := range c.Repositories {
+		if len(names) > 0 && !slices.Contains(names, r.Name) {
+			continue
+		}
+		out = append(out, mirror.Repository{Name: r.Name, URL: r.URL, Priority: r.Priority, Username: r.Username,
+			Password: r.Password, CACert: r.CACert, ClientCert: r.ClientCert, ClientKey: r.ClientKey})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no repositories configured: %w", c.path, errConfig)
+	}
+	return out, nil
+}
+
+// signingKey loads signing_key.
+func (c *Config) signingKey() (minisign.PrivateKey, error) {
+	if c.SigningKey == "" {
+		return minisign.PrivateKey{}, fmt.Errorf("%s: signing_key is not set: %w", c.path, errConfig)
+	}
+	k, err := manifests.LoadSecretKey(c.SigningKey)
+	if err != nil {
+		return minisign.PrivateKey{}, fmt.Errorf("%v: %w", err, errConfig)
+	}
+	return k, nil
+}
+
+// trustedKeys loads trusted_keys, or the public half of signing_key when none are listed.
+func (c *Config) trustedKeys() ([]minisign.PublicKey, error) {
+	var keys []minisign.PublicKey
+	for _, p := range c.TrustedKeys {
+		k, err := manifests.LoadPublicKey(p)
+		if err != nil {
+			return nil, fmt.Errorf("%v: %w", err, errConfig)
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 && c.SigningKey != "" {
+		k, err := c.signingKey()
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k.Public().(minisign.PublicKey))
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("%s: set trusted_keys (or signing_key) to check signatures: %w", c.path, errConfig)
+	}
+	return keys, nil
+}
+
+func (c *Config) stateDir() string {
+	if c.StateDir != "" {
+		return c.StateDir
+	}
+	return mirror.DefaultStateDir()
+}
