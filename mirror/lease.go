@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,6 +10,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/drepo-dev/drepo/manifests"
@@ -21,6 +24,8 @@ var ErrLeaseHeld = errors.New("repository lease held by another sync")
 type leaseDoc struct {
 	ID      string    `json:"id"`
 	Holder  string    `json:"holder"`
+	Host    string    `json:"host"`
+	PID     int       `json:"pid"`
 	Created time.Time `json:"created"`
 	Renewed time.Time `json:"renewed"`
 }
@@ -45,7 +50,8 @@ func acquireLease(ctx context.Context, r Remote, stale time.Duration, log *slog.
 	var id [8]byte
 	_, _ = rand.Read(id[:])
 	now := time.Now().UTC()
-	l := &lease{remote: r, log: log, doc: leaseDoc{ID: hex.EncodeToString(id[:]), Holder: fmt.Sprintf("%s pid %d", host, os.Getpid()), Created: now, Renewed: now}}
+	l := &lease{remote: r, log: log, doc: leaseDoc{ID: hex.EncodeToString(id[:]), Holder: fmt.Sprintf("%s pid %d", host, os.Getpid()),
+		Host: host, PID: os.Getpid(), Created: now, Renewed: now}}
 	b, _ := json.Marshal(l.doc)
 	err := cp.PutIf(ctx, LeaseName, b, "")
 	if errors.Is(err, ErrPrecondition) {
@@ -54,11 +60,17 @@ func acquireLease(ctx context.Context, r Remote, stale time.Duration, log *slog.
 			return nil, rerr
 		}
 		age := time.Since(cur.Renewed)
-		if age < stale {
+		dead := cur.Host == host && cur.PID > 0 && !processAlive(cur.PID)
+		if dead {
+			log.Info("taking over the lease of a sync that died on this host", "holder", cur.Holder)
+		}
+		if age < stale && !dead {
 			return nil, fmt.Errorf("mirror: %w: %s, renewed %s ago (taken over after %s)", ErrLeaseHeld, cur.Holder, age.Round(time.Second), stale)
 		}
-		log.Warn("taking over a stale lease", "holder", cur.Holder, "renewed_ago", age.Round(time.Second))
-		err = cp.PutIf(ctx, LeaseName, b, etag)
+		if !dead {
+			log.Warn("taking over a stale lease", "holder", cur.Holder, "renewed_ago", age.Round(time.Second))
+		}
+		err = replaceLease(ctx, r, b, etag)
 		if errors.Is(err, ErrPrecondition) {
 			return nil, fmt.Errorf("mirror: %w: another sync took the stale lease first", ErrLeaseHeld)
 		}
@@ -109,7 +121,18 @@ func (l *lease) renew(ctx context.Context) error {
 	}
 	l.doc.Renewed = time.Now().UTC()
 	b, _ := json.Marshal(l.doc)
-	return l.remote.(ConditionalPutter).PutIf(ctx, LeaseName, b, etag)
+	return replaceLease(ctx, l.remote, b, etag)
+}
+
+// replaceLease overwrites lease.json if it still has etag. Apache gives a weak ETag
+// (W/"…") to a file changed within the last second, and If-Match never matches a weak
+// ETag (RFC 9110 §13.1.1); then the write is unconditional and the caller's read-back
+// decides who holds the lease.
+func replaceLease(ctx context.Context, r Remote, doc []byte, etag string) error {
+	if etag == "" || strings.HasPrefix(etag, "W/") {
+		return r.Put(ctx, LeaseName, bytes.NewReader(doc), int64(len(doc)))
+	}
+	return r.(ConditionalPutter).PutIf(ctx, LeaseName, doc, etag)
 }
 
 // release removes the lease if this sync still holds it.
@@ -136,4 +159,11 @@ func (l *lease) keepRenewed(ctx context.Context, interval time.Duration) {
 			}
 		}
 	}
+}
+
+// processAlive reports whether a process with this pid exists on this host. A reused pid
+// looks alive, which only makes the lease wait for its stale time: the safe direction.
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }

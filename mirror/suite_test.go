@@ -4,12 +4,17 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"math/rand/v2"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/drepo-dev/drepo/manifests"
 	"github.com/drepo-dev/drepo/webdavsrv/davtest"
@@ -140,3 +145,49 @@ func TestRemoteSuite(t *testing.T) {
 		})
 	}
 }
+
+func TestLease(t *testing.T) {
+	ctx := context.Background()
+	for _, s := range servers(t) {
+		t.Run(s.Name, func(t *testing.T) {
+			w := remoteFor(t, s)
+			log := discardLogger()
+			l, err := acquireLease(ctx, w, time.Hour, log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := acquireLease(ctx, w, time.Hour, log); !errors.Is(err, ErrLeaseHeld) {
+				t.Fatalf("second lease: %v", err)
+			}
+			if err := l.renew(ctx); err != nil {
+				t.Fatalf("renew: %v", err)
+			}
+			l2, err := acquireLease(ctx, w, 0, log) // stale at once: taken over
+			if err != nil {
+				t.Fatalf("stale takeover: %v", err)
+			}
+			if err := l.renew(ctx); !errors.Is(err, ErrLeaseHeld) {
+				t.Fatalf("the old holder renewed a lease it lost: %v", err)
+			}
+			l2.release(ctx)
+			if _, err := w.Stat(ctx, LeaseName); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("lease not released: %v", err)
+			}
+			// a lease of a process that died on this host is taken over at once
+			dead := exec.Command("true")
+			if err := dead.Run(); err != nil {
+				t.Fatal(err)
+			}
+			host, _ := os.Hostname()
+			b, _ := json.Marshal(leaseDoc{ID: "x", Holder: "dead", Host: host, PID: dead.Process.Pid, Created: time.Now(), Renewed: time.Now()})
+			if err := w.PutIf(ctx, LeaseName, b, ""); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := acquireLease(ctx, w, time.Hour, log); err != nil {
+				t.Fatalf("lease of a dead process: %v", err)
+			}
+		})
+	}
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

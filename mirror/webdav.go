@@ -218,7 +218,10 @@ func (w *WebDAV) Stat(ctx context.Context, name string) (FileInfo, error) {
 
 func toInfo(name string, fi os.FileInfo) FileInfo {
 	info := FileInfo{Name: strings.Trim(name, "/"), Size: fi.Size(), IsDir: fi.IsDir(), ModTime: fi.ModTime()}
-	if f, ok := fi.(gowebdav.File); ok {
+	switch f := fi.(type) { // Stat gives *File, ReadDir File
+	case gowebdav.File:
+		info.ETag = f.ETag()
+	case *gowebdav.File:
 		info.ETag = f.ETag()
 	}
 	return info
