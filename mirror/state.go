@@ -1,8 +1,6 @@
 package mirror
 
 import (
-	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -46,5 +44,3 @@ func DefaultStateDir() string {
 	}
 	return filepath.Join(os.TempDir(), "drepo-state")
 }
-
-func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrNotFound) }
