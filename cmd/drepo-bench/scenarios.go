@@ -6,6 +6,10 @@ func scenarios() []Scenario {
 		hashScenario(),
 		serveScenario(true),
 		serveScenario(false),
+		sync2GScenario(),
+		manyScenario("first"),
+		manyScenario("noop"),
+		manyScenario("verify"),
 	}
 }
 
