@@ -52,15 +52,37 @@ func inode(fi fs.FileInfo) uint64 {
 	return 0
 }
 
+// known reports whether the cache holds sums for the file as it is now.
+func (c *HashCache) known(path string, fi fs.FileInfo, chunkSize int64) bool {
+	key, _ := filepath.Abs(path)
+	c.mu.Lock()
+	e, ok := c.entries[key]
+	c.mu.Unlock()
+	return ok && e.Size == fi.Size() && e.MtimeNs == fi.ModTime().UnixNano() && e.Inode == inode(fi) && e.ChunkSize == chunkSize
+}
+
+// store records the sums of the file as it was when read.
+func (c *HashCache) store(path string, fi fs.FileInfo, chunkSize int64, s manifests.Sums) {
+	key, _ := filepath.Abs(path)
+	e := cacheEntry{Size: s.Size, MtimeNs: fi.ModTime().UnixNano(), Inode: inode(fi), ChunkSize: chunkSize, SHA256: s.SHA256}
+	if len(s.Chunks) > 1 || (len(s.Chunks) == 1 && s.Chunks[0] != s.SHA256) {
+		e.Chunks = s.Chunks
+	}
+	c.mu.Lock()
+	c.entries[key] = e
+	c.dirty = true
+	c.mu.Unlock()
+}
+
 // Hash is a manifests.BuildOptions.Hash: cached sums if the file is unchanged, else a fresh
 // read (counted by onRead).
 func (c *HashCache) Hash(onRead func(int)) func(ctx context.Context, path string, fi fs.FileInfo, chunkSize int64) (manifests.Sums, error) {
 	return func(ctx context.Context, path string, fi fs.FileInfo, chunkSize int64) (manifests.Sums, error) {
 		key, _ := filepath.Abs(path)
-		c.mu.Lock()
-		e, ok := c.entries[key]
-		c.mu.Unlock()
-		if ok && e.Size == fi.Size() && e.MtimeNs == fi.ModTime().UnixNano() && e.Inode == inode(fi) && e.ChunkSize == chunkSize {
+		if c.known(path, fi, chunkSize) {
+			c.mu.Lock()
+			e := c.entries[key]
+			c.mu.Unlock()
 			chunks := e.Chunks
 			if chunks == nil && e.Size > 0 {
 				chunks = []manifests.Hash{e.SHA256}
@@ -74,14 +96,7 @@ func (c *HashCache) Hash(onRead func(int)) func(ctx context.Context, path string
 		if err != nil {
 			return s, err
 		}
-		e = cacheEntry{Size: s.Size, MtimeNs: fi.ModTime().UnixNano(), Inode: inode(fi), ChunkSize: chunkSize, SHA256: s.SHA256}
-		if len(s.Chunks) > 1 || (len(s.Chunks) == 1 && s.Chunks[0] != s.SHA256) {
-			e.Chunks = s.Chunks
-		}
-		c.mu.Lock()
-		c.entries[key] = e
-		c.dirty = true
-		c.mu.Unlock()
+		c.store(path, fi, chunkSize, s)
 		return s, nil
 	}
 }

@@ -3,6 +3,8 @@ package mirror
 import (
 	"crypto/rand"
 	"encoding/hex"
+
+	"github.com/drepo-dev/drepo/manifests"
 )
 
 // Names in a repository (DESIGN.md "Repository layout"). Blob paths come from
@@ -13,7 +15,16 @@ const (
 	LeaseName = "lease.json"
 	TmpDir    = "tmp"
 	BlobsDir  = "blobs/sha256"
+	SigsDir   = "signatures"
 )
+
+// SigPath is where the signature of one exact index document is kept: named by the index's
+// SHA-256, written before the index is replaced, so a reader always finds the signature of
+// the bytes it read (index.json.minisig, moved in after the index for minisign -Vm, lags
+// behind for a moment during each commit).
+func SigPath(index []byte) string {
+	return SigsDir + "/" + manifests.SumBytes(index).String() + ".minisig"
+}
 
 // tmpName returns a fresh name in the repository's tmp/ folder.
 func tmpName(base string) string {

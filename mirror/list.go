@@ -21,11 +21,21 @@ func ReadIndex(ctx context.Context, r Remote, keys []minisign.PublicKey) (*manif
 	if doc == nil {
 		return nil, ErrNotFound
 	}
-	sig, err := readDoc(ctx, r, SigName, manifests.MaxSignatureSize, so)
+	sig, err := readSig(ctx, r, doc, so)
 	if err != nil {
 		return nil, err
 	}
 	return manifests.VerifyIndex(keys, doc, sig)
+}
+
+// readSig reads the signature of the index document doc: the one stored under the index's
+// hash, else index.json.minisig (repositories written by hand with minisign). nil if neither.
+func readSig(ctx context.Context, r Remote, doc []byte, so SyncOptions) ([]byte, error) {
+	sig, err := readDoc(ctx, r, SigPath(doc), manifests.MaxSignatureSize, so)
+	if err != nil || sig != nil {
+		return sig, err
+	}
+	return readDoc(ctx, r, SigName, manifests.MaxSignatureSize, so)
 }
 
 // SourceVersion is one <app>/<version> folder of the source, as found on disk (not hashed).

@@ -28,7 +28,67 @@ type pusher struct {
 
 	noDigest   atomic.Bool // the server answered a digest request without one
 	mu         sync.Mutex
-	unverified map[manifests.Hash]int64 // uploaded blobs whose arrival still needs a size check
+	unverified map[manifests.Hash]int64  // uploaded blobs whose arrival still needs a size check
+	staged     map[string]manifests.Hash // tmp/ name → blob uploaded while hashing (zero: not yet known)
+	lease      *lease
+	stopRenew  context.CancelFunc
+}
+
+// begin readies the repository for writing: base folder, lease (kept renewed), tmp/ cleared
+// of what crashed syncs left. Idempotent.
+func (p *pusher) begin(ctx context.Context) error {
+	if p.lease != nil {
+		return nil
+	}
+	if er, ok := p.remote.(interface{ EnsureRoot(context.Context) error }); ok {
+		if err := er.EnsureRoot(ctx); err != nil {
+			return err
+		}
+	}
+	l, err := acquireLease(ctx, p.remote, p.opt.LeaseStale, p.opt.Log.With("repository", p.repo.Name))
+	if err != nil {
+		return err
+	}
+	p.lease = l
+	lctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	p.stopRenew = stop
+	go l.keepRenewed(lctx, max(p.opt.LeaseStale/4, 1))
+	p.clearTmp(ctx)
+	return nil
+}
+
+// end removes staged uploads that were not used and releases the lease.
+func (p *pusher) end(ctx context.Context) {
+	if p.lease == nil {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	p.mu.Lock()
+	left := make([]string, 0, len(p.staged))
+	for tmp := range p.staged {
+		left = append(left, tmp)
+	}
+	p.staged = map[string]manifests.Hash{}
+	p.mu.Unlock()
+	for _, tmp := range left {
+		_ = p.remote.Remove(ctx, tmp)
+	}
+	p.stopRenew()
+	p.lease.release(ctx)
+	p.lease = nil
+}
+
+// takeStaged returns (and forgets) a tmp/ file holding blob h, if one was uploaded while hashing.
+func (p *pusher) takeStaged(h manifests.Hash) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for tmp, sh := range p.staged {
+		if sh == h {
+			delete(p.staged, tmp)
+			return tmp
+		}
+	}
+	return ""
 }
 
 func (p *pusher) run(ctx context.Context, currentDoc []byte) error {
@@ -56,23 +116,9 @@ func (p *pusher) run(ctx context.Context, currentDoc []byte) error {
 		return nil
 	}
 
-	if er, ok := p.remote.(interface{ EnsureRoot(context.Context) error }); ok {
-		if err := er.EnsureRoot(ctx); err != nil {
-			return err
-		}
-	}
-	l, err := acquireLease(ctx, p.remote, p.opt.LeaseStale, log)
-	if err != nil {
+	if err := p.begin(ctx); err != nil {
 		return err
 	}
-	lctx, stopRenew := context.WithCancel(ctx)
-	go l.keepRenewed(lctx, max(p.opt.LeaseStale/4, 1))
-	defer func() {
-		stopRenew()
-		l.release(context.WithoutCancel(ctx))
-	}()
-
-	p.clearTmp(ctx)
 	present, err := p.listBlobs(ctx)
 	if err != nil {
 		return err
@@ -102,13 +148,19 @@ func (p *pusher) run(ctx context.Context, currentDoc []byte) error {
 	if err := p.checkUnverified(ctx); err != nil {
 		return err
 	}
-	// Every blob the new index names is now present and checked: commit, signature first,
-	// then the index itself (the commit point). Each goes up beside its target and is
-	// moved over it, so readers see the old or the new file, never a partial one.
+	// Every blob the new index names is now present and checked. Commit: the signature
+	// under the index's hash first, then the index (the commit point), each replaced by a
+	// MOVE from tmp/ so readers see the old or the new file, never a partial one; last the
+	// signature under its minisign name.
+	if err := p.opt.Retry.do(ctx, p.opt.Log, "put signature", func() error {
+		return p.remote.Put(ctx, SigPath(p.doc), bytes.NewReader(p.sig), int64(len(p.sig)))
+	}); err != nil {
+		return err
+	}
 	for _, d := range []struct {
 		name string
 		data []byte
-	}{{SigName, p.sig}, {IndexName, p.doc}} {
+	}{{IndexName, p.doc}, {SigName, p.sig}} {
 		if err := p.replace(ctx, d.name, d.data); err != nil {
 			return err
 		}
@@ -118,6 +170,27 @@ func (p *pusher) run(ctx context.Context, currentDoc []byte) error {
 		return p.prune(ctx, present)
 	}
 	return nil
+}
+
+// pruneSignatures removes signatures of indexes other than the current one.
+func (p *pusher) pruneSignatures(ctx context.Context) error {
+	ents, err := p.remote.List(ctx, SigsDir)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	keep := SigPath(p.doc)
+	var errs []error
+	for _, e := range ents {
+		if e.Name != keep {
+			if err := p.remote.Remove(ctx, e.Name); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // missing lists the planned blobs the repository lacks or holds with the wrong size.
@@ -165,6 +238,19 @@ func (p *pusher) clearTmp(ctx context.Context) {
 func (p *pusher) upload(ctx context.Context, h manifests.Hash) error {
 	src := p.plan.blobs[h]
 	name := manifests.BlobPath(h)
+	if tmp := p.takeStaged(h); tmp != "" {
+		err := p.remote.(Mover).Move(ctx, tmp, name)
+		if err == nil {
+			if err = p.checkArrived(ctx, h, src.size); err == nil {
+				p.mu.Lock()
+				p.res.Staged++
+				p.mu.Unlock()
+				return nil
+			}
+		}
+		p.opt.Log.Warn("moving a blob uploaded while hashing failed; uploading it again", "repository", p.repo.Name, "blob", name, "err", err)
+		_ = p.remote.Remove(context.WithoutCancel(ctx), tmp)
+	}
 	return p.opt.Retry.do(ctx, p.opt.Log, "upload "+name, func() error {
 		var r io.Reader
 		if src.data != nil {
@@ -275,6 +361,9 @@ func (p *pusher) prune(ctx context.Context, present map[manifests.Hash]int64) er
 			continue
 		}
 		p.res.Removed++
+	}
+	if err := p.pruneSignatures(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -3,6 +3,7 @@ package mirror
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -31,7 +32,9 @@ type ScanOptions struct {
 	ChunkSize int64
 	Cache     *HashCache // nil: hash everything
 	OnRead    func(int)  // bytes read while hashing (progress)
-	Log       *slog.Logger
+	// Hash, if set, replaces Cache and OnRead (sync's stager).
+	Hash func(ctx context.Context, path string, fi fs.FileInfo, chunkSize int64) (manifests.Sums, error)
+	Log  *slog.Logger
 }
 
 // ScanSource builds the manifests of every <app>/<version> folder under dir. Entries that
@@ -69,6 +72,9 @@ func ScanSource(ctx context.Context, dir string, opt ScanOptions) ([]*Version, e
 			bo := manifests.BuildOptions{ChunkSize: opt.ChunkSize, OnRead: opt.OnRead}
 			if opt.Cache != nil {
 				bo.Hash = opt.Cache.Hash(opt.OnRead)
+			}
+			if opt.Hash != nil {
+				bo.Hash = opt.Hash
 			}
 			m, err := manifests.BuildManifest(ctx, vdir, a.Name(), v.Name(), bo)
 			if err != nil {

@@ -58,6 +58,7 @@ type RepoResult struct {
 	Priority      int           `json:"priority"`
 	Status        string        `json:"status"` // up-to-date, updated, planned, failed
 	Uploaded      int           `json:"uploaded_blobs"`
+	Staged        int           `json:"uploaded_while_hashing"`
 	UploadedBytes int64         `json:"uploaded_bytes"`
 	Removed       int           `json:"removed_blobs"`
 	Error         string        `json:"error,omitempty"`
@@ -92,12 +93,50 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 	opt = opt.withDefaults()
 	st := state{dir: opt.StateDir}
 	cache := LoadHashCache(st.cachePath())
+	var limiter *rate.Limiter
+	if opt.BWLimit > 0 {
+		limiter = rate.NewLimiter(rate.Limit(opt.BWLimit), int(min(opt.BWLimit, 1<<20)))
+	}
+	pushers := make([]*pusher, len(opt.Repos))
+	results := make([]RepoResult, len(opt.Repos))
+	for i, repo := range opt.Repos {
+		results[i] = RepoResult{Name: repo.Name, Priority: repo.Priority}
+		pushers[i] = &pusher{opt: opt, repo: repo, limiter: limiter, res: &results[i], staged: map[string]manifests.Hash{}}
+		w, err := Open(repo, opt.Transfers)
+		if err != nil {
+			results[i].Status, results[i].Error = StatusFailed, err.Error()
+			continue
+		}
+		pushers[i].remote = w
+	}
+	defer func() {
+		for _, p := range pushers {
+			p.end(ctx)
+		}
+	}()
+
+	// Large files the cache does not know are uploaded while they are hashed: that needs
+	// every repository's lease before the scan. Only then: a no-op sync takes no lease.
+	st8 := &stager{cache: cache}
+	if !opt.DryRun && needsStaging(opt.Source, cache, opt.ChunkSize) {
+		for _, p := range pushers {
+			if p.remote == nil {
+				continue
+			}
+			if err := p.begin(ctx); err != nil {
+				p.res.Status, p.res.Error = StatusFailed, err.Error()
+				continue
+			}
+			st8.pushers = append(st8.pushers, p)
+		}
+	}
 	onRead := func(int) {}
 	if opt.Progress != nil {
 		opt.Progress.Start("hashing", -1)
 		onRead = opt.Progress.Add
 	}
-	versions, err := ScanSource(ctx, opt.Source, ScanOptions{ChunkSize: opt.ChunkSize, Cache: cache, OnRead: onRead, Log: opt.Log})
+	st8.onRead = onRead
+	versions, err := ScanSource(ctx, opt.Source, ScanOptions{ChunkSize: opt.ChunkSize, Hash: st8.hash, Log: opt.Log})
 	if opt.Progress != nil {
 		opt.Progress.Finish()
 	}
@@ -111,20 +150,18 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 	}
 	versions = KeepNewest(versions, opt.Keep)
 
-	remotes := make([]Remote, len(opt.Repos))
 	current := make([]remoteIndex, len(opt.Repos))
+	remotes := make([]Remote, len(opt.Repos))
 	var wg sync.WaitGroup
-	for i, repo := range opt.Repos {
-		w, err := Open(repo, opt.Transfers)
-		if err != nil {
-			current[i].err = err
+	for i, p := range pushers {
+		if p.remote == nil || p.res.Status == StatusFailed {
 			continue
 		}
-		remotes[i] = w
+		remotes[i] = p.remote
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			current[i].doc, current[i].err = readDoc(ctx, w, IndexName, manifests.MaxIndexSize, opt)
+			current[i].doc, current[i].err = readDoc(ctx, p.remote, IndexName, manifests.MaxIndexSize, opt)
 		}()
 	}
 	wg.Wait()
@@ -137,37 +174,34 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 	rep := &SyncReport{Serial: idx.Serial, Changed: changed, Versions: len(versions)}
 	plan := newBlobPlan(versions, cache)
 
-	var limiter *rate.Limiter
-	if opt.BWLimit > 0 {
-		limiter = rate.NewLimiter(rate.Limit(opt.BWLimit), int(min(opt.BWLimit, 1<<20)))
-	}
 	if opt.Progress != nil {
 		opt.Progress.Start("uploading", -1)
 		defer opt.Progress.Finish()
 	}
-	results := make([]RepoResult, len(opt.Repos))
-	for i, repo := range opt.Repos {
+	for i, p := range pushers {
+		if p.res.Status == StatusFailed {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			start := time.Now()
-			res := RepoResult{Name: repo.Name, Priority: repo.Priority}
 			if current[i].err != nil {
-				res.Status, res.Error = StatusFailed, current[i].err.Error()
+				p.res.Status, p.res.Error = StatusFailed, current[i].err.Error()
 			} else {
-				p := &pusher{opt: opt, repo: repo, remote: remotes[i], plan: plan, doc: doc, sig: sig, limiter: limiter, res: &res}
+				p.plan, p.doc, p.sig = plan, doc, sig
 				if err := p.run(ctx, current[i].doc); err != nil {
-					res.Status, res.Error = StatusFailed, err.Error()
+					p.res.Status, p.res.Error = StatusFailed, err.Error()
 				}
+				p.end(ctx)
 			}
-			res.Duration = time.Since(start)
-			log := opt.Log.With("repository", repo.Name)
-			if res.Status == StatusFailed {
-				log.Error("sync failed", "err", res.Error)
+			p.res.Duration = time.Since(start)
+			log := opt.Log.With("repository", p.repo.Name)
+			if p.res.Status == StatusFailed {
+				log.Error("sync failed", "err", p.res.Error)
 			} else {
-				log.Info("sync done", "status", res.Status, "uploaded", res.Uploaded, "bytes", res.UploadedBytes, "removed", res.Removed)
+				log.Info("sync done", "status", p.res.Status, "uploaded", p.res.Uploaded, "bytes", p.res.UploadedBytes, "removed", p.res.Removed)
 			}
-			results[i] = res
 		}()
 	}
 	wg.Wait()
@@ -247,14 +281,14 @@ func decideIndex(ctx context.Context, opt SyncOptions, st state, versions []*Ver
 		}
 	}
 	for i, c := range current {
-		if c.doc == nil {
+		if c.doc == nil || remotes[i] == nil {
 			continue
 		}
 		x, err := manifests.DecodeIndex(c.doc)
 		if err != nil || (x.Serial <= maxSerial && !same(x)) {
 			continue
 		}
-		rs, err := readDoc(ctx, remotes[i], SigName, manifests.MaxSignatureSize, opt)
+		rs, err := readSig(ctx, remotes[i], c.doc, opt)
 		if err != nil || rs == nil || manifests.Verify(opt.Keys, c.doc, rs) != nil {
 			continue // only serials our keys signed count; anyone can write a big number
 		}

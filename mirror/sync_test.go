@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"aead.dev/minisign"
 	"github.com/drepo-dev/drepo/manifests"
@@ -281,5 +282,54 @@ func TestVerifyFindsDamage(t *testing.T) {
 				t.Fatalf("after repair: %+v", v.Problems)
 			}
 		})
+	}
+}
+
+// TestSyncUploadsLargeFilesWhileHashing: a new file of StageMin bytes or more is read once,
+// hashed and uploaded at the same time, then moved into place; nothing is left in tmp/.
+func TestSyncUploadsLargeFilesWhileHashing(t *testing.T) {
+	ctx := context.Background()
+	key, pub := testKeys(t)
+	src := t.TempDir()
+	big := filepath.Join(src, "os", "1.0", "image.bin")
+	os.MkdirAll(filepath.Dir(big), 0o755)
+	if err := os.WriteFile(big, randBytes(StageMin+12345, 5), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(src, "os", "1.0", "small"), []byte("small"), 0o644)
+	dav, apache := davtest.StartDrepo(t, davtest.DrepoOptions{}), davtest.StartApache(t)
+	opt := syncOpts(t, src, key, repoOf(dav, "main", 1), repoOf(apache, "staging", -1))
+	rep, err := Sync(ctx, opt)
+	if err != nil || rep.Failed() {
+		t.Fatalf("sync: %+v %v", rep, err)
+	}
+	for i, s := range []*davtest.Server{dav, apache} {
+		r := rep.Repos[i]
+		if r.Uploaded != 3 || r.Staged != 1 {
+			t.Errorf("%s: uploaded %d (want 3), while hashing %d (want 1)", r.Name, r.Uploaded, r.Staged)
+		}
+		if left, _ := filepath.Glob(filepath.Join(s.Root, "tmp", "*")); len(left) != 0 {
+			t.Errorf("%s: left in tmp/: %v", r.Name, left)
+		}
+		w, _ := Open(repoOf(s, r.Name, 0), 4)
+		if v := Verify(ctx, repoOf(s, r.Name, 0), w, VerifyOptions{Keys: []minisign.PublicKey{pub}, Deep: true}); !v.OK {
+			t.Fatalf("%s: verify --deep: %+v", r.Name, v)
+		}
+	}
+	// touched but unchanged: hashed and uploaded again while hashing, then the index is
+	// found unchanged; the staged copies are removed
+	now := time.Now()
+	os.Chtimes(big, now, now)
+	rep, err = Sync(ctx, opt)
+	if err != nil || rep.Failed() || rep.Changed {
+		t.Fatalf("touched sync: %+v %v", rep, err)
+	}
+	for _, s := range []*davtest.Server{dav, apache} {
+		if left, _ := filepath.Glob(filepath.Join(s.Root, "tmp", "*")); len(left) != 0 {
+			t.Errorf("%s: staged copies left after an unchanged sync: %v", s.Name, left)
+		}
+		if _, err := os.Stat(filepath.Join(s.Root, LeaseName)); err == nil {
+			t.Errorf("%s: lease not released", s.Name)
+		}
 	}
 }

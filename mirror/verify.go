@@ -80,7 +80,7 @@ func Verify(ctx context.Context, repo Repository, r Remote, opt VerifyOptions) *
 		bad("index", IndexName, "no index in the repository")
 		return rep
 	}
-	sig, err := readDoc(ctx, r, SigName, manifests.MaxSignatureSize, so)
+	sig, err := readSig(ctx, r, doc, so)
 	if err != nil {
 		rep.Error = err.Error()
 		return rep

@@ -94,10 +94,11 @@ func writeVersion(t *testing.T, src string, v int, files int) {
 func checkInvariant(t *testing.T, s *davtest.Server, pub minisign.PublicKey) int {
 	t.Helper()
 	doc, err1 := os.ReadFile(filepath.Join(s.Root, mirror.IndexName))
-	sig, err2 := os.ReadFile(filepath.Join(s.Root, mirror.SigName))
 	if errors.Is(err1, os.ErrNotExist) {
 		return 0 // no index yet: nothing is promised
 	}
+	// the signature of exactly these bytes, as drepo's readers fetch it
+	sig, err2 := os.ReadFile(filepath.Join(s.Root, filepath.FromSlash(mirror.SigPath(doc))))
 	if err1 != nil || err2 != nil {
 		t.Fatalf("index present but unreadable: %v %v", err1, err2)
 	}

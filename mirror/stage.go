@@ -1,0 +1,130 @@
+package mirror
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/drepo-dev/drepo/manifests"
+	"golang.org/x/sync/errgroup"
+)
+
+// StageMin is the size from which a new source file is uploaded while it is hashed: read
+// once, its bytes feed the two hashers and one upload to tmp/ per repository, so a first
+// sync of a large file costs about max(hash, upload) instead of hash + upload. Smaller files
+// are hashed first, which lets sync skip uploading those a repository already holds.
+const StageMin = 64 << 20
+
+// needsStaging reports whether the source holds a file of at least StageMin bytes that the
+// hash cache does not know (a stat walk; nothing is read).
+func needsStaging(source string, cache *HashCache, chunkSize int64) bool {
+	found := false
+	_ = filepath.WalkDir(source, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || found {
+			return fs.SkipAll
+		}
+		if d.IsDir() && strings.HasPrefix(d.Name(), ".") && p != source {
+			return fs.SkipDir
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err == nil && fi.Size() >= StageMin && !cache.known(p, fi, chunkSize) {
+			found = true
+		}
+		return nil
+	})
+	return found
+}
+
+// stager hashes large unknown files while uploading them to every began pusher's tmp/.
+type stager struct {
+	pushers []*pusher
+	cache   *HashCache
+	onRead  func(int)
+}
+
+// hash is a manifests.BuildOptions.Hash.
+func (s *stager) hash(ctx context.Context, path string, fi fs.FileInfo, chunkSize int64) (manifests.Sums, error) {
+	if fi.Size() < StageMin || len(s.pushers) == 0 || s.cache.known(path, fi, chunkSize) {
+		return s.cache.Hash(s.onRead)(ctx, path, fi, chunkSize)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return manifests.Sums{}, fmt.Errorf("mirror: %w", err)
+	}
+	defer f.Close()
+	size := fi.Size()
+	type upload struct {
+		p    *pusher
+		pipe *bufPipe
+		tmp  string
+	}
+	ups := make([]upload, len(s.pushers))
+	var writers []io.Writer
+	var g errgroup.Group
+	for i, p := range s.pushers {
+		ups[i] = upload{p: p, pipe: newBufPipe(), tmp: tmpName("stage")}
+		writers = append(writers, ups[i].pipe)
+		u := ups[i]
+		g.Go(func() error {
+			err := p.remote.Put(ctx, u.tmp, p.meter(ctx, u.pipe), size)
+			u.pipe.CloseRead()
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if err != nil {
+				p.opt.Log.Warn("upload while hashing failed; the blob is uploaded again later", "repository", p.repo.Name, "file", path, "err", err)
+				_ = p.remote.Remove(context.WithoutCancel(ctx), u.tmp)
+				return nil
+			}
+			p.staged[u.tmp] = manifests.Hash{} // named once the hash is known
+			return nil
+		})
+	}
+	var r io.Reader = io.TeeReader(f, io.MultiWriter(writers...))
+	if s.onRead != nil {
+		r = countingRead{r, s.onRead}
+	}
+	sums, herr := manifests.HashReader(ctx, r, size, chunkSize)
+	if herr == nil && sums.Size != size {
+		herr = fmt.Errorf("mirror: %s: size changed from %d to %d while reading: %w", path, size, sums.Size, manifests.ErrInvalid)
+	}
+	for _, u := range ups {
+		u.pipe.CloseWrite(herr)
+	}
+	_ = g.Wait()
+	for _, u := range ups {
+		u.p.mu.Lock()
+		_, ok := u.p.staged[u.tmp]
+		if herr != nil {
+			delete(u.p.staged, u.tmp)
+		} else if ok {
+			u.p.staged[u.tmp] = sums.SHA256
+		}
+		u.p.mu.Unlock()
+		if herr != nil && ok {
+			_ = u.p.remote.Remove(context.WithoutCancel(ctx), u.tmp)
+		}
+	}
+	if herr != nil {
+		return manifests.Sums{}, herr
+	}
+	s.cache.store(path, fi, chunkSize, sums)
+	return sums, nil
+}
+
+type countingRead struct {
+	r  io.Reader
+	on func(int)
+}
+
+func (c countingRead) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.on(n)
+	return n, err
+}
