@@ -14,8 +14,6 @@ type bufPipe struct {
 	ch       chan []byte
 	cur      []byte
 	mu       sync.Mutex
-	dead     bool
-	deadErr  error
 	closeErr error
 	done     chan struct{}
 	once     sync.Once
