@@ -37,13 +37,14 @@ func ReadLimited(r io.Reader, max int) ([]byte, error) {
 	return b, nil
 }
 
-// encode is the deterministic encoder: struct field order, no HTML escaping, one trailing
-// newline. Maps are never used in documents, so equal values give byte-identical output.
+// encode is the deterministic encoder: compact, struct field order, no HTML escaping, one
+// trailing newline. Maps are never used in documents, so equal values give byte-identical
+// output. (Compact: a manifest of many files is smaller and faster to write and read;
+// drepo manifest show prints documents for people.)
 func encode(v any) []byte {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	enc.SetIndent("", " ")
 	if err := enc.Encode(v); err != nil {
 		panic("manifests: encode: " + err.Error()) // only plain structs are encoded
 	}

@@ -8,6 +8,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"sync"
 )
 
 // hashBufSize is the read size; hashBufs buffers per file in flight bound memory to
@@ -61,17 +62,29 @@ func HashReader(ctx context.Context, r io.Reader, sizeHint, chunkSize int64) (Su
 		return Sums{}, fmt.Errorf("manifests: chunk size %d outside %d..%d: %w", chunkSize, MinChunkSize, MaxChunkSize, ErrInvalid)
 	}
 	if sizeHint >= 0 && sizeHint <= chunkSize {
-		return hashSmall(ctx, r, chunkSize)
+		return hashSmall(ctx, r, sizeHint, chunkSize)
 	}
 	return hashPipelined(ctx, r, chunkSize)
 }
 
+// bufPool holds read buffers of hashBufSize: a sync of many files must not allocate (and
+// zero) a fresh megabyte per file.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, hashBufSize); return &b }}
+
 // hashSmall hashes a stream expected to fit one chunk; if it turns out longer it falls back
-// to chunking inline.
-func hashSmall(ctx context.Context, r io.Reader, chunkSize int64) (Sums, error) {
+// to chunking inline. Small files read into a buffer of their own size (plus one byte, to
+// see the end in one read).
+func hashSmall(ctx context.Context, r io.Reader, sizeHint, chunkSize int64) (Sums, error) {
 	c := newChunker(chunkSize)
 	whole := sha256.New()
-	buf := make([]byte, min(hashBufSize, chunkSize+1))
+	var buf []byte
+	if sizeHint+1 < hashBufSize/4 {
+		buf = make([]byte, sizeHint+1)
+	} else {
+		bp := bufPool.Get().(*[]byte)
+		defer bufPool.Put(bp)
+		buf = *bp
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return Sums{}, err
@@ -99,7 +112,9 @@ func hashSmall(ctx context.Context, r io.Reader, chunkSize int64) (Sums, error) 
 func hashPipelined(ctx context.Context, r io.Reader, chunkSize int64) (Sums, error) {
 	free := make(chan []byte, hashBufs)
 	for range hashBufs {
-		free <- make([]byte, hashBufSize)
+		bp := bufPool.Get().(*[]byte)
+		defer bufPool.Put(bp)
+		free <- *bp
 	}
 	work := make(chan []byte, hashBufs)
 	chunked := make(chan struct{})

@@ -46,19 +46,19 @@ func TestManifestRejects(t *testing.T) {
 	good, _ := sampleManifest().Encode()
 	cases := map[string]string{
 		"unknown schema": strings.Replace(string(good), ManifestSchema, "drepo.manifest/v9", 1),
-		"unknown field":  strings.Replace(string(good), `"app":`, `"extra": 1, "app":`, 1),
+		"unknown field":  strings.Replace(string(good), `"app":`, `"extra":1, "app":`, 1),
 		"trailing data":  string(good) + "{}",
-		"absolute path":  strings.Replace(string(good), `"path": "a"`, `"path": "/a"`, 1),
-		"dotdot path":    strings.Replace(string(good), `"path": "a"`, `"path": "../a"`, 1),
-		"backslash path": strings.Replace(string(good), `"path": "a"`, `"path": "a\\\\b"`, 1),
-		"nul path":       strings.Replace(string(good), `"path": "a"`, `"path": "a\u0000"`, 1),
-		"duplicate path": strings.Replace(string(good), `"path": "big"`, `"path": "a"`, 1),
-		"chunk mismatch": strings.Replace(string(good), `"size": 5`, `"size": 4194305`, 1),
+		"absolute path":  strings.Replace(string(good), `"path":"a"`, `"path":"/a"`, 1),
+		"dotdot path":    strings.Replace(string(good), `"path":"a"`, `"path":"../a"`, 1),
+		"backslash path": strings.Replace(string(good), `"path":"a"`, `"path":"a\\\\b"`, 1),
+		"nul path":       strings.Replace(string(good), `"path":"a"`, `"path":"a\u0000"`, 1),
+		"duplicate path": strings.Replace(string(good), `"path":"big"`, `"path":"a"`, 1),
+		"chunk mismatch": strings.Replace(string(good), `"size":5`, `"size":4194305`, 1),
 		"bad app":        strings.Replace(string(good), `"base_system"`, `"base system"`, 1),
 		"bad version":    strings.Replace(string(good), `"12.7.4"`, `"../x"`, 1),
-		"tiny chunks":    strings.Replace(string(good), `"chunk_size": 4194304`, `"chunk_size": 1`, 1),
+		"tiny chunks":    strings.Replace(string(good), `"chunk_size":4194304`, `"chunk_size":1`, 1),
 		"uppercase hash": strings.Replace(string(good), SumBytes(nil).String(), strings.ToUpper(SumBytes(nil).String()), 1),
-		"file and dir":   strings.Replace(string(good), `"path": "a"`, `"path": "z"`, 1),
+		"file and dir":   strings.Replace(string(good), `"path":"a"`, `"path":"z"`, 1),
 	}
 	for name, doc := range cases {
 		if doc == string(good) {
@@ -112,12 +112,12 @@ func TestIndexRoundTripDeterministic(t *testing.T) {
 func TestIndexRejects(t *testing.T) {
 	good, _ := sampleIndex().Encode()
 	cases := map[string]string{
-		"serial zero":   strings.Replace(string(good), `"serial": 7`, `"serial": 0`, 1),
-		"serial string": strings.Replace(string(good), `"serial": 7`, `"serial": "7"`, 1),
-		"unknown field": strings.Replace(string(good), `"serial": 7`, `"serial": 7, "x": 1`, 1),
+		"serial zero":   strings.Replace(string(good), `"serial":7`, `"serial":0`, 1),
+		"serial string": strings.Replace(string(good), `"serial":7`, `"serial":"7"`, 1),
+		"unknown field": strings.Replace(string(good), `"serial":7`, `"serial":7, "x":1`, 1),
 		"unsorted":      strings.Replace(string(good), `"base_system"`, `"zzz"`, 1),
 		"bad schema":    strings.Replace(string(good), IndexSchema, "other", 1),
-		"neg size":      strings.Replace(string(good), `"total_size": 20`, `"total_size": -1`, 1),
+		"neg size":      strings.Replace(string(good), `"total_size":20`, `"total_size":-1`, 1),
 		"expires early": strings.Replace(string(good), `2030-01-01`, `2020-01-01`, 1),
 	}
 	for name, doc := range cases {

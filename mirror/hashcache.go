@@ -2,8 +2,6 @@ package mirror
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -15,31 +13,32 @@ import (
 )
 
 // HashCache remembers the hashes of source files, keyed by path, size, mtime and inode,
-// so a sync reads only files that changed since the last one. It is a plain JSON file
-// written atomically; losing it only costs a rehash.
+// so a sync reads only files that changed since the last one. It is a small binary file
+// (hashcache_codec.go), written atomically; losing it only costs a rehash.
 type HashCache struct {
 	path    string
 	mu      sync.Mutex
 	entries map[string]cacheEntry
+	seen    map[string]bool // entries looked up or stored in this run
 	dirty   bool
 }
 
 type cacheEntry struct {
-	Size      int64            `json:"size"`
-	MtimeNs   int64            `json:"mtime_ns"`
-	Inode     uint64           `json:"inode"`
-	ChunkSize int64            `json:"chunk_size"`
-	SHA256    manifests.Hash   `json:"sha256"`
-	Chunks    []manifests.Hash `json:"chunks,omitempty"` // omitted when one chunk equals the file
+	Size      int64
+	MtimeNs   int64
+	Inode     uint64
+	ChunkSize int64
+	SHA256    manifests.Hash
+	Chunks    []manifests.Hash // nil when the one chunk is the whole file
 }
 
-// LoadHashCache reads the cache at path; a missing or unreadable file gives an empty cache.
+// LoadHashCache reads the cache at path; a missing or unreadable file gives an empty cache
+// (it only costs a rehash).
 func LoadHashCache(path string) *HashCache {
-	c := &HashCache{path: path, entries: map[string]cacheEntry{}}
-	b, err := os.ReadFile(path)
-	if err == nil {
-		if json.Unmarshal(b, &c.entries) != nil {
-			c.entries = map[string]cacheEntry{}
+	c := &HashCache{path: path, entries: map[string]cacheEntry{}, seen: map[string]bool{}}
+	if b, err := os.ReadFile(path); err == nil {
+		if m, err := decodeCache(b); err == nil {
+			c.entries = m
 		}
 	}
 	return c
@@ -57,6 +56,7 @@ func (c *HashCache) known(path string, fi fs.FileInfo, chunkSize int64) bool {
 	key, _ := filepath.Abs(path)
 	c.mu.Lock()
 	e, ok := c.entries[key]
+	c.seen[key] = true
 	c.mu.Unlock()
 	return ok && e.Size == fi.Size() && e.MtimeNs == fi.ModTime().UnixNano() && e.Inode == inode(fi) && e.ChunkSize == chunkSize
 }
@@ -70,6 +70,7 @@ func (c *HashCache) store(path string, fi fs.FileInfo, chunkSize int64, s manife
 	}
 	c.mu.Lock()
 	c.entries[key] = e
+	c.seen[key] = true
 	c.dirty = true
 	c.mu.Unlock()
 }
@@ -101,12 +102,13 @@ func (c *HashCache) Hash(onRead func(int)) func(ctx context.Context, path string
 	}
 }
 
-// Save writes the cache if it changed, dropping entries for files that no longer exist.
+// Save writes the cache if it changed, dropping entries of files this run did not see
+// (deleted or moved since): the scan visits every source file, so no syscall is needed.
 func (c *HashCache) Save() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for p := range c.entries {
-		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+		if !c.seen[p] {
 			delete(c.entries, p)
 			c.dirty = true
 		}
@@ -114,10 +116,7 @@ func (c *HashCache) Save() error {
 	if !c.dirty {
 		return nil
 	}
-	b, err := json.Marshal(c.entries)
-	if err != nil {
-		return fmt.Errorf("mirror: hash cache: %w", err)
-	}
+	b := encodeCache(c.entries)
 	if err := os.MkdirAll(filepath.Dir(c.path), 0o755); err != nil {
 		return fmt.Errorf("mirror: hash cache: %w", err)
 	}

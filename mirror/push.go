@@ -21,6 +21,7 @@ type pusher struct {
 	repo    Repository
 	remote  Remote
 	plan    *blobPlan
+	planFn  func() *blobPlan
 	doc     []byte
 	sig     []byte
 	limiter *rate.Limiter
@@ -103,6 +104,7 @@ func (p *pusher) run(ctx context.Context, currentDoc []byte) error {
 			return nil
 		}
 	}
+	p.plan = p.planFn()
 	if p.opt.DryRun {
 		present, err := p.listBlobs(ctx)
 		if err != nil {
@@ -374,6 +376,14 @@ func (p *pusher) meter(ctx context.Context, r io.Reader) io.Reader {
 		return r
 	}
 	return &meteredReader{ctx: ctx, r: r, p: p.opt.Progress, lim: p.limiter}
+}
+
+// limit applies the bandwidth limit only.
+func (p *pusher) limit(ctx context.Context, r io.Reader) io.Reader {
+	if p.limiter == nil {
+		return r
+	}
+	return &meteredReader{ctx: ctx, r: r, lim: p.limiter}
 }
 
 type meteredReader struct {

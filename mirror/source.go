@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 
 	"github.com/drepo-dev/drepo/manifests"
+	"golang.org/x/sync/errgroup"
 )
 
 // Version is one app version built from the source folder.
@@ -49,7 +51,7 @@ func ScanSource(ctx context.Context, dir string, opt ScanOptions) ([]*Version, e
 	if err != nil {
 		return nil, fmt.Errorf("mirror: source: %w", err)
 	}
-	var out []*Version
+	var dirs [][2]string // app, version
 	for _, a := range apps {
 		if !a.IsDir() || strings.HasPrefix(a.Name(), ".") {
 			continue
@@ -65,10 +67,20 @@ func ScanSource(ctx context.Context, dir string, opt ScanOptions) ([]*Version, e
 			if !v.IsDir() || strings.HasPrefix(v.Name(), ".") {
 				continue
 			}
-			vdir := filepath.Join(dir, a.Name(), v.Name())
 			if err := manifests.ValidateName("version", v.Name()); err != nil {
-				return nil, fmt.Errorf("mirror: source folder %s: %w", vdir, err)
+				return nil, fmt.Errorf("mirror: source folder %s: %w", filepath.Join(dir, a.Name(), v.Name()), err)
 			}
+			dirs = append(dirs, [2]string{a.Name(), v.Name()})
+		}
+	}
+	// Versions are built in parallel too: a source of many small versions is bound by
+	// walking and stat-ing, not by hashing.
+	built := make([]*Version, len(dirs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i, d := range dirs {
+		g.Go(func() error {
+			vdir := filepath.Join(dir, d[0], d[1])
 			bo := manifests.BuildOptions{ChunkSize: opt.ChunkSize, OnRead: opt.OnRead}
 			if opt.Cache != nil {
 				bo.Hash = opt.Cache.Hash(opt.OnRead)
@@ -76,21 +88,31 @@ func ScanSource(ctx context.Context, dir string, opt ScanOptions) ([]*Version, e
 			if opt.Hash != nil {
 				bo.Hash = opt.Hash
 			}
-			m, err := manifests.BuildManifest(ctx, vdir, a.Name(), v.Name(), bo)
+			m, err := manifests.BuildManifest(gctx, vdir, d[0], d[1], bo)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			if len(m.Files) == 0 {
 				if opt.Log != nil {
 					opt.Log.Warn("skipping an empty version folder", "dir", vdir)
 				}
-				continue
+				return nil
 			}
 			doc, err := m.Encode()
 			if err != nil {
-				return nil, err
+				return err
 			}
-			out = append(out, &Version{Manifest: m, Doc: doc, Hash: manifests.SumBytes(doc), Dir: vdir})
+			built[i] = &Version{Manifest: m, Doc: doc, Hash: manifests.SumBytes(doc), Dir: vdir}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	var out []*Version
+	for _, v := range built {
+		if v != nil {
+			out = append(out, v)
 		}
 	}
 	return out, nil

@@ -6,8 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
-	"strings"
+	"sync"
 
 	"github.com/drepo-dev/drepo/manifests"
 	"golang.org/x/sync/errgroup"
@@ -19,39 +18,40 @@ import (
 // are hashed first, which lets sync skip uploading those a repository already holds.
 const StageMin = 64 << 20
 
-// needsStaging reports whether the source holds a file of at least StageMin bytes that the
-// hash cache does not know (a stat walk; nothing is read).
-func needsStaging(source string, cache *HashCache, chunkSize int64) bool {
-	found := false
-	_ = filepath.WalkDir(source, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || found {
-			return fs.SkipAll
-		}
-		if d.IsDir() && strings.HasPrefix(d.Name(), ".") && p != source {
-			return fs.SkipDir
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		fi, err := d.Info()
-		if err == nil && fi.Size() >= StageMin && !cache.known(p, fi, chunkSize) {
-			found = true
-		}
-		return nil
-	})
-	return found
+// stager hashes large unknown files while uploading them to every repository's tmp/. The
+// repositories' leases are taken when the first such file turns up, not before: a sync that
+// finds none (a no-op, or small files only) takes no lease early.
+type stager struct {
+	candidates []*pusher // repositories that could take staged uploads
+	cache      *HashCache
+	onRead     func(int)
+	ctx        context.Context
+
+	once    sync.Once
+	pushers []*pusher // those whose lease was taken
 }
 
-// stager hashes large unknown files while uploading them to every began pusher's tmp/.
-type stager struct {
-	pushers []*pusher
-	cache   *HashCache
-	onRead  func(int)
+// ready takes the leases once (concurrent callers wait for the first).
+func (s *stager) ready() []*pusher {
+	s.once.Do(func() {
+		for _, p := range s.candidates {
+			if err := p.begin(s.ctx); err != nil {
+				p.res.Status, p.res.Error = StatusFailed, err.Error()
+				continue
+			}
+			s.pushers = append(s.pushers, p)
+		}
+	})
+	return s.pushers
 }
 
 // hash is a manifests.BuildOptions.Hash.
 func (s *stager) hash(ctx context.Context, path string, fi fs.FileInfo, chunkSize int64) (manifests.Sums, error) {
-	if fi.Size() < StageMin || len(s.pushers) == 0 || s.cache.known(path, fi, chunkSize) {
+	if fi.Size() < StageMin || len(s.candidates) == 0 || s.cache.known(path, fi, chunkSize) {
+		return s.cache.Hash(s.onRead)(ctx, path, fi, chunkSize)
+	}
+	pushers := s.ready()
+	if len(pushers) == 0 {
 		return s.cache.Hash(s.onRead)(ctx, path, fi, chunkSize)
 	}
 	f, err := os.Open(path)
@@ -65,15 +65,16 @@ func (s *stager) hash(ctx context.Context, path string, fi fs.FileInfo, chunkSiz
 		pipe *bufPipe
 		tmp  string
 	}
-	ups := make([]upload, len(s.pushers))
+	ups := make([]upload, len(pushers))
 	var writers []io.Writer
 	var g errgroup.Group
-	for i, p := range s.pushers {
+	for i, p := range pushers {
 		ups[i] = upload{p: p, pipe: newBufPipe(), tmp: tmpName("stage")}
 		writers = append(writers, ups[i].pipe)
 		u := ups[i]
 		g.Go(func() error {
-			err := p.remote.Put(ctx, u.tmp, p.meter(ctx, u.pipe), size)
+			// bandwidth limit only: the bytes are already counted by the hash read
+			err := p.remote.Put(ctx, u.tmp, p.limit(ctx, u.pipe), size)
 			u.pipe.CloseRead()
 			p.mu.Lock()
 			defer p.mu.Unlock()

@@ -115,19 +115,13 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 		}
 	}()
 
-	// Large files the cache does not know are uploaded while they are hashed: that needs
-	// every repository's lease before the scan. Only then: a no-op sync takes no lease.
-	st8 := &stager{cache: cache}
-	if !opt.DryRun && needsStaging(opt.Source, cache, opt.ChunkSize) {
+	// Large files the cache does not know are uploaded while they are hashed (stage.go).
+	st8 := &stager{cache: cache, ctx: ctx}
+	if !opt.DryRun {
 		for _, p := range pushers {
-			if p.remote == nil {
-				continue
+			if p.remote != nil {
+				st8.candidates = append(st8.candidates, p)
 			}
-			if err := p.begin(ctx); err != nil {
-				p.res.Status, p.res.Error = StatusFailed, err.Error()
-				continue
-			}
-			st8.pushers = append(st8.pushers, p)
 		}
 	}
 	onRead := func(int) {}
@@ -172,7 +166,8 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 	}
 	idx, _ := manifests.DecodeIndex(doc)
 	rep := &SyncReport{Serial: idx.Serial, Changed: changed, Versions: len(versions)}
-	plan := newBlobPlan(versions, cache)
+	// The upload plan is built only if some repository needs work (a no-op never does).
+	plan := sync.OnceValue(func() *blobPlan { return newBlobPlan(versions, cache) })
 
 	if opt.Progress != nil {
 		opt.Progress.Start("uploading", -1)
@@ -189,7 +184,7 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 			if current[i].err != nil {
 				p.res.Status, p.res.Error = StatusFailed, current[i].err.Error()
 			} else {
-				p.plan, p.doc, p.sig = plan, doc, sig
+				p.planFn, p.doc, p.sig = plan, doc, sig
 				if err := p.run(ctx, current[i].doc); err != nil {
 					p.res.Status, p.res.Error = StatusFailed, err.Error()
 				}

@@ -100,19 +100,32 @@ func Verify(ctx context.Context, repo Repository, r Remote, opt VerifyOptions) *
 	}
 	rep.Serial, rep.Versions = idx.Serial, len(idx.Apps)
 
+	// manifests, several at once
 	expect := map[manifests.Hash]expectBlob{}
-	for _, e := range idx.Apps {
+	mdocs := make([][]byte, len(idx.Apps))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opt.Parallel)
+	for i, e := range idx.Apps {
+		g.Go(func() error {
+			b, err := readDoc(gctx, r, manifests.BlobPath(e.Manifest), int(e.ManifestSize), so)
+			if err != nil && !errors.Is(err, manifests.ErrTooLarge) {
+				return err
+			}
+			mdocs[i] = b
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		rep.Error = err.Error()
+		return rep
+	}
+	for i, e := range idx.Apps {
 		where := e.App + "@" + e.Version
 		expect[e.Manifest] = expectBlob{size: e.ManifestSize, where: where + " manifest"}
-		mdoc, err := readDoc(ctx, r, manifests.BlobPath(e.Manifest), int(e.ManifestSize), so)
+		mdoc := mdocs[i]
 		switch {
-		case err != nil && errors.Is(err, manifests.ErrTooLarge):
-			continue // reported as a size problem below
-		case err != nil:
-			rep.Error = err.Error()
-			return rep
 		case mdoc == nil:
-			continue // reported as missing below
+			continue // missing or too large: reported as missing or size below
 		case manifests.SumBytes(mdoc) != e.Manifest:
 			bad("content", manifests.BlobPath(e.Manifest), "manifest of %s does not match its hash", where)
 			continue

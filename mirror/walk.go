@@ -10,6 +10,9 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
 )
 
 const propfindAll = `<?xml version="1.0" encoding="utf-8"?>
@@ -29,7 +32,7 @@ func (w *WebDAV) Walk(ctx context.Context, dir string, fn func(FileInfo) error) 
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
+	defer drain(resp)
 	switch resp.StatusCode {
 	case http.StatusMultiStatus:
 	case http.StatusNotFound:
@@ -116,7 +119,9 @@ func (w *WebDAV) responseInfo(r davResponse) (FileInfo, bool) {
 }
 
 // WalkAll calls fn for every file under dir: one recursive listing where the server allows
-// it, else a listing per folder. A missing dir is an empty walk.
+// it, else a listing per folder, walkParallel folders at a time (Apache refuses Depth:
+// infinity by default, and blobs/sha256 has 256 folders). fn is never called concurrently.
+// A missing dir is an empty walk.
 func WalkAll(ctx context.Context, r Remote, dir string, fn func(FileInfo) error) error {
 	if w, ok := r.(Walker); ok {
 		err := w.Walk(ctx, dir, fn)
@@ -127,23 +132,38 @@ func WalkAll(ctx context.Context, r Remote, dir string, fn func(FileInfo) error)
 			return err
 		}
 	}
-	ents, err := r.List(ctx, dir)
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		if e.IsDir {
-			if err := WalkAll(ctx, r, e.Name, fn); err != nil {
-				return err
-			}
-			continue
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(walkParallel)
+	var walk func(d string) error
+	walk = func(d string) error {
+		ents, err := r.List(gctx, d)
+		if errors.Is(err, ErrNotFound) {
+			return nil
 		}
-		if err := fn(e); err != nil {
+		if err != nil {
 			return err
 		}
+		for _, e := range ents {
+			if e.IsDir {
+				if !g.TryGo(func() error { return walk(e.Name) }) {
+					if err := walk(e.Name); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			mu.Lock()
+			err := fn(e)
+			mu.Unlock()
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	return nil
+	g.Go(func() error { return walk(dir) })
+	return g.Wait()
 }
+
+const walkParallel = 8

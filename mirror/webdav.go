@@ -84,6 +84,14 @@ func (w *WebDAV) request(ctx context.Context, method, name string, body io.Reade
 	return resp, nil
 }
 
+// drain reads what is left of a response body (bounded) and closes it: a body closed before
+// its end takes the connection down with it, and a sync of many files would then dial (and
+// allocate buffers for) a new connection per request.
+func drain(resp *http.Response) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 256<<10))
+	resp.Body.Close()
+}
+
 // statusErr turns an unexpected status into an error carrying it (see retryable).
 func statusErr(method, name string, resp *http.Response) error {
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
@@ -152,7 +160,7 @@ func (w *WebDAV) Put(ctx context.Context, name string, r io.Reader, size int64) 
 		}
 		return err
 	}
-	defer resp.Body.Close()
+	defer drain(resp)
 	switch resp.StatusCode {
 	case http.StatusOK, http.StatusCreated, http.StatusNoContent:
 		return nil
@@ -263,7 +271,7 @@ func (w *WebDAV) Digest(ctx context.Context, name string) (manifests.Hash, int64
 	if err != nil {
 		return manifests.Hash{}, 0, false, err
 	}
-	resp.Body.Close()
+	drain(resp)
 	if resp.StatusCode != http.StatusOK {
 		return manifests.Hash{}, 0, false, statusErr("HEAD", name, resp)
 	}
@@ -312,7 +320,7 @@ func (w *WebDAV) PutIf(ctx context.Context, name string, data []byte, ifMatch st
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
+	defer drain(resp)
 	switch resp.StatusCode {
 	case http.StatusOK, http.StatusCreated, http.StatusNoContent:
 		return nil
@@ -366,7 +374,7 @@ func (w *WebDAV) EnsureRoot(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("mirror: MKCOL %s: %w", u.Path, err)
 		}
-		resp.Body.Close()
+		drain(resp)
 		switch resp.StatusCode {
 		case http.StatusCreated, http.StatusMethodNotAllowed, http.StatusOK, http.StatusNoContent:
 		default:

@@ -45,8 +45,12 @@ const (
 	maxCredLength = 1024
 )
 
-// dummyHash is compared against for unknown users, so timing does not reveal which users exist.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("drepo-dummy"), bcrypt.DefaultCost)
+// dummyHash is compared against for unknown users, so timing does not reveal which users
+// exist. Made on first use: at package init it cost every drepo command 75 ms.
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("drepo-dummy"), bcrypt.DefaultCost)
+	return h
+})
 
 func loadHtpasswd(path string, log *slog.Logger) (*htpasswd, error) {
 	h := &htpasswd{path: path, log: log, cache: map[string]credEntry{}}
@@ -126,7 +130,7 @@ func (h *htpasswd) check(user, pass string) bool {
 	h.mu.Unlock()
 
 	if !known {
-		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(pass))
+		_ = bcrypt.CompareHashAndPassword(dummyHash(), []byte(pass))
 		return false
 	}
 	// bcrypt treats $2y$ like $2b$; Go's package accepts $2a$ and $2b$.
