@@ -76,14 +76,14 @@ func (s *stager) hash(ctx context.Context, path string, fi fs.FileInfo, chunkSiz
 			// bandwidth limit only: the bytes are already counted by the hash read
 			err := p.remote.Put(ctx, u.tmp, p.limit(ctx, u.pipe), size)
 			u.pipe.CloseRead()
-			p.mu.Lock()
-			defer p.mu.Unlock()
 			if err != nil {
 				p.opt.Log.Warn("upload while hashing failed; the blob is uploaded again later", "repository", p.repo.Name, "file", path, "err", err)
 				_ = p.remote.Remove(context.WithoutCancel(ctx), u.tmp)
 				return nil
 			}
+			p.mu.Lock()
 			p.staged[u.tmp] = manifests.Hash{} // named once the hash is known
+			p.mu.Unlock()
 			return nil
 		})
 	}
