@@ -84,6 +84,10 @@ func SyncDir(dir string) error {
 
 // WriteFileAtomic writes data to path atomically and durably.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return writeAtomic(path, data, perm, (*AtomicFile).Commit)
+}
+
+func writeAtomic(path string, data []byte, perm os.FileMode, commit func(*AtomicFile) error) error {
 	a, err := CreateAtomic(path, perm)
 	if err != nil {
 		return err
@@ -92,7 +96,7 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	if _, err := a.Write(data); err != nil {
 		return fmt.Errorf("manifests: write %s: %w", path, err)
 	}
-	return a.Commit()
+	return commit(a)
 }
 
 // CopyAtomic streams r into path atomically and checks that exactly size bytes arrived
@@ -143,21 +147,10 @@ func WriteFileNew(secretPath, publicPath string, secret, public []byte) error {
 			return fmt.Errorf("manifests: %s already exists; not overwriting it: %w", p, fs.ErrExist)
 		}
 	}
-	write := func(path string, data []byte, perm os.FileMode) error {
-		a, err := CreateAtomic(path, perm)
-		if err != nil {
-			return err
-		}
-		defer a.Abort()
-		if _, err := a.Write(data); err != nil {
-			return fmt.Errorf("manifests: write %s: %w", path, err)
-		}
-		return a.CommitNew()
-	}
-	if err := write(secretPath, secret, 0o600); err != nil {
+	if err := writeAtomic(secretPath, secret, 0o600, (*AtomicFile).CommitNew); err != nil {
 		return err
 	}
-	if err := write(publicPath, public, 0o644); err != nil {
+	if err := writeAtomic(publicPath, public, 0o644, (*AtomicFile).CommitNew); err != nil {
 		_ = os.Remove(secretPath)
 		return err
 	}

@@ -48,7 +48,7 @@ func startServers(ctx context.Context, env *Env, dir string) ([]*benchServer, er
 	if out, err := hp.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("drepo htpasswd: %v %s", err, out)
 	}
-	port, err := freePort()
+	port, err := davtest.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +87,7 @@ func startServers(ctx context.Context, env *Env, dir string) ([]*benchServer, er
 	if err := os.MkdirAll(rroot, 0o755); err != nil {
 		return fail(err)
 	}
-	if port, err = freePort(); err != nil {
+	if port, err = davtest.FreePort(); err != nil {
 		return fail(err)
 	}
 	addr = "127.0.0.1:" + strconv.Itoa(port)
@@ -138,15 +138,6 @@ func startProcess(ctx context.Context, name, addr string, argv ...string) (*benc
 	pid := cmd.Process.Pid
 	return &benchServer{name: name, url: "http://" + addr + "/", user: benchUser, pass: benchPass,
 		pids: func() []int { return []int{pid} }, stop: stop}, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // groupPids lists the processes of a process group (Apache's parent and workers).

@@ -12,6 +12,7 @@ import (
 
 	"aead.dev/minisign"
 	"github.com/drepo-dev/drepo/manifests"
+	"github.com/drepo-dev/drepo/webdavsrv/davtest"
 )
 
 // drepo runs the CLI in-process and returns exit code, stdout and stderr.
@@ -20,19 +21,6 @@ func drepo(t *testing.T, args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
 	code := run(context.Background(), append([]string{"drepo"}, args...), &out, &errb)
 	return code, out.String(), errb.String()
-}
-
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is not installed (make test installs it)", name)
-	}
-	t.Skipf("%s is not installed; run make test to install it", name)
-	return ""
 }
 
 func TestExitCodes(t *testing.T) {
@@ -72,7 +60,7 @@ func TestHelpHasExamples(t *testing.T) {
 // TestKeygenManifestMinisign: drepo keygen and manifest build, then Debian's minisign verifies
 // what we sign with that key and we verify what minisign signs.
 func TestKeygenManifestMinisign(t *testing.T) {
-	ms := needTool(t, "minisign")
+	ms := davtest.NeedTool(t, "minisign")
 	dir := t.TempDir()
 	prefix := filepath.Join(dir, "k")
 	if code, _, errs := drepo(t, "keygen", "--out", prefix); code != 0 {

@@ -95,7 +95,7 @@ func LaunchApache(bin, base, userName, password string) (*Apache, error) {
 	}
 	var lastErr string
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freePort()
+		port, err := FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -160,7 +160,8 @@ DocumentRoot %[1]s/dav
 	return b.String()
 }
 
-func freePort() (int, error) {
+// FreePort returns a TCP port free on 127.0.0.1 right now.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
