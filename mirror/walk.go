@@ -42,29 +42,38 @@ func (w *WebDAV) Walk(ctx context.Context, dir string, fn func(FileInfo) error) 
 	default:
 		return statusErr("PROPFIND", dir, resp)
 	}
-	dec := xml.NewDecoder(g.reader(resp.Body))
+	return w.decodeMultistatus(g.reader(resp.Body), func(fi FileInfo) error {
+		if fi.IsDir {
+			return nil
+		}
+		return fn(fi)
+	})
+}
+
+// decodeMultistatus reads a PROPFIND answer as it streams in, one <response> at a time
+// (constant memory for a listing of any size), calling fn for each entry under the base.
+func (w *WebDAV) decodeMultistatus(r io.Reader, fn func(FileInfo) error) error {
+	dec := xml.NewDecoder(r)
 	for {
 		tok, err := dec.Token()
 		if err == io.EOF {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("mirror: PROPFIND %s: %w", dir, err)
+			return fmt.Errorf("mirror: PROPFIND answer: %w", err)
 		}
 		se, ok := tok.(xml.StartElement)
 		if !ok || se.Name.Space != "DAV:" || se.Name.Local != "response" {
 			continue
 		}
-		var r davResponse
-		if err := dec.DecodeElement(&r, &se); err != nil {
-			return fmt.Errorf("mirror: PROPFIND %s: %w", dir, err)
+		var resp davResponse
+		if err := dec.DecodeElement(&resp, &se); err != nil {
+			return fmt.Errorf("mirror: PROPFIND answer: %w", err)
 		}
-		fi, ok := w.responseInfo(r)
-		if !ok || fi.IsDir {
-			continue
-		}
-		if err := fn(fi); err != nil {
-			return err
+		if fi, ok := w.responseInfo(resp); ok {
+			if err := fn(fi); err != nil {
+				return err
+			}
 		}
 	}
 }
