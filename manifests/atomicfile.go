@@ -2,7 +2,6 @@ package manifests
 
 import (
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -97,24 +96,6 @@ func writeAtomic(path string, data []byte, perm os.FileMode, commit func(*Atomic
 		return fmt.Errorf("manifests: write %s: %w", path, err)
 	}
 	return commit(a)
-}
-
-// CopyAtomic streams r into path atomically and checks that exactly size bytes arrived
-// (size < 0: any length). It never holds more than a copy buffer in memory.
-func CopyAtomic(path string, r io.Reader, size int64, perm os.FileMode) (int64, error) {
-	a, err := CreateAtomic(path, perm)
-	if err != nil {
-		return 0, err
-	}
-	defer a.Abort()
-	n, err := io.Copy(a, r)
-	if err != nil {
-		return n, fmt.Errorf("manifests: write %s: %w", path, err)
-	}
-	if size >= 0 && n != size {
-		return n, fmt.Errorf("manifests: write %s: got %d bytes, want %d: %w", path, n, size, ErrInvalid)
-	}
-	return n, a.Commit()
 }
 
 // CommitNew is Commit that refuses to replace an existing target (fs.ErrExist): the file
