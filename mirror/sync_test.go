@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -331,5 +332,27 @@ func TestSyncUploadsLargeFilesWhileHashing(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(s.Root, LeaseName)); err == nil {
 			t.Errorf("%s: lease not released", s.Name)
 		}
+	}
+}
+
+func TestVerifyReportsExpiredIndex(t *testing.T) {
+	ctx := context.Background()
+	key, pub := testKeys(t)
+	s := davtest.StartDrepo(t, davtest.DrepoOptions{})
+	w := remoteFor(t, s)
+	past := time.Now().Add(-time.Hour)
+	doc, err := (&manifests.Index{Serial: 1, Created: past.Add(-time.Hour), Expires: &past}).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := manifests.Sign(key, doc, time.Now())
+	for name, b := range map[string][]byte{IndexName: doc, SigPath(doc): sig} {
+		if err := w.Put(ctx, name, bytes.NewReader(b), int64(len(b))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v := Verify(ctx, repoOf(s, "r", 0), w, VerifyOptions{Keys: []minisign.PublicKey{pub}})
+	if v.OK || len(v.Problems) != 1 || !strings.Contains(v.Problems[0].Detail, "expired") {
+		t.Fatalf("expired index: %+v", v)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"aead.dev/minisign"
 	"github.com/drepo-dev/drepo/manifests"
@@ -99,6 +100,9 @@ func Verify(ctx context.Context, repo Repository, r Remote, opt VerifyOptions) *
 		return rep
 	}
 	rep.Serial, rep.Versions = idx.Serial, len(idx.Apps)
+	if idx.Expired(time.Now()) {
+		bad("index", IndexName, "expired at %s: devices will refuse it; run sync", idx.Expires.Format(time.RFC3339))
+	}
 
 	// manifests, several at once
 	expect := map[manifests.Hash]expectBlob{}
