@@ -59,9 +59,16 @@ demo: build
 	echo "== drepo sync (nothing changed)"; bin/drepo --log-level warn sync; \
 	echo "== demo done"
 
-bench: build
+# bench: SCENARIOS=hash by default; all: hash serve-put serve-get sync-2g many-first many-noop
+# many-verify. The sync scenarios compare with a current rclone, built here once if missing
+# (Debian's 1.60 pauses 10 ms between requests).
+RCLONE_VERSION ?= v1.76.0
+bench: build deps
 	@mkdir -p bench-out
-	bin/drepo-bench --runs $(RUNS) --json bench-out/bench.json $(SCENARIOS)
+	@if ! $$(go env GOPATH)/bin/rclone version 2>/dev/null | grep -q "$(RCLONE_VERSION)"; then \
+	  echo "make: building rclone $(RCLONE_VERSION) for the sync scenarios"; \
+	  $(GO) install github.com/rclone/rclone@$(RCLONE_VERSION); fi
+	RCLONE=$$(go env GOPATH)/bin/rclone bin/drepo-bench --runs $(RUNS) --json bench-out/bench.json $(SCENARIOS)
 
 # fuzz runs every fuzz target for FUZZTIME each (corpus: <package>/testdata/fuzz/).
 fuzz:
