@@ -116,11 +116,11 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 	}()
 
 	// Large files the cache does not know are uploaded while they are hashed (stage.go).
-	st8 := &stager{cache: cache, ctx: ctx}
+	stage := &stager{cache: cache, ctx: ctx}
 	if !opt.DryRun {
 		for _, p := range pushers {
 			if p.remote != nil {
-				st8.candidates = append(st8.candidates, p)
+				stage.candidates = append(stage.candidates, p)
 			}
 		}
 	}
@@ -129,8 +129,8 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 		opt.Progress.Start("hashing", -1)
 		onRead = opt.Progress.Add
 	}
-	st8.onRead = onRead
-	versions, err := ScanSource(ctx, opt.Source, ScanOptions{ChunkSize: opt.ChunkSize, Hash: st8.hash, Log: opt.Log})
+	stage.onRead = onRead
+	versions, err := ScanSource(ctx, opt.Source, ScanOptions{ChunkSize: opt.ChunkSize, Hash: stage.hash, Log: opt.Log})
 	if opt.Progress != nil {
 		opt.Progress.Finish()
 	}
