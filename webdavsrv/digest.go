@@ -71,7 +71,9 @@ func (d *digester) digest(ctx context.Context, f *os.File, name string) ([]byte,
 func hashAndStore(ctx context.Context, f *os.File, stamp string) ([]byte, error) {
 	h := sha256.New()
 	r := io.NewSectionReader(f, 0, 1<<62)
-	buf := make([]byte, 1<<20)
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err

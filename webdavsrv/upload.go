@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"sync"
 
 	"golang.org/x/net/webdav"
 	"golang.org/x/sys/unix"
@@ -37,8 +38,12 @@ type upload struct {
 // network time plus disk time.
 const writebackWindow = 8 << 20
 
-// uploadBuf is the copy size for ReadFrom: large writes keep syscalls per GiB low.
+// uploadBuf is the copy size for ReadFrom: large writes keep syscalls per GiB low. Buffers
+// come from a pool: a sync of many small files must not allocate (and zero) a megabyte per
+// request.
 const uploadBuf = 1 << 20
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, uploadBuf); return &b }}
 
 func newUpload(ctx context.Context, root *os.Root, target string) (*upload, error) {
 	if fi, err := root.Stat(target); err == nil && fi.IsDir() {
@@ -78,7 +83,9 @@ func (u *upload) Write(p []byte) (int, error) {
 
 // ReadFrom copies with a large buffer (io.Copy would use 32 KiB writes).
 func (u *upload) ReadFrom(r io.Reader) (int64, error) {
-	buf := make([]byte, uploadBuf)
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
 	var total int64
 	for {
 		n, err := r.Read(buf)
