@@ -47,12 +47,15 @@ func (x *Index) Encode() ([]byte, error) {
 	if c.Apps == nil {
 		c.Apps = []AppEntry{}
 	}
-	slices.SortFunc(c.Apps, compareEntries)
+	SortEntries(c.Apps)
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return encode(&c), nil
 }
+
+// SortEntries puts entries in the index's canonical order (app, then version).
+func SortEntries(e []AppEntry) { slices.SortFunc(e, compareEntries) }
 
 func compareEntries(a, b AppEntry) int {
 	if c := strings.Compare(a.App, b.App); c != 0 {

@@ -265,7 +265,8 @@ func decideIndex(ctx context.Context, opt SyncOptions, st state, versions []*Ver
 	for i, v := range versions {
 		entries[i] = v.Entry()
 	}
-	same := func(x *manifests.Index) bool { return slices.Equal(x.Apps, sortedEntries(entries)) }
+	manifests.SortEntries(entries) // the order of a decoded index, so entries compare directly
+	same := func(x *manifests.Index) bool { return slices.Equal(x.Apps, entries) }
 	var maxSerial uint64
 	if pd, ps := st.lastIndex(); pd != nil {
 		if x, err := manifests.VerifyIndex(opt.Keys, pd, ps); err == nil {
@@ -309,14 +310,4 @@ func decideIndex(ctx context.Context, opt SyncOptions, st state, versions []*Ver
 		}
 	}
 	return doc, sig, true, nil
-}
-
-func sortedEntries(e []manifests.AppEntry) []manifests.AppEntry {
-	x := &manifests.Index{Serial: 1, Created: time.Unix(1, 0), Apps: e}
-	b, err := x.Encode()
-	if err != nil {
-		return e
-	}
-	y, _ := manifests.DecodeIndex(b)
-	return y.Apps
 }

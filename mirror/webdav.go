@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -316,7 +317,7 @@ func (w *WebDAV) PutIf(ctx context.Context, name string, data []byte, ifMatch st
 	} else {
 		h.Set("If-Match", ifMatch)
 	}
-	resp, err := w.request(ctx, "PUT", name, strings.NewReader(string(data)), int64(len(data)), h)
+	resp, err := w.request(ctx, "PUT", name, bytes.NewReader(data), int64(len(data)), h)
 	if err != nil {
 		return err
 	}
