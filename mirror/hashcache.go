@@ -51,14 +51,21 @@ func inode(fi fs.FileInfo) uint64 {
 	return 0
 }
 
-// known reports whether the cache holds sums for the file as it is now.
-func (c *HashCache) known(path string, fi fs.FileInfo, chunkSize int64) bool {
+// lookup returns the entry for path if it describes the file as fi shows it now (size,
+// mtime, inode), and marks the entry as seen in this run.
+func (c *HashCache) lookup(path string, fi fs.FileInfo) (cacheEntry, bool) {
 	key, _ := filepath.Abs(path)
 	c.mu.Lock()
 	e, ok := c.entries[key]
 	c.seen[key] = true
 	c.mu.Unlock()
-	return ok && e.Size == fi.Size() && e.MtimeNs == fi.ModTime().UnixNano() && e.Inode == inode(fi) && e.ChunkSize == chunkSize
+	return e, ok && e.Size == fi.Size() && e.MtimeNs == fi.ModTime().UnixNano() && e.Inode == inode(fi)
+}
+
+// known reports whether the cache holds sums for the file as it is now, at this chunk size.
+func (c *HashCache) known(path string, fi fs.FileInfo, chunkSize int64) bool {
+	e, ok := c.lookup(path, fi)
+	return ok && e.ChunkSize == chunkSize
 }
 
 // store records the sums of the file as it was when read.
@@ -79,11 +86,7 @@ func (c *HashCache) store(path string, fi fs.FileInfo, chunkSize int64, s manife
 // read (counted by onRead).
 func (c *HashCache) Hash(onRead func(int)) func(ctx context.Context, path string, fi fs.FileInfo, chunkSize int64) (manifests.Sums, error) {
 	return func(ctx context.Context, path string, fi fs.FileInfo, chunkSize int64) (manifests.Sums, error) {
-		key, _ := filepath.Abs(path)
-		if c.known(path, fi, chunkSize) {
-			c.mu.Lock()
-			e := c.entries[key]
-			c.mu.Unlock()
+		if e, ok := c.lookup(path, fi); ok && e.ChunkSize == chunkSize {
 			chunks := e.Chunks
 			if chunks == nil && e.Size > 0 {
 				chunks = []manifests.Hash{e.SHA256}

@@ -64,11 +64,7 @@ func (p *blobPlan) checkSource(path string, size int64) error {
 	if err != nil {
 		return fmt.Errorf("mirror: %s: %w", path, err)
 	}
-	abs, _ := filepath.Abs(path)
-	p.cache.mu.Lock()
-	e, ok := p.cache.entries[abs]
-	p.cache.mu.Unlock()
-	if !ok || fi.Size() != size || e.Size != size || e.MtimeNs != fi.ModTime().UnixNano() || e.Inode != inode(fi) {
+	if _, ok := p.cache.lookup(path, fi); !ok || fi.Size() != size {
 		return fmt.Errorf("mirror: %s: %w", path, errSourceChanged)
 	}
 	return nil
