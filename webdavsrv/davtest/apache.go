@@ -108,14 +108,14 @@ func LaunchApache(bin, base, userName, password string) (*Apache, error) {
 		if err := cmd.Start(); err != nil {
 			return nil, fmt.Errorf("start apache2: %w", err)
 		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
 		addr := "127.0.0.1:" + strconv.Itoa(port)
 		if waitListening(addr, exited, 15*time.Second) {
 			s.URL = "http://" + addr + "/"
-			return &Apache{Server: s, Pgid: cmd.Process.Pid, stop: func() { stopApache(cmd, exited) }}, nil
+			return &Apache{Server: s, Pgid: cmd.Process.Pid, stop: func() { StopGroup(cmd.Process.Pid, exited) }}, nil
 		}
-		stopApache(cmd, exited)
+		StopGroup(cmd.Process.Pid, exited)
 		b, _ := os.ReadFile(filepath.Join(base, "error.log"))
 		lastErr = string(b)
 	}
@@ -172,13 +172,12 @@ func FreePort() (int, error) {
 
 // waitListening polls addr until an HTTP request gets any answer, the process exits, or the
 // deadline passes.
-func waitListening(addr string, exited <-chan error, limit time.Duration) bool {
+func waitListening(addr string, exited <-chan struct{}, limit time.Duration) bool {
 	deadline := time.Now().Add(limit)
 	c := &http.Client{Timeout: time.Second}
 	for time.Now().Before(deadline) {
 		select {
-		case err := <-exited:
-			_ = err
+		case <-exited:
 			return false
 		default:
 		}
@@ -191,12 +190,14 @@ func waitListening(addr string, exited <-chan error, limit time.Duration) bool {
 	return false
 }
 
-func stopApache(cmd *exec.Cmd, exited <-chan error) {
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+// StopGroup ends the process group led by pid (SIGTERM, then SIGKILL after 10 s) and waits
+// until exited is closed.
+func StopGroup(pid int, exited <-chan struct{}) {
+	_ = syscall.Kill(-pid, syscall.SIGTERM)
 	select {
 	case <-exited:
 	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		<-exited
 	}
 }
