@@ -236,19 +236,6 @@ func toInfo(name string, fi os.FileInfo) FileInfo {
 	return info
 }
 
-// List implements Remote.
-func (w *WebDAV) List(ctx context.Context, dir string) ([]FileInfo, error) {
-	fis, err := w.dav(ctx).ReadDir(dir)
-	if err != nil {
-		return nil, mapErr("PROPFIND", dir, err)
-	}
-	out := make([]FileInfo, 0, len(fis))
-	for _, fi := range fis {
-		out = append(out, toInfo(path.Join(dir, fi.Name()), fi))
-	}
-	return out, nil
-}
-
 // Remove implements Remote.
 func (w *WebDAV) Remove(ctx context.Context, name string) error {
 	err := mapErr("DELETE", name, w.dav(ctx).RemoveAll(name))
