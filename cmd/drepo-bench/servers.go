@@ -70,7 +70,7 @@ func startServers(ctx context.Context, env *Env, dir string) ([]*benchServer, er
 	if err != nil {
 		bin = "/usr/sbin/apache2"
 	}
-	a, err := davtest.LaunchApache(bin, abase, benchUser, benchPass)
+	a, err := davtest.LaunchApache(bin, abase, davtest.ApacheOptions{User: benchUser, Password: benchPass})
 	if err != nil {
 		return fail(err)
 	}

@@ -40,7 +40,7 @@ func StartApache(t testing.TB) *Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(base) })
-	a, err := LaunchApache(bin, base, "drepo", "test-"+strconv.Itoa(os.Getpid()))
+	a, err := LaunchApache(bin, base, ApacheOptions{User: "drepo", Password: "test-" + strconv.Itoa(os.Getpid())})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,11 +58,21 @@ type Apache struct {
 // Stop ends Apache (SIGTERM to its process group, SIGKILL after 10 s).
 func (a *Apache) Stop() { a.stop() }
 
+// ApacheOptions configure LaunchApache.
+type ApacheOptions struct {
+	User, Password string
+	// AnonymousRead lets GET, HEAD, OPTIONS and PROPFIND through without a password, the
+	// way a device repository is usually served. Apache checks the bcrypt hash on every
+	// authenticated request (mod_authn_socache caches the stored hash, not the verdict), so
+	// with authenticated reads a run of many small GETs measures bcrypt, not the client.
+	AnonymousRead bool
+}
+
 // LaunchApache starts Apache from binary bin with its ServerRoot in base (which must exist
 // and is left for the caller to remove). Run as root, Apache serves as www-data, so the
 // folders it writes are handed to that user. Used by tests and by drepo-bench.
-func LaunchApache(bin, base, userName, password string) (*Apache, error) {
-	s := Server{Root: filepath.Join(base, "dav"), User: userName, Password: password, Name: "apache"}
+func LaunchApache(bin, base string, opt ApacheOptions) (*Apache, error) {
+	s := Server{Root: filepath.Join(base, "dav"), User: opt.User, Password: opt.Password, Name: "apache"}
 	for _, d := range []string{s.Root, filepath.Join(base, "lock"), filepath.Join(base, "run")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
@@ -100,7 +110,7 @@ func LaunchApache(bin, base, userName, password string) (*Apache, error) {
 			return nil, err
 		}
 		conf := filepath.Join(base, "httpd.conf")
-		if err := os.WriteFile(conf, []byte(apacheConf(base, port, userLine)), 0o644); err != nil {
+		if err := os.WriteFile(conf, []byte(apacheConf(base, port, userLine, opt.AnonymousRead)), 0o644); err != nil {
 			return nil, err
 		}
 		cmd := exec.Command(bin, "-f", conf, "-DFOREGROUND")
@@ -122,7 +132,11 @@ func LaunchApache(bin, base, userName, password string) (*Apache, error) {
 	return nil, fmt.Errorf("apache2 did not start; error.log:\n%s", lastErr)
 }
 
-func apacheConf(base string, port int, userLine string) string {
+func apacheConf(base string, port int, userLine string, anonymousRead bool) string {
+	require := "Require valid-user"
+	if anonymousRead {
+		require = "<RequireAny>\n    Require method GET HEAD OPTIONS PROPFIND\n    Require valid-user\n  </RequireAny>"
+	}
 	mods := []string{"mpm_event", "authz_core", "authn_core", "authn_file", "authz_user", "auth_basic", "dav", "dav_fs"}
 	var b strings.Builder
 	for _, m := range mods {
@@ -154,9 +168,9 @@ DocumentRoot %[1]s/dav
   AuthName "drepo test"
   AuthBasicProvider file
   AuthUserFile %[1]s/htpasswd
-  Require valid-user
+  %[4]s
 </Directory>
-`, base, port, userLine)
+`, base, port, userLine, require)
 	return b.String()
 }
 
