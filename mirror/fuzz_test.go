@@ -3,7 +3,10 @@ package mirror
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/xml"
+	"io"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -41,18 +44,74 @@ func FuzzDecodeCache(f *testing.F) {
 	})
 }
 
+// FuzzDecodeMultistatus checks the streaming scanner against encoding/xml: whatever both
+// read, they read alike; whatever encoding/xml reads, so does the scanner, unless it holds a
+// DOCTYPE or other declaration (refused) or passes one of the scanner's bounds.
 func FuzzDecodeMultistatus(f *testing.F) {
 	f.Add([]byte(`<?xml version="1.0"?><D:multistatus xmlns:D="DAV:"><D:response><D:href>/repo/blobs/sha256/ab/x</D:href><D:propstat><D:prop><D:getcontentlength>12</D:getcontentlength><D:resourcetype/></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response></D:multistatus>`))
 	f.Add([]byte(`<D:multistatus xmlns:D="DAV:"><D:response><D:href>/other/x</D:href></D:response>`))
 	f.Add([]byte(`<D:multistatus xmlns:D="DAV:"><D:response><D:href>%zz</D:href></D:response></D:multistatus>`))
+	f.Add([]byte(`<multistatus xmlns="DAV:"><!-- c --><response><href><![CDATA[/repo/a]]>&amp;b&#x41;</href><propstat><prop><resourcetype><collection/></resourcetype></prop><status>HTTP/1.1 200 OK</status></propstat></response></multistatus>`))
 	base, _ := url.Parse("http://127.0.0.1/repo/")
 	w := &WebDAV{base: base}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_ = w.decodeMultistatus(bytes.NewReader(b), func(fi FileInfo) error {
+		var got, want []FileInfo
+		err := w.decodeMultistatus(bytes.NewReader(b), func(fi FileInfo) error {
 			if fi.Name == "" || strings.HasPrefix(fi.Name, "/") {
 				t.Fatalf("entry outside the repository: %+v", fi)
 			}
+			got = append(got, fi)
 			return nil
 		})
+		refErr := referenceMultistatus(w, b, func(fi FileInfo) { want = append(want, fi) })
+		switch {
+		case err == nil && refErr == nil:
+			if !slices.Equal(got, want) {
+				t.Fatalf("scanner read %+v, encoding/xml %+v", got, want)
+			}
+		case err != nil && refErr == nil && !strings.Contains(err.Error(), "declarations are not allowed") && !strings.Contains(err.Error(), "too"):
+			t.Fatalf("scanner refused what encoding/xml reads: %v", err)
+		}
 	})
+}
+
+// referenceMultistatus is the multistatus reader on encoding/xml that the scanner replaced.
+func referenceMultistatus(w *WebDAV, b []byte, fn func(FileInfo)) error {
+	type xmlResponse struct {
+		Href     string `xml:"DAV: href"`
+		Propstat []struct {
+			Status string `xml:"DAV: status"`
+			Prop   struct {
+				Type struct {
+					Collection *struct{} `xml:"DAV: collection"`
+				} `xml:"DAV: resourcetype"`
+				Length string `xml:"DAV: getcontentlength"`
+			} `xml:"DAV: prop"`
+		} `xml:"DAV: propstat"`
+	}
+	dec := xml.NewDecoder(bytes.NewReader(b))
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		se, ok := tok.(xml.StartElement)
+		if !ok || se.Name.Space != "DAV:" || se.Name.Local != "response" {
+			continue
+		}
+		var x xmlResponse
+		if err := dec.DecodeElement(&x, &se); err != nil {
+			return err
+		}
+		r := davResponse{Href: x.Href}
+		for _, ps := range x.Propstat {
+			r.Propstat = append(r.Propstat, davPropstat{Status: ps.Status, Collection: ps.Prop.Type.Collection != nil, Length: ps.Prop.Length})
+		}
+		if fi, ok := w.responseInfo(&r); ok {
+			fn(fi)
+		}
+	}
 }

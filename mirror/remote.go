@@ -48,7 +48,8 @@ type ConditionalPutter interface {
 	PutIf(ctx context.Context, name string, data []byte, ifMatch string) error
 }
 
-// FileInfo describes one entry. Name is the path relative to the repository root.
+// FileInfo describes one entry. Name is the path relative to the repository root. List and
+// Walk fill Name, Size and IsDir only; Stat fills ModTime and ETag too.
 type FileInfo struct {
 	Name    string
 	Size    int64

@@ -196,24 +196,72 @@ func (w *WebDAV) ensureDir(ctx context.Context, dir string) error {
 	return nil
 }
 
-// Open implements Remote.
+// Open implements Remote with one plain GET (a Range header when only part is wanted).
+// A server that ignores the range and answers 200 has the skipped bytes read and dropped,
+// and the body is cut to length. A 206 must start at offset.
 func (w *WebDAV) Open(ctx context.Context, name string, offset, length int64) (io.ReadCloser, error) {
-	gctx, g := newStallGuard(ctx, StallTimeout)
-	var rc io.ReadCloser
-	var err error
-	if offset == 0 && length < 0 {
-		rc, err = w.dav(gctx).ReadStream(name)
-	} else {
-		if length < 0 {
-			length = 0 // gowebdav: 0 means to the end
-		}
-		rc, err = w.dav(gctx).ReadStreamRange(name, offset, length)
+	if offset < 0 {
+		return nil, fmt.Errorf("mirror: GET %s: negative offset %d", name, offset)
 	}
+	if length == 0 {
+		return io.NopCloser(strings.NewReader("")), nil
+	}
+	var hdr http.Header
+	if offset > 0 || length > 0 {
+		end := ""
+		if length > 0 {
+			end = strconv.FormatInt(offset+length-1, 10)
+		}
+		hdr = http.Header{"Range": {"bytes=" + strconv.FormatInt(offset, 10) + "-" + end}}
+	}
+	gctx, g := newStallGuard(ctx, StallTimeout)
+	resp, err := w.request(gctx, "GET", name, nil, 0, hdr)
 	if err != nil {
 		g.stop()
-		return nil, mapErr("GET", name, err)
+		return nil, err
 	}
-	return &guardedBody{Reader: g.reader(rc), body: rc, g: g}, nil
+	var body io.Reader = g.reader(resp.Body)
+	switch {
+	case resp.StatusCode == http.StatusOK && offset > 0:
+		if _, err := io.CopyN(io.Discard, body, offset); err != nil {
+			drain(resp)
+			g.stop()
+			return nil, fmt.Errorf("mirror: GET %s: skipping to %d: %w", name, offset, err)
+		}
+	case resp.StatusCode == http.StatusOK:
+	case resp.StatusCode == http.StatusPartialContent:
+		if cr := resp.Header.Get("Content-Range"); hdr == nil || contentRangeStart(cr) != offset {
+			drain(resp)
+			g.stop()
+			return nil, fmt.Errorf("mirror: GET %s: asked for bytes from %d, got Content-Range %.80q", name, offset, cr)
+		}
+	default:
+		err := statusErr("GET", name, resp)
+		drain(resp)
+		g.stop()
+		return nil, err
+	}
+	if length > 0 {
+		body = io.LimitReader(body, length)
+	}
+	return &guardedBody{Reader: body, body: resp.Body, g: g}, nil
+}
+
+// contentRangeStart reads the first byte position of "bytes START-END/SIZE" (-1 if absent).
+func contentRangeStart(h string) int64 {
+	rest, ok := strings.CutPrefix(h, "bytes ")
+	if !ok {
+		return -1
+	}
+	start, _, ok := strings.Cut(rest, "-")
+	if !ok {
+		return -1
+	}
+	n, err := strconv.ParseInt(start, 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 // Stat implements Remote.

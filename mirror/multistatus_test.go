@@ -1,0 +1,122 @@
+package mirror
+
+import (
+	"bytes"
+	"errors"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func decodeAll(t *testing.T, doc string) ([]FileInfo, error) {
+	t.Helper()
+	base, _ := url.Parse("http://127.0.0.1/repo/")
+	w := &WebDAV{base: base}
+	var out []FileInfo
+	err := w.decodeMultistatus(strings.NewReader(doc), func(fi FileInfo) error {
+		out = append(out, fi)
+		return nil
+	})
+	return out, err
+}
+
+// An answer as Apache mod_dav writes it: a prefix per response, a 404 propstat for the
+// property a folder lacks.
+func TestMultistatusApache(t *testing.T) {
+	doc := `<?xml version="1.0" encoding="utf-8"?>
+<D:multistatus xmlns:D="DAV:" xmlns:ns0="DAV:">
+<D:response xmlns:lp1="DAV:" xmlns:lp2="http://apache.org/dav/props/" xmlns:g0="DAV:">
+<D:href>/repo/blobs/</D:href>
+<D:propstat><D:prop><lp1:resourcetype><D:collection/></lp1:resourcetype></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>
+<D:propstat><D:prop><g0:getcontentlength/></D:prop><D:status>HTTP/1.1 404 Not Found</D:status></D:propstat>
+</D:response>
+<D:response xmlns:lp1="DAV:">
+<D:href>/repo/blobs/a%20b</D:href>
+<D:propstat><D:prop><lp1:resourcetype/><lp1:getcontentlength>4028</lp1:getcontentlength></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>
+</D:response>
+<D:response xmlns:lp1="DAV:"><D:href>/elsewhere/x</D:href></D:response>
+</D:multistatus>`
+	got, err := decodeAll(t, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []FileInfo{{Name: "blobs", IsDir: true}, {Name: "blobs/a b", Size: 4028}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+}
+
+// The default namespace, comments, CDATA (with brackets inside), entities and character
+// references, and text interrupted by a child element.
+func TestMultistatusSyntax(t *testing.T) {
+	doc := `<?xml version="1.0"?><!-- a - comment --><multistatus xmlns="DAV:">
+<response><href>/repo/<![CDATA[x]]]>]]>&amp;&#x41;&#66;<other>ignored</other>&lt;</href>
+<propstat><prop><getcontentlength> 12 </getcontentlength></prop><status>HTTP/1.1 200 OK</status></propstat></response>
+<x:response xmlns:x="urn:other"><href>/repo/not-dav</href></x:response>
+</multistatus>`
+	got, err := decodeAll(t, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []FileInfo{{Name: "x]]]>&AB<", Size: 12}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+}
+
+// A text run longer than the reader's 64 KiB buffer is taken in pieces: an entity reference
+// split between two pieces still resolves (or is still refused), and the run costs no memory.
+func TestMultistatusLongText(t *testing.T) {
+	doc := func(entity string) string {
+		return `<multistatus xmlns="DAV:"><x>` + strings.Repeat(" ", 64<<10-2) + entity + strings.Repeat("\n", 1<<20) +
+			`</x><response><href>/repo/a&amp;b</href></response></multistatus>`
+	}
+	got, err := decodeAll(t, doc("&amp;"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []FileInfo{{Name: "a&b"}}; !slices.Equal(got, want) {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	if _, err := decodeAll(t, doc("&bogus;")); err == nil || !strings.Contains(err.Error(), "unknown entity") {
+		t.Fatalf("a split unknown entity gave %v", err)
+	}
+}
+
+func TestMultistatusRefused(t *testing.T) {
+	for name, doc := range map[string]string{
+		"doctype":       `<!DOCTYPE x [<!ENTITY a "b">]><multistatus xmlns="DAV:"/>`,
+		"unknown":       `<multistatus xmlns="DAV:">&nbsp;</multistatus>`,
+		"bad char ref":  `<multistatus xmlns="DAV:">&#0;</multistatus>`,
+		"mismatch":      `<a><b></a></b>`,
+		"unclosed":      `<multistatus xmlns="DAV:"><response>`,
+		"open entity":   `<a>&amp</a>`,
+		"attr no value": `<a b></a>`,
+		"attr unquoted": `<a b=c></a>`,
+		"attr <":        `<a b="<"></a>`,
+		"comment --":    `<!-- a -- b --><a/>`,
+		"deep":          strings.Repeat("<a>", msMaxDepth+1),
+		"long name":     "<" + strings.Repeat("a", msMaxName+1) + "/>",
+		"two colons":    `<a:b:c/>`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := decodeAll(t, doc); !errors.Is(err, errMultistatus) {
+				t.Fatalf("got %v, want a PROPFIND answer error", err)
+			}
+		})
+	}
+}
+
+// An error from the callback stops the read and comes back unchanged.
+func TestMultistatusCallbackError(t *testing.T) {
+	base, _ := url.Parse("http://127.0.0.1/repo/")
+	w := &WebDAV{base: base}
+	stop := errors.New("enough")
+	doc := `<multistatus xmlns="DAV:"><response><href>/repo/a</href></response><response><href>/repo/b</href></response></multistatus>`
+	n := 0
+	err := w.decodeMultistatus(bytes.NewReader([]byte(doc)), func(FileInfo) error { n++; return stop })
+	if err != stop || n != 1 {
+		t.Fatalf("err %v after %d entries, want the callback's error after 1", err, n)
+	}
+}
