@@ -9,9 +9,12 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -191,3 +194,48 @@ func TestLease(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// Some servers ignore Range and send the whole file with 200; Open then skips to the offset
+// and cuts the body to the length. A 206 that starts elsewhere is refused.
+func TestOpenRangeIgnored(t *testing.T) {
+	data := randBytes(200<<10, 7)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/wrong") {
+			w.Header().Set("Content-Range", "bytes 0-9/10")
+			w.WriteHeader(http.StatusPartialContent)
+			w.Write(data[:10])
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+		w.Write(data) // whatever Range said
+	})}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	w, err := Open(Repository{Name: "plain", URL: "http://" + l.Addr().String() + "/repo/"}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, c := range []struct{ off, n int64 }{{0, -1}, {1000, 5000}, {70 << 10, -1}, {0, 1}, {5, 0}} {
+		rc, err := w.Open(ctx, "blob", c.off, c.n)
+		if err != nil {
+			t.Fatalf("Open(%d, %d): %v", c.off, c.n, err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		want := data[c.off:]
+		if c.n >= 0 {
+			want = want[:c.n]
+		}
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("Open(%d, %d): %d bytes, want %d (%v)", c.off, c.n, len(got), len(want), err)
+		}
+	}
+	if _, err := w.Open(ctx, "wrong", 5, 5); err == nil || !strings.Contains(err.Error(), "Content-Range") {
+		t.Fatalf("a 206 from the wrong offset gave %v", err)
+	}
+}
