@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 
 	"github.com/drepo-dev/drepo/manifests"
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 )
 
@@ -128,21 +127,16 @@ func (p *pusher) run(ctx context.Context, currentDoc []byte) error {
 	missing := p.missing(present)
 	log.Info("uploading", "blobs", len(missing), "of", len(p.plan.order))
 	p.unverified = map[manifests.Hash]int64{}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(p.opt.Transfers)
 	var uploaded atomic.Int64
 	var upBytes atomic.Int64
-	for _, h := range missing {
-		g.Go(func() error {
-			if err := p.upload(gctx, h); err != nil {
-				return err
-			}
-			uploaded.Add(1)
-			upBytes.Add(p.plan.blobs[h].size)
-			return nil
-		})
-	}
-	err = g.Wait()
+	err = eachParallel(ctx, p.opt.Transfers, len(missing), func(ctx context.Context, _, i int) error {
+		if err := p.upload(ctx, missing[i]); err != nil {
+			return err
+		}
+		uploaded.Add(1)
+		upBytes.Add(p.plan.blobs[missing[i]].size)
+		return nil
+	})
 	p.res.Uploaded, p.res.UploadedBytes = int(uploaded.Load()), upBytes.Load()
 	if err != nil {
 		return err

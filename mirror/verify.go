@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"maps"
@@ -250,64 +251,62 @@ func checkBytes(ctx context.Context, r Remote, blobs []manifests.Hash, opt Verif
 	d, canDigest := r.(Digester)
 	var noDigest atomic.Bool
 	var byDigest, byDownload atomic.Int64
-	var next atomic.Int64
 	sums := make([]manifests.Hash, len(blobs))
 	found := make([]bool, len(blobs))
-	g, gctx := errgroup.WithContext(ctx)
-	for range min(opt.Parallel, len(blobs)) {
-		g.Go(func() error {
-			buf := make([]byte, 32<<10)
-			hh := sha256.New()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(blobs) {
-					return nil
-				}
-				name := manifests.BlobPath(blobs[i])
-				if canDigest && !noDigest.Load() {
-					var got bool
-					err := opt.Retry.do(gctx, opt.Log, "digest "+name, func() error {
-						var err error
-						sums[i], _, got, err = d.Digest(gctx, name)
-						return err
-					})
-					switch {
-					case errors.Is(err, ErrNotFound):
-						continue
-					case err != nil:
-						return err
-					case got:
-						found[i] = true
-						byDigest.Add(1)
-						continue
-					}
-					noDigest.Store(true)
-				}
-				err := opt.Retry.do(gctx, opt.Log, "download "+name, func() error {
-					rc, err := r.Open(gctx, name, 0, -1)
-					if err != nil {
-						return err
-					}
-					defer rc.Close()
-					hh.Reset()
-					if _, err := io.CopyBuffer(hh, rc, buf); err != nil {
-						return err
-					}
-					hh.Sum(sums[i][:0])
-					return nil
-				})
-				switch {
-				case errors.Is(err, ErrNotFound):
-					continue
-				case err != nil:
-					return err
-				}
-				found[i] = true
-				byDownload.Add(1)
-			}
-		})
+	type state struct {
+		buf []byte
+		h   hash.Hash
 	}
-	if err := g.Wait(); err != nil {
+	states := make([]state, opt.Parallel)
+	err := eachParallel(ctx, opt.Parallel, len(blobs), func(ctx context.Context, w, i int) error {
+		st := &states[w]
+		if st.buf == nil {
+			st.buf, st.h = make([]byte, 32<<10), sha256.New()
+		}
+		name := manifests.BlobPath(blobs[i])
+		if canDigest && !noDigest.Load() {
+			var got bool
+			err := opt.Retry.do(ctx, opt.Log, "digest "+name, func() error {
+				var err error
+				sums[i], _, got, err = d.Digest(ctx, name)
+				return err
+			})
+			switch {
+			case errors.Is(err, ErrNotFound):
+				return nil
+			case err != nil:
+				return err
+			case got:
+				found[i] = true
+				byDigest.Add(1)
+				return nil
+			}
+			noDigest.Store(true)
+		}
+		err := opt.Retry.do(ctx, opt.Log, "download "+name, func() error {
+			rc, err := r.Open(ctx, name, 0, -1)
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			st.h.Reset()
+			if _, err := io.CopyBuffer(st.h, rc, st.buf); err != nil {
+				return err
+			}
+			st.h.Sum(sums[i][:0])
+			return nil
+		})
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return nil
+		case err != nil:
+			return err
+		}
+		found[i] = true
+		byDownload.Add(1)
+		return nil
+	})
+	if err != nil {
 		return nil, "", err
 	}
 	out := make(map[manifests.Hash]manifests.Hash, len(blobs))
