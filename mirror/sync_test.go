@@ -266,6 +266,16 @@ func TestVerifyFindsDamage(t *testing.T) {
 			if v.OK || len(v.Problems) != 1 || v.Problems[0].Kind != "missing" || v.Problems[0].Name != gone {
 				t.Fatalf("verify after a deleted blob: %+v", v)
 			}
+			// deep verify reads bytes while it lists: it names both, the deleted one as
+			// missing (its GET finds nothing), not as a failed run
+			v = Verify(ctx, r, w, VerifyOptions{Keys: keys, Deep: true})
+			kinds := map[string]string{}
+			for _, p := range v.Problems {
+				kinds[p.Name] = p.Kind
+			}
+			if v.OK || v.Error != "" || len(v.Problems) != 2 || kinds[victim] != "content" || kinds[gone] != "missing" {
+				t.Fatalf("deep verify after a flip and a delete: %+v", v)
+			}
 			// a wrong key: the signature check fails
 			_, other := testKeys(t)
 			if v := Verify(ctx, r, w, VerifyOptions{Keys: []minisign.PublicKey{other}}); v.OK || v.Problems[0].Kind != "signature" {

@@ -112,11 +112,12 @@ func Verify(ctx context.Context, repo Repository, r Remote, opt VerifyOptions) *
 	// first would add its whole time to the run.
 	vctx, cancel := context.WithCancel(ctx)
 	var present map[manifests.Hash]int64
+	var leftovers []string
 	var listErr error
 	listed := make(chan struct{})
 	go func() {
 		defer close(listed)
-		present, rep.Leftovers, listErr = listBlobs(vctx, r, so)
+		present, leftovers, listErr = listBlobs(vctx, r, so)
 		if listErr != nil {
 			cancel()
 		}
@@ -152,6 +153,7 @@ func Verify(ctx context.Context, repo Repository, r Remote, opt VerifyOptions) *
 	if listErr != nil {
 		return fail(listErr)
 	}
+	rep.Leftovers = leftovers
 	for h := range present {
 		if _, ref := expect[h]; !ref {
 			rep.Unreferenced = append(rep.Unreferenced, manifests.BlobPath(h))
