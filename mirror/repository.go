@@ -68,7 +68,7 @@ func (r Repository) Transport(conns int) (*http.Transport, error) {
 		ResponseHeaderTimeout: HeaderTimeout,
 		ExpectContinueTimeout: time.Second,
 		IdleConnTimeout:       IdleConnTime,
-		MaxIdleConnsPerHost:   conns + 2,
+		MaxIdleConnsPerHost:   conns + walkParallel, // verify lists while it downloads
 		ForceAttemptHTTP2:     false, // WebDAV servers speak HTTP/1.1; h2 gains nothing for large bodies
 		WriteBufferSize:       256 << 10,
 		ReadBufferSize:        256 << 10,
