@@ -125,7 +125,23 @@ func (p *pusher) run(ctx context.Context, currentDoc []byte) error {
 		return err
 	}
 	missing := p.missing(present)
-	log.Info("uploading", "blobs", len(missing), "of", len(p.plan.order))
+	// bytes still to send: blobs uploaded while hashing only need their MOVE
+	staged := map[manifests.Hash]bool{}
+	p.mu.Lock()
+	for _, h := range p.staged {
+		staged[h] = true
+	}
+	p.mu.Unlock()
+	var total int64
+	for _, h := range missing {
+		if !staged[h] {
+			total += p.plan.blobs[h].size
+		}
+	}
+	log.Info("uploading", "blobs", len(missing), "of", len(p.plan.order), "bytes", total)
+	if p.opt.Progress != nil {
+		p.opt.Progress.Grow(total)
+	}
 	p.unverified = map[manifests.Hash]int64{}
 	var uploaded atomic.Int64
 	var upBytes atomic.Int64

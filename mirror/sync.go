@@ -37,9 +37,12 @@ type SyncOptions struct {
 	Now        func() time.Time
 }
 
-// Progress receives byte counts: hashing source files, then uploads.
+// Progress receives byte counts: hashing source files, then uploads. A phase starts with
+// its total when known, else -1; Grow raises the total, since uploads learn theirs per
+// repository once it is listed. Grow and Add are called from several goroutines.
 type Progress interface {
 	Start(phase string, total int64)
+	Grow(n int64)
 	Add(n int)
 	Finish()
 }
@@ -97,6 +100,8 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 	if opt.BWLimit > 0 {
 		limiter = rate.NewLimiter(rate.Limit(opt.BWLimit), int(min(opt.BWLimit, 1<<20)))
 	}
+	// A repository's time counts from here: large files go up while they are hashed.
+	start := time.Now()
 	pushers := make([]*pusher, len(opt.Repos))
 	results := make([]RepoResult, len(opt.Repos))
 	for i, repo := range opt.Repos {
@@ -180,7 +185,6 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			start := time.Now()
 			if current[i].err != nil {
 				p.res.Status, p.res.Error = StatusFailed, current[i].err.Error()
 			} else {

@@ -140,7 +140,11 @@ Exit codes: 0 success, 1 the job ran and found or caused a failure, 2 bad usage 
 			if err := lvl.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 				return usageErrorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
 			}
-			e.log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+			logOut := stderr
+			if isTerminal(stderr) {
+				logOut = &lineClearingWriter{w: stderr}
+			}
+			e.log = slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: lvl}))
 			return nil
 		},
 		Commands: []*cli.Command{

@@ -16,6 +16,12 @@ func (p *phaseProgress) Start(phase string, total int64) {
 	p.cur = newProgress(p.stderr, p.log, phase, total)
 }
 
+func (p *phaseProgress) Grow(n int64) {
+	if p.cur != nil {
+		p.cur.Grow(n)
+	}
+}
+
 func (p *phaseProgress) Add(n int) {
 	if p.cur != nil {
 		p.cur.Add(n)

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -89,4 +90,27 @@ func mustRead(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// On a terminal (a pseudo-terminal made by script(1)) sync draws bars: the upload bar knows
+// its total, so it shows a percentage, and reaches 100%; log lines clear the bar's line
+// before they print, so they do not run into it.
+func TestSyncProgressOnTerminal(t *testing.T) {
+	script := davtest.NeedTool(t, "script")
+	s := davtest.StartDrepo(t, davtest.DrepoOptions{})
+	src := t.TempDir()
+	writeVersion(t, src, 1, 4)
+	cfg, _ := adminSetup(t, s, src)
+	bin := drepoBinary(t)
+	cmd := exec.Command(script, "-q", "-e", "-c", bin+" --config "+cfg+" sync", "/dev/null")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sync on a terminal: %v\n%q", err, out)
+	}
+	text := string(out)
+	for _, want := range []string{"hashing", "uploading 100%", "\r\x1b[Ktime=", "updated"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("terminal output lacks %q:\n%q", want, text)
+		}
+	}
 }
