@@ -69,7 +69,7 @@ func (r Repository) Transport(conns int) (*http.Transport, error) {
 		ExpectContinueTimeout: time.Second,
 		IdleConnTimeout:       IdleConnTime,
 		MaxIdleConnsPerHost:   conns + walkParallel, // verify lists while it downloads
-		ForceAttemptHTTP2:     false, // WebDAV servers speak HTTP/1.1; h2 gains nothing for large bodies
+		ForceAttemptHTTP2:     false,                // WebDAV servers speak HTTP/1.1; h2 gains nothing for large bodies
 		WriteBufferSize:       256 << 10,
 		ReadBufferSize:        256 << 10,
 	}, nil
