@@ -9,9 +9,10 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/drepo-dev/drepo/webdavsrv/davtest"
 )
 
 // Env is what scenarios get: the drepo binary and a work folder for generated data.
@@ -126,7 +127,7 @@ func median(sorted []float64) float64 {
 	return (sorted[n/2-1] + sorted[n/2]) / 2
 }
 
-// runOnce times one command; its peak RSS comes from the kernel's rusage of the child.
+// runOnce times one command and measures its peak RSS (davtest.RunPeakRSS).
 func runOnce(ctx context.Context, c Command) (Sample, error) {
 	if c.Before != nil {
 		if err := c.Before(); err != nil {
@@ -138,15 +139,12 @@ func runOnce(ctx context.Context, c Command) (Sample, error) {
 	cmd.Stdout = io.Discard
 	cmd.Stderr = &limitedWriter{w: &stderr, n: 4096}
 	start := time.Now()
-	err := cmd.Run()
+	peak, err := davtest.RunPeakRSS(cmd)
 	d := time.Since(start)
 	if err != nil {
 		return Sample{}, fmt.Errorf("%s: %w\n%s", strings.Join(c.Argv, " "), err, stderr.String())
 	}
-	s := Sample{Seconds: d.Seconds()}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		s.RSS = ru.Maxrss * 1024 // Linux reports KiB
-	}
+	s := Sample{Seconds: d.Seconds(), RSS: peak}
 	if c.RSS != nil {
 		s.RSS = c.RSS()
 	}

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -160,19 +159,7 @@ func resetPeakRSS(pids []int) {
 func peakRSS(pids []int) int64 {
 	var peak int64
 	for _, p := range pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p))
-		if err != nil {
-			continue
-		}
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "VmHWM:") {
-				f := strings.Fields(l)
-				if len(f) >= 2 {
-					kb, _ := strconv.ParseInt(f[1], 10, 64)
-					peak = max(peak, kb*1024)
-				}
-			}
-		}
+		peak = max(peak, davtest.VmHWM(p))
 	}
 	return peak
 }

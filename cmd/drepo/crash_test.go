@@ -27,6 +27,15 @@ var (
 	binErr  error
 )
 
+// TestMain removes the binary drepoBinary built (33 of them had piled up in /tmp).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
 // drepoBinary builds the real command once per test run, for tests that kill it.
 func drepoBinary(t *testing.T) string {
 	t.Helper()

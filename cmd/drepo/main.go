@@ -41,6 +41,13 @@ func main() {
 	}
 	code := run(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()
+	// DREPO_MEMPROFILE=FILE writes where the run allocated (go tool pprof -sample_index=alloc_space).
+	if p := os.Getenv("DREPO_MEMPROFILE"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			_ = pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}
+	}
 	if code != exitOK {
 		pprof.StopCPUProfile()
 		os.Exit(code)

@@ -1,10 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 
 	"github.com/drepo-dev/drepo/webdavsrv/davtest"
@@ -32,10 +32,12 @@ func TestSyncLargeFileMemory(t *testing.T) {
 	bin := drepoBinary(t)
 
 	cmd := exec.Command(bin, "--config", cfg, "--log-level", "error", "sync")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("sync: %v\n%s", err, out)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	peak, err := davtest.RunPeakRSS(cmd)
+	if err != nil {
+		t.Fatalf("sync: %v\n%s", err, out.String())
 	}
-	peak := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10 // KiB on Linux
 	t.Logf("peak RSS of a first sync of %d GiB: %.1f MiB", size>>30, float64(peak)/(1<<20))
 	if peak > limit {
 		t.Fatalf("peak RSS %d MiB, want at most %d MiB", peak>>20, limit>>20)
