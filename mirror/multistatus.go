@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -44,10 +45,17 @@ type davPropstat struct {
 	Length     string // prop/getcontentlength
 }
 
+// msReaders keeps the scanner's 64 KiB read buffers: a listing folder by folder is 257
+// PROPFINDs for a repository of any size.
+var msReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+
 // decodeMultistatus reads a PROPFIND answer as it streams in, one <response> at a time
 // (constant memory for a listing of any size), calling fn for each entry under the base.
 func (w *WebDAV) decodeMultistatus(r io.Reader, fn func(FileInfo) error) error {
-	m := &msReader{r: bufio.NewReaderSize(r, 64<<10)}
+	br := msReaders.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() { br.Reset(nil); msReaders.Put(br) }()
+	m := &msReader{r: br}
 	err := m.run(func(resp *davResponse) error {
 		if fi, ok := w.responseInfo(resp); ok {
 			return fn(fi)
