@@ -17,8 +17,9 @@ import (
 
 // Env is what scenarios get: the drepo binary and a work folder for generated data.
 type Env struct {
-	Drepo   string
-	Workdir string
+	Drepo     string
+	Workdir   string
+	AuthReads bool // sync scenarios: Apache asks a password for reads too
 }
 
 // Scenario prepares a set of commands to compare. The first command is drepo's; the others

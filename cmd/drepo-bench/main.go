@@ -37,12 +37,13 @@ func run(ctx context.Context, args []string) error {
 	workdir := fs.String("workdir", filepath.Join(os.TempDir(), "drepo-bench"), "folder for generated data (kept between runs)")
 	jsonOut := fs.String("json", "", "also write the results as JSON to `FILE`")
 	drepo := fs.String("drepo", "bin/drepo", "the drepo binary to measure")
+	authReads := fs.Bool("apache-auth-reads", false, "sync scenarios: Apache asks a password for reads too (it then runs bcrypt on every request)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: drepo-bench [flags] SCENARIO...\n\nscenarios:\n")
 		for _, s := range scenarios() {
 			fmt.Fprintf(fs.Output(), "  %-12s %s\n", s.Name, s.Doc)
 		}
-		fmt.Fprintf(fs.Output(), "\nexample:\n  drepo-bench --runs 5 --json bench.json hash\n\nflags:\n")
+		fmt.Fprintf(fs.Output(), "\nexamples:\n  drepo-bench --runs 5 --json bench.json hash\n  drepo-bench --apache-auth-reads many-first many-verify\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -62,7 +63,7 @@ func run(ctx context.Context, args []string) error {
 	if err := os.MkdirAll(*workdir, 0o755); err != nil {
 		return err
 	}
-	env := &Env{Drepo: bin, Workdir: *workdir}
+	env := &Env{Drepo: bin, Workdir: *workdir, AuthReads: *authReads}
 	var results []Result
 	for _, name := range fs.Args() {
 		sc, ok := findScenario(name)

@@ -14,8 +14,8 @@ import (
 // syncBench is the shared set-up of the sync scenarios: an Apache mod_dav repository, a
 // drepo config pointing at it, and rclone's connection flags for the same server. The
 // repository takes writes with a password and serves reads without one, as a device
-// repository is served, unless authReads: Apache then runs bcrypt on every request and a
-// scenario of many small requests measures that, for every client alike.
+// repository is served, unless env.AuthReads: Apache then runs bcrypt on every request and
+// a scenario of many small requests measures that, for every client alike.
 type syncBench struct {
 	dir, src, cfg, state string
 	apache               *davtest.Apache
@@ -44,7 +44,7 @@ func rcloneBinary() (string, string, error) {
 	return "", "", fmt.Errorf("rclone is needed (go install github.com/rclone/rclone@v1.76.0)")
 }
 
-func newSyncBench(env *Env, name string, authReads bool) (*syncBench, string, error) {
+func newSyncBench(env *Env, name string) (*syncBench, string, error) {
 	b := &syncBench{dir: filepath.Join(env.Workdir, name)}
 	_ = os.RemoveAll(b.dir)
 	b.src, b.state = filepath.Join(b.dir, "source"), filepath.Join(b.dir, "state")
@@ -59,7 +59,7 @@ func newSyncBench(env *Env, name string, authReads bool) (*syncBench, string, er
 	if err := os.MkdirAll(abase, 0o755); err != nil {
 		return nil, "", err
 	}
-	if b.apache, err = davtest.LaunchApache(bin, abase, davtest.ApacheOptions{User: benchUser, Password: benchPass, AnonymousRead: !authReads}); err != nil {
+	if b.apache, err = davtest.LaunchApache(bin, abase, davtest.ApacheOptions{User: benchUser, Password: benchPass, AnonymousRead: !env.AuthReads}); err != nil {
 		return nil, "", err
 	}
 	prefix := filepath.Join(b.dir, "key")
@@ -130,7 +130,7 @@ func sync2GScenario() Scenario {
 			if err := ensureRandomFile(file, hashFileSize); err != nil {
 				return nil, err
 			}
-			b, ver, err := newSyncBench(env, "sync-2g", false)
+			b, ver, err := newSyncBench(env, "sync-2g")
 			if err != nil {
 				return nil, err
 			}
@@ -181,20 +181,18 @@ func smallFiles(root string, n, dirs int) error {
 
 // manyScenario: 10,000 files of 1–4 KiB in 100 folders. kind: "first" (sync vs rclone copy),
 // "noop" (sync vs rclone sync, nothing changed), "verify" (verify --deep vs rclone check
-// --download), "verify-bcrypt" (the same with every read authenticated: bcrypt-bound).
+// --download).
 func manyScenario(kind string) Scenario {
 	docs := map[string]string{
-		"first":         "first sync of 10,000 files of 1–4 KiB in 100 folders to Apache vs rclone copy",
-		"noop":          "no-op sync of the same vs rclone sync",
-		"verify":        "verify --deep of the same vs rclone check --download",
-		"verify-bcrypt": "the same with reads authenticated too (Apache runs bcrypt per request)",
+		"first":  "first sync of 10,000 files of 1–4 KiB in 100 folders to Apache vs rclone copy",
+		"noop":   "no-op sync of the same vs rclone sync",
+		"verify": "verify --deep of the same vs rclone check --download",
 	}
 	return Scenario{
 		Name: "many-" + kind,
 		Doc:  docs[kind],
 		Setup: func(ctx context.Context, env *Env) (*Prepared, error) {
-			authReads := kind == "verify-bcrypt"
-			b, ver, err := newSyncBench(env, "many-"+kind, authReads)
+			b, ver, err := newSyncBench(env, "many-"+kind)
 			if err != nil {
 				return nil, err
 			}
@@ -202,7 +200,7 @@ func manyScenario(kind string) Scenario {
 				return nil, err
 			}
 			reads := "anonymous reads"
-			if authReads {
+			if env.AuthReads {
 				reads = "bcrypt on every request"
 			}
 			p := &Prepared{Note: "10,000 files of 1–4 KiB in 100 folders, Apache mod_dav over loopback (" + reads + "); " + ver, Cleanup: b.apache.Stop}

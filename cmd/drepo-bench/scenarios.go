@@ -10,7 +10,6 @@ func scenarios() []Scenario {
 		manyScenario("first"),
 		manyScenario("noop"),
 		manyScenario("verify"),
-		manyScenario("verify-bcrypt"),
 	}
 }
 
