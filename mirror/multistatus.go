@@ -167,7 +167,7 @@ func (m *msReader) run(fn func(*davResponse) error) error {
 				return msErr("unterminated entity")
 			}
 			if len(m.stack) > 0 {
-				return msErr("unexpected end inside <%s>", m.stack[len(m.stack)-1].qname)
+				return msErr("unexpected end inside <%.64q>", m.stack[len(m.stack)-1].qname)
 			}
 			return nil
 		case err != nil:
@@ -382,7 +382,7 @@ func decodeEntity(name, dst []byte) ([]byte, error) {
 		return append(dst, '"'), nil
 	}
 	if len(name) < 2 || name[0] != '#' {
-		return nil, msErr("unknown entity &%s;", name)
+		return nil, msErr("unknown entity &%.32q;", name)
 	}
 	base, digits := 10, name[1:]
 	if digits[0] == 'x' {
@@ -390,7 +390,7 @@ func decodeEntity(name, dst []byte) ([]byte, error) {
 	}
 	n, err := strconv.ParseUint(string(digits), base, 32)
 	if err != nil || len(digits) == 0 || digits[0] == '+' || digits[0] == '-' || !xmlChar(rune(n)) {
-		return nil, msErr("bad character reference &%s;", name)
+		return nil, msErr("bad character reference &%.32q;", name)
 	}
 	return utf8.AppendRune(dst, rune(n)), nil
 }
@@ -440,7 +440,7 @@ func (m *msReader) skipSpace(c byte) (byte, error) {
 // splitName splits prefix:local the way encoding/xml does.
 func splitName(s string) (prefix, local string, err error) {
 	if strings.Count(s, ":") > 1 {
-		return "", "", msErr("bad name %q", s)
+		return "", "", msErr("bad name %.64q", s)
 	}
 	p, l, ok := strings.Cut(s, ":")
 	if !ok || p == "" || l == "" {
@@ -486,7 +486,7 @@ func (m *msReader) startTag(fn func(*davResponse) error) error {
 				return err
 			}
 			if c != '>' {
-				return msErr("expected /> in <%s>", qname)
+				return msErr("expected /> in <%.64q>", qname)
 			}
 			selfClosing = true
 			break
@@ -495,7 +495,7 @@ func (m *msReader) startTag(fn func(*davResponse) error) error {
 			return err
 		}
 		if len(m.attrs) >= msMaxAttrs {
-			return msErr("too many attributes in <%s>", qname)
+			return msErr("too many attributes in <%.64q>", qname)
 		}
 		a, err := m.attribute()
 		if err != nil {
@@ -585,7 +585,7 @@ func (m *msReader) attribute() (msAttr, error) {
 		return msAttr{}, err
 	}
 	if c != '=' {
-		return msAttr{}, msErr("attribute %s has no value", name)
+		return msAttr{}, msErr("attribute %.64q has no value", name)
 	}
 	if c, err = m.byte(); err != nil {
 		return msAttr{}, err
@@ -594,7 +594,7 @@ func (m *msReader) attribute() (msAttr, error) {
 		return msAttr{}, err
 	}
 	if c != '"' && c != '\'' {
-		return msAttr{}, msErr("attribute %s: value not quoted", name)
+		return msAttr{}, msErr("attribute %.64q: value not quoted", name)
 	}
 	quote := c
 	var val []byte
@@ -607,7 +607,7 @@ func (m *msReader) attribute() (msAttr, error) {
 		case quote:
 			return msAttr{name: name, value: val}, nil
 		case '<':
-			return msAttr{}, msErr("attribute %s: unescaped <", name)
+			return msAttr{}, msErr("attribute %.64q: unescaped <", name)
 		case '&':
 			var ent []byte
 			for {
@@ -629,7 +629,7 @@ func (m *msReader) attribute() (msAttr, error) {
 			val = append(val, c)
 		}
 		if len(val) > msMaxAttr {
-			return msAttr{}, msErr("attribute %s too long", name)
+			return msAttr{}, msErr("attribute %.64q too long", name)
 		}
 	}
 }
@@ -644,10 +644,10 @@ func (m *msReader) endTag(fn func(*davResponse) error) error {
 		return err
 	}
 	if c != '>' {
-		return msErr("bad end tag </%s", qname)
+		return msErr("bad end tag </%.64q", qname)
 	}
 	if len(m.stack) == 0 || m.stack[len(m.stack)-1].qname != qname {
-		return msErr("unexpected </%s>", qname)
+		return msErr("unexpected </%.64q>", qname)
 	}
 	return m.end(fn)
 }
