@@ -78,6 +78,24 @@ func (p *pusher) end(ctx context.Context) {
 	p.lease = nil
 }
 
+// bytesToSend is the size of the missing blobs less those uploaded while hashing, which
+// only need their MOVE.
+func (p *pusher) bytesToSend(missing []manifests.Hash) int64 {
+	staged := map[manifests.Hash]bool{}
+	p.mu.Lock()
+	for _, h := range p.staged {
+		staged[h] = true
+	}
+	p.mu.Unlock()
+	var total int64
+	for _, h := range missing {
+		if !staged[h] {
+			total += p.plan.blobs[h].size
+		}
+	}
+	return total
+}
+
 // takeStaged returns (and forgets) a tmp/ file holding blob h, if one was uploaded while hashing.
 func (p *pusher) takeStaged(h manifests.Hash) string {
 	p.mu.Lock()
@@ -125,19 +143,7 @@ func (p *pusher) run(ctx context.Context, currentDoc []byte) error {
 		return err
 	}
 	missing := p.missing(present)
-	// bytes still to send: blobs uploaded while hashing only need their MOVE
-	staged := map[manifests.Hash]bool{}
-	p.mu.Lock()
-	for _, h := range p.staged {
-		staged[h] = true
-	}
-	p.mu.Unlock()
-	var total int64
-	for _, h := range missing {
-		if !staged[h] {
-			total += p.plan.blobs[h].size
-		}
-	}
+	total := p.bytesToSend(missing)
 	log.Info("uploading", "blobs", len(missing), "of", len(p.plan.order), "bytes", total)
 	if p.opt.Progress != nil {
 		p.opt.Progress.Grow(total)
