@@ -105,13 +105,14 @@ func (c *HashCache) Hash(onRead func(int)) func(ctx context.Context, path string
 	}
 }
 
-// Save writes the cache if it changed, dropping entries of files this run did not see
-// (deleted or moved since): the scan visits every source file, so no syscall is needed.
-func (c *HashCache) Save() error {
+// Save writes the cache if it changed. With drop, entries of files this run did not see
+// (deleted or moved since) are dropped: the scan visits every source file, so no syscall is
+// needed. A run that refused to publish keeps them: its source may be an unmounted share.
+func (c *HashCache) Save(drop bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for p := range c.entries {
-		if !c.seen[p] {
+		if drop && !c.seen[p] {
 			delete(c.entries, p)
 			c.dirty = true
 		}
@@ -120,7 +121,7 @@ func (c *HashCache) Save() error {
 		return nil
 	}
 	b := encodeCache(c.entries)
-	if err := os.MkdirAll(filepath.Dir(c.path), 0o755); err != nil {
+	if err := ensureStateDir(filepath.Dir(c.path)); err != nil {
 		return fmt.Errorf("mirror: hash cache: %w", err)
 	}
 	if err := manifests.WriteFileAtomic(c.path, b, 0o644); err != nil {

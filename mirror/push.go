@@ -131,6 +131,9 @@ func (p *pusher) run(ctx context.Context, currentDoc []byte) error {
 			p.res.Uploaded++
 			p.res.UploadedBytes += p.plan.blobs[h].size
 		}
+		if p.opt.prunes() {
+			p.res.Removed = len(p.unreferenced(present))
+		}
 		p.res.Status = StatusPlanned
 		return nil
 	}
@@ -184,7 +187,7 @@ func (p *pusher) run(ctx context.Context, currentDoc []byte) error {
 		}
 	}
 	p.res.Status = StatusUpdated
-	if p.opt.Keep > 0 {
+	if p.opt.prunes() {
 		return p.prune(ctx, present)
 	}
 	return nil
@@ -370,10 +373,7 @@ func (p *pusher) replace(ctx context.Context, name string, data []byte) error {
 // prune removes blobs the new index does not reference (after the index was replaced).
 func (p *pusher) prune(ctx context.Context, present map[manifests.Hash]int64) error {
 	var errs []error
-	for h := range present {
-		if _, keep := p.plan.blobs[h]; keep {
-			continue
-		}
+	for _, h := range p.unreferenced(present) {
 		if err := p.remote.Remove(ctx, manifests.BlobPath(h)); err != nil {
 			errs = append(errs, err)
 			continue
@@ -384,6 +384,17 @@ func (p *pusher) prune(ctx context.Context, present map[manifests.Hash]int64) er
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// unreferenced lists the present blobs the new index does not name: what prune removes.
+func (p *pusher) unreferenced(present map[manifests.Hash]int64) []manifests.Hash {
+	var out []manifests.Hash
+	for h := range present {
+		if _, keep := p.plan.blobs[h]; !keep {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // meter counts upload progress and applies the bandwidth limit.

@@ -22,6 +22,8 @@ type Repository struct {
 	CACert   string // PEM file of the CA to trust instead of the system's
 	// ClientCert and ClientKey: optional TLS client certificate.
 	ClientCert, ClientKey string
+	// SmallTimeout overrides the package's SmallTimeout (tests of hung servers).
+	SmallTimeout time.Duration
 }
 
 // Staging reports whether devices must never read this repository (priority < 0).
@@ -88,5 +90,9 @@ func Open(r Repository, conns int) (*WebDAV, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &WebDAV{base: u, user: r.Username, pass: r.Password, client: &http.Client{Transport: t}}, nil
+	rt := &answerDeadline{rt: t, d: SmallTimeout}
+	if r.SmallTimeout > 0 {
+		rt.d = r.SmallTimeout
+	}
+	return &WebDAV{base: u, user: r.Username, pass: r.Password, client: &http.Client{Transport: rt}}, nil
 }

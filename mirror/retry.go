@@ -3,10 +3,12 @@ package mirror
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -16,6 +18,33 @@ type Retry struct {
 	Attempts int           // total tries; default 5
 	Base     time.Duration // first wait; default 500 ms, doubling, with jitter
 	Max      time.Duration // longest wait; default 30 s
+	// budget, when set, is shared by every operation on one repository in one run: each
+	// retry takes one, and when none are left a failure is final (RepoRetryBudget).
+	budget *atomic.Int64
+}
+
+// RepoRetryBudget is how many retries one repository gets in one sync or verify, all
+// operations together: a server that keeps failing ends that repository's run instead of
+// holding it for attempts × operations.
+const RepoRetryBudget = 30
+
+// SmallAttempts is how often a small request (index, signature, lease, listing) is tried:
+// each try is bounded by SmallTimeout, so one small operation gives up within about
+// SmallAttempts × SmallTimeout plus the waits between.
+const SmallAttempts = 3
+
+// withBudget returns r with a fresh per-repository retry budget.
+func (r Retry) withBudget() Retry {
+	r.budget = new(atomic.Int64)
+	r.budget.Store(RepoRetryBudget)
+	return r
+}
+
+// small returns r for small requests: at most SmallAttempts tries.
+func (r Retry) small() Retry {
+	r = r.withDefaults()
+	r.Attempts = min(r.Attempts, SmallAttempts)
+	return r
 }
 
 func (r Retry) withDefaults() Retry {
@@ -41,6 +70,9 @@ func (r Retry) do(ctx context.Context, log *slog.Logger, what string, fn func() 
 		err := fn()
 		if err == nil || attempt >= r.Attempts || !Retryable(err) || ctx.Err() != nil {
 			return err
+		}
+		if r.budget != nil && r.budget.Add(-1) < 0 {
+			return fmt.Errorf("%w (the repository's %d retries for this run are spent)", err, RepoRetryBudget)
 		}
 		d := wait/2 + rand.N(wait/2+1)
 		var se *StatusError

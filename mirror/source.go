@@ -120,8 +120,8 @@ func ScanSource(ctx context.Context, dir string, opt ScanOptions) ([]*Version, e
 
 // KeepNewest returns the versions to publish: per app, the newest keep (by CompareVersions);
 // keep <= 0 keeps all.
-func KeepNewest(vs []*Version, keep int) []*Version {
-	if keep <= 0 {
+func KeepNewest(vs []*Version, keep int, perApp map[string]int) []*Version {
+	if keep <= 0 && len(perApp) == 0 {
 		return vs
 	}
 	byApp := map[string][]*Version{}
@@ -129,9 +129,16 @@ func KeepNewest(vs []*Version, keep int) []*Version {
 		byApp[v.Manifest.App] = append(byApp[v.Manifest.App], v)
 	}
 	var out []*Version
-	for _, list := range byApp {
+	for app, list := range byApp {
+		n := keep
+		if k, ok := perApp[app]; ok {
+			n = k
+		}
+		if n <= 0 {
+			n = len(list)
+		}
 		slices.SortFunc(list, func(a, b *Version) int { return -CompareVersions(a.Manifest.Version, b.Manifest.Version) })
-		out = append(out, list[:min(keep, len(list))]...)
+		out = append(out, list[:min(n, len(list))]...)
 	}
 	slices.SortFunc(out, func(a, b *Version) int {
 		if c := strings.Compare(a.Manifest.App, b.Manifest.App); c != 0 {

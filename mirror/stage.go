@@ -31,15 +31,26 @@ type stager struct {
 	pushers []*pusher // those whose lease was taken
 }
 
-// ready takes the leases once (concurrent callers wait for the first).
+// ready takes the leases once (concurrent callers wait for the first), every repository at
+// the same time: a hung one holds the others for its small-request budget at most.
 func (s *stager) ready() []*pusher {
 	s.once.Do(func() {
-		for _, p := range s.candidates {
-			if err := p.begin(s.ctx); err != nil {
-				p.res.Status, p.res.Error = StatusFailed, err.Error()
-				continue
+		ok := make([]bool, len(s.candidates))
+		var wg sync.WaitGroup
+		for i, p := range s.candidates {
+			wg.Go(func() {
+				if err := p.begin(s.ctx); err != nil {
+					p.res.Status, p.res.Error = StatusFailed, err.Error()
+					return
+				}
+				ok[i] = true
+			})
+		}
+		wg.Wait()
+		for i, p := range s.candidates {
+			if ok[i] {
+				s.pushers = append(s.pushers, p)
 			}
-			s.pushers = append(s.pushers, p)
 		}
 	})
 	return s.pushers

@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -29,6 +30,13 @@ type SyncOptions struct {
 	DryRun     bool  // read and plan only
 	Full       bool  // list every blob and repair what is missing or of the wrong size
 	Keep       int   // > 0: publish only the newest Keep versions per app and remove unreferenced blobs
+	// KeepApps overrides Keep per app (0: keep every version of that app).
+	KeepApps map[string]int
+	// AllowRemovals lets the new index drop more than half of the published app versions.
+	AllowRemovals bool
+	// Republish names app versions (app@version) whose changed content may replace the
+	// published one; any other changed published version stops the run.
+	Republish []string
 	ChunkSize  int64
 	LeaseStale time.Duration // default 30 min
 	Retry      Retry
@@ -52,6 +60,9 @@ type SyncReport struct {
 	Serial   uint64       `json:"serial"`
 	Changed  bool         `json:"new_index"`
 	Versions int          `json:"versions"`
+	// RemovedVersions are the app versions (app@version) of the published index that the
+	// new one drops.
+	RemovedVersions []string `json:"removed_versions"`
 	Repos    []RepoResult `json:"repositories"`
 }
 
@@ -81,20 +92,51 @@ const (
 	StatusFailed   = "failed"
 )
 
-// remoteIndex is what a repository holds now.
-type remoteIndex struct {
-	doc []byte // nil if none
-	err error  // reading failed
+// indexRead is a repository's current index, read at the start of the run beside the scan.
+// done is closed once doc or err is set.
+type indexRead struct {
+	done chan struct{}
+	doc  []byte // nil if none
+	err  error  // reading failed
 }
+
+func (r *indexRead) finished() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// ReadGrace is how long sync waits for slow repositories' indexes before it decides the
+// next index, when state_dir records the last serial. Without that record it waits for
+// every repository (each bounded by SmallTimeout), since only they can tell which serials
+// were already used.
+const ReadGrace = 2 * time.Second
 
 // Sync publishes the source folder to every repository: it hashes what changed, builds and
 // signs the next index only when the set of app versions changed, and for each repository
-// uploads the missing blobs, checks them, then replaces the index last. The returned error is
-// for failures before any repository was touched (source, key, state); a repository's own
-// failure is in its RepoResult and does not stop the others.
+// uploads the missing blobs, checks them, then replaces the index last. Each repository runs
+// on its own: a hung or refusing one fails alone, within its small-request deadlines and
+// retry budget. The returned error is for failures before any repository's index was
+// touched (source, key, state, catalogue checks); a repository's own failure is in its
+// RepoResult and does not stop the others.
 func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 	opt = opt.withDefaults()
+	pub := opt.SigningKey.Public().(minisign.PublicKey)
+	if len(opt.Keys) > 0 && !slices.ContainsFunc(opt.Keys, func(k minisign.PublicKey) bool { return k.Equal(pub) }) {
+		return nil, fmt.Errorf("mirror: %w (key ID %s); devices would refuse every index it signs", ErrUntrustedKey, fmt.Sprintf("%X", pub.ID()))
+	}
+	if len(opt.Keys) == 0 {
+		opt.Keys = []minisign.PublicKey{pub}
+	}
 	st := state{dir: opt.StateDir}
+	if !opt.DryRun {
+		if err := ensureStateDir(st.dir); err != nil {
+			return nil, err
+		}
+	}
 	cache := LoadHashCache(st.cachePath())
 	var limiter *rate.Limiter
 	if opt.BWLimit > 0 {
@@ -104,15 +146,25 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 	start := time.Now()
 	pushers := make([]*pusher, len(opt.Repos))
 	results := make([]RepoResult, len(opt.Repos))
+	reads := make([]*indexRead, len(opt.Repos))
 	for i, repo := range opt.Repos {
 		results[i] = RepoResult{Name: repo.Name, Priority: repo.Priority}
-		pushers[i] = &pusher{opt: opt, repo: repo, limiter: limiter, res: &results[i], staged: map[string]manifests.Hash{}}
+		popt := opt
+		popt.Retry = opt.Retry.withBudget()
+		pushers[i] = &pusher{opt: popt, repo: repo, limiter: limiter, res: &results[i], staged: map[string]manifests.Hash{}}
 		w, err := Open(repo, opt.Transfers)
 		if err != nil {
 			results[i].Status, results[i].Error = StatusFailed, err.Error()
 			continue
 		}
 		pushers[i].remote = w
+		// Every repository's index is read now, beside the scan, each on its own.
+		r := &indexRead{done: make(chan struct{})}
+		reads[i] = r
+		go func() {
+			defer close(r.done)
+			r.doc, r.err = readDoc(ctx, w, IndexName, manifests.MaxIndexSize, pushers[i].opt)
+		}()
 	}
 	defer func() {
 		for _, p := range pushers {
@@ -135,42 +187,55 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 		onRead = opt.Progress.Add
 	}
 	stage.onRead = onRead
-	versions, err := ScanSource(ctx, opt.Source, ScanOptions{ChunkSize: opt.ChunkSize, Hash: stage.hash, Log: opt.Log})
+	scanned, err := ScanSource(ctx, opt.Source, ScanOptions{ChunkSize: opt.ChunkSize, Hash: stage.hash, Log: opt.Log})
 	if opt.Progress != nil {
 		opt.Progress.Finish()
 	}
 	if err != nil {
 		return nil, err
 	}
-	if !opt.DryRun {
-		if err := cache.Save(); err != nil {
-			opt.Log.Warn("could not save the hash cache", "err", err)
+	versions := KeepNewest(scanned, opt.Keep, opt.KeepApps)
+	retained := map[string]bool{} // versions left out by retention, on purpose
+	for _, v := range scanned {
+		if !slices.Contains(versions, v) {
+			retained[versionID(v.Entry())] = true
 		}
 	}
-	versions = KeepNewest(versions, opt.Keep)
 
-	current := make([]remoteIndex, len(opt.Repos))
-	remotes := make([]Remote, len(opt.Repos))
-	var wg sync.WaitGroup
-	for i, p := range pushers {
-		if p.remote == nil || p.res.Status == StatusFailed {
-			continue
-		}
-		remotes[i] = p.remote
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			current[i].doc, current[i].err = readDoc(ctx, p.remote, IndexName, manifests.MaxIndexSize, opt)
-		}()
-	}
-	wg.Wait()
-
-	doc, sig, changed, err := decideIndex(ctx, opt, st, versions, remotes, current)
+	_, haveRecord, err := st.serial()
 	if err != nil {
 		return nil, err
 	}
-	idx, _ := manifests.DecodeIndex(doc)
-	rep := &SyncReport{Serial: idx.Serial, Changed: changed, Versions: len(versions)}
+	waitReads(ctx, reads, !haveRecord)
+	remotes := make([]Remote, len(opt.Repos))
+	current := make([][]byte, len(opt.Repos))
+	for i, r := range reads {
+		if r != nil && r.finished() && r.err == nil {
+			remotes[i], current[i] = pushers[i].remote, r.doc
+		}
+	}
+	d, err := decideIndex(ctx, opt, st, versions, remotes, current)
+	if err == nil {
+		err = checkRemovals(d.published, d.removed, retained, opt.AllowRemovals)
+	}
+	if err == nil {
+		err = checkRepublish(ctx, changedVersions(d.known, d.entries), versions, opt.Republish, remotes, opt)
+	}
+	if !opt.DryRun {
+		// A refused run keeps the cache of files it did not see: an unmounted source must
+		// not cost a full rehash when it comes back.
+		if serr := cache.Save(err == nil); serr != nil {
+			opt.Log.Warn("could not save the hash cache", "err", serr)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := d.commit(opt, st); err != nil {
+		return nil, err
+	}
+	idx, _ := manifests.DecodeIndex(d.doc)
+	rep := &SyncReport{Serial: idx.Serial, Changed: d.changed, Versions: len(versions), RemovedVersions: d.removed}
 	// The upload plan is built only if some repository needs work (a no-op never does).
 	plan := sync.OnceValue(func() *blobPlan { return newBlobPlan(versions, cache) })
 
@@ -178,6 +243,7 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 		opt.Progress.Start("uploading", -1)
 		defer opt.Progress.Finish()
 	}
+	var wg sync.WaitGroup
 	for i, p := range pushers {
 		if p.res.Status == StatusFailed {
 			continue
@@ -185,11 +251,23 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if current[i].err != nil {
-				p.res.Status, p.res.Error = StatusFailed, current[i].err.Error()
-			} else {
-				p.planFn, p.doc, p.sig = plan, doc, sig
-				if err := p.run(ctx, current[i].doc); err != nil {
+			r := reads[i]
+			select {
+			case <-r.done:
+			case <-ctx.Done():
+			}
+			switch {
+			case !r.finished():
+				p.res.Status, p.res.Error = StatusFailed, ctx.Err().Error()
+			case r.err != nil:
+				p.res.Status, p.res.Error = StatusFailed, r.err.Error()
+			default:
+				if err := d.late(opt, st, r.doc, remotes[i] != nil); err != nil {
+					p.res.Status, p.res.Error = StatusFailed, err.Error()
+					break
+				}
+				p.planFn, p.doc, p.sig = plan, d.doc, d.sig
+				if err := p.run(ctx, r.doc); err != nil {
 					p.res.Status, p.res.Error = StatusFailed, err.Error()
 				}
 				p.end(ctx)
@@ -206,6 +284,29 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 	wg.Wait()
 	rep.Repos = results
 	return rep, nil
+}
+
+// waitReads waits for every repository's index read when all is set, else for those that
+// answer within ReadGrace (the rest are checked against the decision when they arrive).
+func waitReads(ctx context.Context, reads []*indexRead, all bool) {
+	var grace <-chan time.Time
+	if !all {
+		t := time.NewTimer(ReadGrace)
+		defer t.Stop()
+		grace = t.C
+	}
+	for _, r := range reads {
+		if r == nil {
+			continue
+		}
+		select {
+		case <-r.done:
+		case <-grace:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 func (opt SyncOptions) withDefaults() SyncOptions {
@@ -227,12 +328,11 @@ func (opt SyncOptions) withDefaults() SyncOptions {
 	if opt.StateDir == "" {
 		opt.StateDir = DefaultStateDir()
 	}
-	pub := opt.SigningKey.Public().(minisign.PublicKey)
-	if !slices.ContainsFunc(opt.Keys, func(k minisign.PublicKey) bool { return k.Equal(pub) }) {
-		opt.Keys = append(slices.Clone(opt.Keys), pub)
-	}
 	return opt
 }
+
+// prunes reports whether retention is set, so sync removes blobs the new index drops.
+func (opt SyncOptions) prunes() bool { return opt.Keep > 0 || len(opt.KeepApps) > 0 }
 
 // logOnly fills just the defaults readDoc needs (no key, no repositories).
 func (opt SyncOptions) logOnly() SyncOptions {
@@ -245,13 +345,23 @@ func (opt SyncOptions) logOnly() SyncOptions {
 // readDoc reads a small document from a repository (nil if it does not exist), with retries.
 func readDoc(ctx context.Context, r Remote, name string, max int, opt SyncOptions) ([]byte, error) {
 	var b []byte
-	err := opt.Retry.do(ctx, opt.Log, "read "+name, func() error {
-		rc, err := r.Open(ctx, name, 0, -1)
+	err := opt.Retry.small().do(ctx, opt.Log, "read "+name, func() error {
+		// A small document is read whole within SmallTimeout; a manifest may be larger and
+		// keeps the stall guard only.
+		rctx, cancel := ctx, context.CancelFunc(func() {})
+		if max <= manifests.MaxIndexSize {
+			rctx, cancel = context.WithTimeoutCause(ctx, SmallTimeout, ErrNoAnswer)
+		}
+		defer cancel()
+		rc, err := r.Open(rctx, name, 0, -1)
 		if err != nil {
 			return err
 		}
 		defer rc.Close()
 		b, err = manifests.ReadLimited(rc, max)
+		if err != nil && context.Cause(rctx) == ErrNoAnswer {
+			err = fmt.Errorf("mirror: GET %s: %w within %s", name, ErrNoAnswer, SmallTimeout)
+		}
 		return err
 	})
 	if errors.Is(err, ErrNotFound) {
@@ -260,58 +370,137 @@ func readDoc(ctx context.Context, r Remote, name string, max int, opt SyncOption
 	return b, err
 }
 
-// decideIndex returns the signed index to publish. An unchanged set of app versions re-uses
-// the last signed bytes (from local state, or from a repository whose index verifies), so a
-// no-op sync changes nothing anywhere. Otherwise the serial is one above every serial this
-// key signed that sync can see, and the new index is saved locally before it is pushed.
-func decideIndex(ctx context.Context, opt SyncOptions, st state, versions []*Version, remotes []Remote, current []remoteIndex) (doc, sig []byte, changed bool, err error) {
-	entries := make([]manifests.AppEntry, len(versions))
+// decision is the index this run publishes, and what it was decided from.
+type decision struct {
+	doc, sig  []byte
+	serial    uint64
+	changed   bool                // newly signed (else re-used byte for byte)
+	entries   []manifests.AppEntry // the new index's entries
+	published *manifests.Index     // the newest index our keys signed that sync can see
+	known     []*manifests.Index   // every verified index seen (state and repositories)
+	removed   []string             // app versions of published that the new index drops
+	highest   uint64               // the highest serial seen anywhere, whoever signed it
+	dryRun    bool
+	mu        sync.Mutex
+}
+
+// decideIndex returns the signed index to publish. The next serial is one above every serial
+// sync has recorded in state_dir or seen in any repository's index, whoever signed it, so a
+// lost state_dir or a switched key can never sign a serial twice. An unchanged set of app
+// versions re-uses the newest signed bytes when their serial is that highest one, so a no-op
+// sync changes nothing anywhere.
+func decideIndex(ctx context.Context, opt SyncOptions, st state, versions []*Version, remotes []Remote, current [][]byte) (*decision, error) {
+	d := &decision{dryRun: opt.DryRun}
+	d.entries = make([]manifests.AppEntry, len(versions))
 	for i, v := range versions {
-		entries[i] = v.Entry()
+		d.entries[i] = v.Entry()
 	}
-	manifests.SortEntries(entries) // the order of a decoded index, so entries compare directly
-	same := func(x *manifests.Index) bool { return slices.Equal(x.Apps, entries) }
-	var maxSerial uint64
-	if pd, ps := st.lastIndex(); pd != nil {
-		if x, err := manifests.VerifyIndex(opt.Keys, pd, ps); err == nil {
-			if same(x) {
-				return pd, ps, false, nil
-			}
-			maxSerial = x.Serial
-		}
+	manifests.SortEntries(d.entries) // the order of a decoded index, so entries compare directly
+	same := func(x *manifests.Index) bool { return slices.Equal(x.Apps, d.entries) }
+
+	recorded, _, err := st.serial()
+	if err != nil {
+		return nil, err
 	}
-	for i, c := range current {
-		if c.doc == nil || remotes[i] == nil {
-			continue
-		}
-		x, err := manifests.DecodeIndex(c.doc)
-		if err != nil || (x.Serial <= maxSerial && !same(x)) {
-			continue
-		}
-		rs, err := readSig(ctx, remotes[i], c.doc, opt)
-		if err != nil || rs == nil || manifests.Verify(opt.Keys, c.doc, rs) != nil {
-			continue // only serials our keys signed count; anyone can write a big number
+	d.highest = recorded
+	type candidate struct {
+		doc, sig []byte
+		x        *manifests.Index
+	}
+	var reuse []candidate
+	consider := func(doc, sig []byte, x *manifests.Index) {
+		d.known = append(d.known, x)
+		if d.published == nil || x.Serial > d.published.Serial {
+			d.published = x
 		}
 		if same(x) {
-			if !opt.DryRun {
-				if err := st.saveIndex(c.doc, rs); err != nil {
-					return nil, nil, false, err
-				}
+			reuse = append(reuse, candidate{doc, sig, x})
+		}
+	}
+	var local []byte // the state's last index, if our keys verify it
+	if pd, ps := st.lastIndex(); pd != nil {
+		if x, err := manifests.DecodeIndex(pd); err == nil {
+			d.highest = max(d.highest, x.Serial)
+			if manifests.Verify(opt.Keys, pd, ps) == nil {
+				consider(pd, ps, x)
+				local = pd
 			}
-			return c.doc, rs, false, nil
-		}
-		maxSerial = max(maxSerial, x.Serial)
-	}
-	idx := &manifests.Index{Serial: maxSerial + 1, Created: opt.Now(), Apps: entries}
-	doc, err = idx.Encode()
-	if err != nil {
-		return nil, nil, false, err
-	}
-	sig = manifests.Sign(opt.SigningKey, doc, opt.Now())
-	if !opt.DryRun {
-		if err := st.saveIndex(doc, sig); err != nil {
-			return nil, nil, false, fmt.Errorf("mirror: save state: %w", err)
 		}
 	}
-	return doc, sig, true, nil
+	for i, doc := range current {
+		if doc == nil || remotes[i] == nil {
+			continue
+		}
+		x, err := manifests.DecodeIndex(doc)
+		if err != nil {
+			opt.Log.Warn("a repository's index does not decode; its serial is not known", "repository", opt.Repos[i].Name, "err", err)
+			continue
+		}
+		d.highest = max(d.highest, x.Serial)
+		if bytes.Equal(doc, local) || (d.published != nil && x.Serial <= d.published.Serial && !same(x)) {
+			continue // known already, or older than what we know: its signature tells nothing new
+		}
+		rs, err := readSig(ctx, remotes[i], doc, opt)
+		if err != nil || rs == nil || manifests.Verify(opt.Keys, doc, rs) != nil {
+			continue
+		}
+		consider(doc, rs, x)
+	}
+	if d.highest >= MaxSerial {
+		return nil, fmt.Errorf("mirror: %w: serial %d seen (state or a repository's index) is at or above 2^53; remove that index by hand if it is bogus", ErrSerialRange, d.highest)
+	}
+	d.removed = removedVersions(d.published, d.entries)
+	for _, c := range reuse {
+		if c.x.Serial == d.highest {
+			d.doc, d.sig, d.serial = c.doc, c.sig, c.x.Serial
+			return d, nil
+		}
+	}
+	idx := &manifests.Index{Serial: d.highest + 1, Created: opt.Now(), Apps: d.entries}
+	if d.doc, err = idx.Encode(); err != nil {
+		return nil, err
+	}
+	d.sig = manifests.Sign(opt.SigningKey, d.doc, opt.Now())
+	d.serial, d.changed = idx.Serial, true
+	return d, nil
+}
+
+// commit records the decision in state_dir before anything is pushed: the serial first (so
+// it is never signed again, whatever happens next), then the index and signature.
+func (d *decision) commit(opt SyncOptions, st state) error {
+	if d.dryRun {
+		return nil
+	}
+	if err := st.raiseSerial(max(d.serial, d.highest)); err != nil {
+		return fmt.Errorf("mirror: save state: %w", err)
+	}
+	if pd, _ := st.lastIndex(); bytes.Equal(pd, d.doc) {
+		return nil
+	}
+	if err := st.saveIndex(d.doc, d.sig); err != nil {
+		return fmt.Errorf("mirror: save state: %w", err)
+	}
+	return nil
+}
+
+// late checks the index of a repository that answered after the decision (used is false):
+// one at a serial above this run's, or a different index at the same serial, must not be
+// replaced by ours. Its serial is recorded, so the next run signs above it.
+func (d *decision) late(opt SyncOptions, st state, doc []byte, used bool) error {
+	if used || doc == nil || bytes.Equal(doc, d.doc) {
+		return nil
+	}
+	x, err := manifests.DecodeIndex(doc)
+	if err != nil || x.Serial < d.serial {
+		return nil
+	}
+	if !d.dryRun {
+		d.mu.Lock()
+		err := st.raiseSerial(x.Serial)
+		d.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("mirror: save state: %w", err)
+		}
+	}
+	return fmt.Errorf("mirror: the repository answered late with index serial %d, not below this run's %d; left as it is: run sync again", x.Serial, d.serial)
 }

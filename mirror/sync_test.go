@@ -189,7 +189,8 @@ func TestSyncTwoRepositoriesAndNoop(t *testing.T) {
 
 	// lost local state: the serial still goes up, taken from the repositories' signed index
 	opt.StateDir = filepath.Join(t.TempDir(), "fresh")
-	os.WriteFile(filepath.Join(src, "firefox", "129.0", "extra"), []byte("x"), 0o644)
+	os.MkdirAll(filepath.Join(src, "firefox", "130.0"), 0o755)
+	os.WriteFile(filepath.Join(src, "firefox", "130.0", "extra"), []byte("x"), 0o644)
 	rep, err = Sync(ctx, opt)
 	if err != nil || rep.Failed() || rep.Serial != 3 {
 		t.Fatalf("sync without state: %+v %v", rep, err)
