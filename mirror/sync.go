@@ -22,21 +22,21 @@ type SyncOptions struct {
 	SigningKey minisign.PrivateKey
 	// Keys verify indexes already on repositories (the signing key's public half is
 	// always among them).
-	Keys       []minisign.PublicKey
-	StateDir   string
-	Repos      []Repository
-	Transfers  int   // parallel uploads per repository; default 4
-	BWLimit    int64 // bytes per second over all uploads; 0 = no limit
-	DryRun     bool  // read and plan only
-	Full       bool  // list every blob and repair what is missing or of the wrong size
-	Keep       int   // > 0: publish only the newest Keep versions per app and remove unreferenced blobs
+	Keys      []minisign.PublicKey
+	StateDir  string
+	Repos     []Repository
+	Transfers int   // parallel uploads per repository; default 4
+	BWLimit   int64 // bytes per second over all uploads; 0 = no limit
+	DryRun    bool  // read and plan only
+	Full      bool  // list every blob and repair what is missing or of the wrong size
+	Keep      int   // > 0: publish only the newest Keep versions per app and remove unreferenced blobs
 	// KeepApps overrides Keep per app (0: keep every version of that app).
 	KeepApps map[string]int
 	// AllowRemovals lets the new index drop more than half of the published app versions.
 	AllowRemovals bool
 	// Republish names app versions (app@version) whose changed content may replace the
 	// published one; any other changed published version stops the run.
-	Republish []string
+	Republish  []string
 	ChunkSize  int64
 	LeaseStale time.Duration // default 30 min
 	Retry      Retry
@@ -57,13 +57,13 @@ type Progress interface {
 
 // SyncReport is what one sync did.
 type SyncReport struct {
-	Serial   uint64       `json:"serial"`
-	Changed  bool         `json:"new_index"`
-	Versions int          `json:"versions"`
+	Serial   uint64 `json:"serial"`
+	Changed  bool   `json:"new_index"`
+	Versions int    `json:"versions"`
 	// RemovedVersions are the app versions (app@version) of the published index that the
 	// new one drops.
-	RemovedVersions []string `json:"removed_versions"`
-	Repos    []RepoResult `json:"repositories"`
+	RemovedVersions []string     `json:"removed_versions"`
+	Repos           []RepoResult `json:"repositories"`
 }
 
 // RepoResult is one repository's outcome.
@@ -374,7 +374,7 @@ func readDoc(ctx context.Context, r Remote, name string, max int, opt SyncOption
 type decision struct {
 	doc, sig  []byte
 	serial    uint64
-	changed   bool                // newly signed (else re-used byte for byte)
+	changed   bool                 // newly signed (else re-used byte for byte)
 	entries   []manifests.AppEntry // the new index's entries
 	published *manifests.Index     // the newest index our keys signed that sync can see
 	known     []*manifests.Index   // every verified index seen (state and repositories)
