@@ -13,8 +13,12 @@ TEST_PKGS   := apache2 apache2-utils litmus minisign rclone curl openssl iproute
 
 all: build
 
+# drepo version prints what git says of the checkout (tag or commit, -dirty if changed).
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS     := -X main.version=$(VERSION)
+
 build:
-	$(GO) build -o bin/drepo ./cmd/drepo
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/drepo ./cmd/drepo
 	$(GO) build -o bin/drepo-bench ./cmd/drepo-bench
 
 # deps installs missing Debian packages (as root, or through sudo when there is one).

@@ -29,6 +29,23 @@ func (v *Version) Entry() manifests.AppEntry {
 		ManifestSize: int64(len(v.Doc)), TotalSize: v.Manifest.TotalSize()}
 }
 
+// publishable reports whether the entry e of folder dir is a real folder to publish; a file,
+// a symlink or anything else at that level is skipped with a warning naming it, since the
+// admin most likely put it there meaning to publish it.
+func publishable(log *slog.Logger, dir string, e fs.DirEntry, what string) bool {
+	if e.IsDir() {
+		return true
+	}
+	if log != nil {
+		kind := "a file"
+		if e.Type()&fs.ModeSymlink != 0 {
+			kind = "a symlink (links are not followed)"
+		}
+		log.Warn("skipping "+kind+" where the source layout <app>/<version>/ expects an "+what, "path", filepath.Join(dir, e.Name()))
+	}
+	return false
+}
+
 // ScanOptions tune ScanSource.
 type ScanOptions struct {
 	ChunkSize int64
@@ -53,7 +70,7 @@ func ScanSource(ctx context.Context, dir string, opt ScanOptions) ([]*Version, e
 	}
 	var dirs [][2]string // app, version
 	for _, a := range apps {
-		if !a.IsDir() || strings.HasPrefix(a.Name(), ".") {
+		if strings.HasPrefix(a.Name(), ".") || !publishable(opt.Log, dir, a, "app folder") {
 			continue
 		}
 		if err := manifests.ValidateName("app", a.Name()); err != nil {
@@ -64,7 +81,7 @@ func ScanSource(ctx context.Context, dir string, opt ScanOptions) ([]*Version, e
 			return nil, fmt.Errorf("mirror: source: %w", err)
 		}
 		for _, v := range vers {
-			if !v.IsDir() || strings.HasPrefix(v.Name(), ".") {
+			if strings.HasPrefix(v.Name(), ".") || !publishable(opt.Log, filepath.Join(dir, a.Name()), v, "version folder") {
 				continue
 			}
 			if err := manifests.ValidateName("version", v.Name()); err != nil {
@@ -90,7 +107,7 @@ func ScanSource(ctx context.Context, dir string, opt ScanOptions) ([]*Version, e
 			}
 			m, err := manifests.BuildManifest(gctx, vdir, d[0], d[1], bo)
 			if err != nil {
-				return err
+				return fmt.Errorf("mirror: source %s@%s (%s): %w", d[0], d[1], vdir, err)
 			}
 			if len(m.Files) == 0 {
 				if opt.Log != nil {

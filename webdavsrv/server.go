@@ -104,9 +104,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
 	user := ""
+	// bytes is what the response carried; bytes_in what the request body brought (a PUT's
+	// upload), counted as the handler reads it.
+	in := &countingBody{ReadCloser: r.Body}
+	r.Body = in
 	defer func() {
 		s.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", sw.status(),
-			"bytes", sw.n, "duration_ms", time.Since(start).Milliseconds(), "user", user, "remote", r.RemoteAddr)
+			"bytes", sw.n, "bytes_in", in.n, "duration_ms", time.Since(start).Milliseconds(), "user", user, "remote", r.RemoteAddr)
 	}()
 	if r.URL.Path == HealthPath {
 		sw.Header().Set("Content-Type", "text/plain")
@@ -276,6 +280,18 @@ func (s *Server) serveGet(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Repr-Digest", reprDigest(sum))
 	}
 	http.ServeContent(w, r, path.Base(name), fi.ModTime(), f)
+}
+
+// countingBody counts the bytes read from a request body.
+type countingBody struct {
+	io.ReadCloser
+	n int64
+}
+
+func (c *countingBody) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // statusWriter records status and bytes for the access log, and lets PUT turn the WebDAV

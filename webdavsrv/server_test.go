@@ -170,11 +170,14 @@ func TestAccessLogHasNoSecrets(t *testing.T) {
 	var log strings.Builder
 	s := davtest.StartDrepo(t, davtest.DrepoOptions{Log: &syncWriter{w: &log}})
 	c := newClient(t, s)
-	c.want(http.StatusCreated, "PUT", "a", "x")
+	c.want(http.StatusCreated, "PUT", "a", "hello")
 	c.do("GET", "a", nil, false)
 	out := log.String()
 	if !strings.Contains(out, "method=PUT") || !strings.Contains(out, "status=201") || !strings.Contains(out, "user=drepo") {
 		t.Fatalf("access log lacks fields:\n%s", out)
+	}
+	if !strings.Contains(out, "bytes_in=5 ") {
+		t.Fatalf("the PUT's line does not count the 5 bytes received:\n%s", out)
 	}
 	basic := base64.StdEncoding.EncodeToString([]byte(s.User + ":" + s.Password))
 	if strings.Contains(out, s.Password) || strings.Contains(out, basic) {

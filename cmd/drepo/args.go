@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -17,6 +18,7 @@ func reorderArgs(app *cli.App, args []string) []string {
 	rest := args[1:]
 	flags := app.Flags
 	cmds := app.Commands
+	cmdAt := -1 // where the command path starts in out
 	// global flags and the command path
 	for len(rest) > 0 {
 		a := rest[0]
@@ -30,6 +32,9 @@ func reorderArgs(app *cli.App, args []string) []string {
 		if c == nil {
 			break
 		}
+		if cmdAt < 0 {
+			cmdAt = len(out)
+		}
 		out = append(out, a)
 		rest = rest[1:]
 		flags, cmds = c.Flags, c.Subcommands
@@ -37,7 +42,7 @@ func reorderArgs(app *cli.App, args []string) []string {
 			break
 		}
 	}
-	var fl, pos []string
+	var global, fl, pos []string
 	for len(rest) > 0 {
 		a := rest[0]
 		if a == "--" {
@@ -45,6 +50,14 @@ func reorderArgs(app *cli.App, args []string) []string {
 			break
 		}
 		if strings.HasPrefix(a, "-") && a != "-" {
+			// A global flag after the command (drepo ls --log-level warn) goes before it,
+			// unless the command has a flag of that name.
+			if cmdAt >= 0 && hasFlag(app.Flags, a) && !hasFlag(flags, a) {
+				n := flagTokens(app.Flags, a, rest)
+				global = append(global, rest[:n]...)
+				rest = rest[n:]
+				continue
+			}
 			n := flagTokens(flags, a, rest)
 			fl = append(fl, rest[:n]...)
 			rest = rest[n:]
@@ -53,8 +66,22 @@ func reorderArgs(app *cli.App, args []string) []string {
 		pos = append(pos, a)
 		rest = rest[1:]
 	}
+	if len(global) > 0 {
+		out = append(out[:cmdAt], append(global, out[cmdAt:]...)...)
+	}
 	out = append(out, fl...)
 	return append(out, pos...)
+}
+
+// hasFlag reports whether flags define the flag token a ("-x", "--name" or "--name=v").
+func hasFlag(flags []cli.Flag, a string) bool {
+	name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+	for _, f := range flags {
+		if slices.Contains(f.Names(), name) {
+			return true
+		}
+	}
+	return false
 }
 
 // flagTokens is how many tokens the flag at rest[0] takes: 2 for "--name value" of a flag

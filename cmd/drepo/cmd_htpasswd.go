@@ -12,7 +12,27 @@ import (
 	"github.com/drepo-dev/drepo/manifests"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/term"
 )
+
+// readPasswordTwice asks for a password on the terminal without echo, and again to confirm.
+func readPasswordTwice(e *env) (string, error) {
+	fd := int(os.Stdin.Fd())
+	var pws [2]string
+	for i, prompt := range []string{"Password: ", "Again: "} {
+		fmt.Fprint(e.stderr, prompt)
+		b, err := term.ReadPassword(fd)
+		fmt.Fprintln(e.stderr)
+		if err != nil {
+			return "", fmt.Errorf("htpasswd: reading the password: %w", err)
+		}
+		pws[i] = string(b)
+	}
+	if pws[0] != pws[1] {
+		return "", usageErrorf("the passwords do not match")
+	}
+	return pws[0], nil
+}
 
 func htpasswdCommand(e *env) *cli.Command {
 	return &cli.Command{
@@ -40,6 +60,12 @@ Examples:
 				var ok bool
 				if pw, ok = os.LookupEnv(v); !ok {
 					return usageErrorf("--password-env: %s is not set", v)
+				}
+			} else if term.IsTerminal(int(os.Stdin.Fd())) {
+				// On a terminal: prompt on stderr, no echo, typed twice.
+				var err error
+				if pw, err = readPasswordTwice(e); err != nil {
+					return err
 				}
 			} else {
 				line, err := bufio.NewReader(os.Stdin).ReadString('\n')

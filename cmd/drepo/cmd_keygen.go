@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/drepo-dev/drepo/manifests"
 	"github.com/urfave/cli/v2"
@@ -24,6 +26,12 @@ Examples:
 				return usageErrorf("keygen takes no arguments (use --out PREFIX)")
 			}
 			prefix := c.String("out")
+			// A fresh machine has no /etc/drepo yet: make the folder, private, as a key's home.
+			if dir := filepath.Dir(prefix); dir != "." {
+				if err := os.MkdirAll(dir, 0o700); err != nil {
+					return fmt.Errorf("keygen: cannot create the folder for %s: %w", prefix, err)
+				}
+			}
 			sec, pub, err := manifests.GenerateKey()
 			if err != nil {
 				return err

@@ -60,10 +60,11 @@ Examples:
 					rows = append(rows, row{App: a.App, Version: a.Version, Bytes: a.TotalSize})
 				}
 			} else {
-				if cfg.Source == "" {
-					return fmt.Errorf("%s: source is not set (or use --repo NAME): %w", cfg.path, errConfig)
+				src, err := cfg.sourceDir(" (or use --repo NAME)")
+				if err != nil {
+					return err
 				}
-				vs, err := mirror.ListSource(cfg.Source)
+				vs, err := mirror.ListSource(src)
 				if err != nil {
 					return err
 				}

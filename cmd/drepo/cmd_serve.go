@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"net"
 	"time"
 
 	"github.com/drepo-dev/drepo/webdavsrv"
@@ -82,10 +84,13 @@ Examples:
 			err = webdavsrv.ListenAndServe(c.Context, srv, webdavsrv.ListenOptions{
 				Addr: sc.Listen, TLSCert: sc.TLSCert, TLSKey: sc.TLSKey, Grace: c.Duration("grace"),
 			}, e.log)
-			if err != nil {
+			// A port in use or a failing listener is a runtime failure (exit 1); a bad TLS
+			// file or address is configuration (exit 2).
+			var opErr *net.OpError
+			if err != nil && !errors.As(err, &opErr) {
 				return usageErrorf("%v", err)
 			}
-			return nil
+			return err
 		},
 	}
 }

@@ -2,10 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/drepo-dev/drepo/manifests"
 	"github.com/drepo-dev/drepo/mirror"
 	"github.com/urfave/cli/v2"
 )
@@ -19,6 +23,14 @@ index when the set of app versions changed, and brings every repository up to it
 missing blobs first (in parallel), each checked on arrival, then the index, replaced
 atomically. A crash or kill at any point leaves every repository's previous index valid;
 the next run finishes the job. A failing repository does not stop the others.
+Safety (each stops the run with exit 1 before any index is replaced, naming what it found):
+a new index that drops more than half of the published app versions (an unmounted source
+looks empty) needs --allow-removals; a published app version whose files changed needs
+--republish APP@VERSION (versions are immutable: publish a new one instead). Retention is
+the config's keep: setting, so every cron run publishes the same catalogue; --prune --keep N
+overrides it for one run. A signing key whose public half is not in trusted_keys is refused
+(exit 2). Serials never repeat: the next is above every serial in state_dir or any
+repository's index.
 Exit 0 when every repository is up to date, 1 when any failed, 2 on bad usage or config.
 
 Examples:
@@ -27,7 +39,9 @@ Examples:
    drepo sync --dry-run
    drepo sync --bwlimit 20M            # bytes per second over all uploads
    drepo sync --prune --keep 3         # publish the newest 3 versions per app, delete other blobs
-   drepo sync --full                   # list every blob and re-upload what is missing or the wrong size`,
+   drepo sync --full                   # list every blob and re-upload what is missing or the wrong size
+   drepo sync --allow-removals         # the source really dropped most versions
+   drepo sync --republish tool@1.0     # tool 1.0 changed on purpose (devices holding it keep the old bytes)`,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "repo", Usage: "only this repository `NAME` (repeatable)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan; change nothing"},
@@ -37,6 +51,8 @@ Examples:
 			&cli.IntFlag{Name: "keep", Usage: "versions per app to keep with --prune"},
 			&cli.BoolFlag{Name: "full", Usage: "check every blob's presence and size, and repair"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+			&cli.BoolFlag{Name: "allow-removals", Usage: "publish even if more than half of the published app versions go"},
+			&cli.StringSliceFlag{Name: "republish", Usage: "let the changed content of published `APP@VERSION` replace it (repeatable)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -60,8 +76,18 @@ Examples:
 			if err != nil {
 				return err
 			}
-			if cfg.Source == "" {
-				return fmt.Errorf("%s: source is not set: %w", cfg.path, errConfig)
+			if _, err := cfg.sourceDir(""); err != nil {
+				return err
+			}
+			keep, keepApps := cfg.Keep.Versions, cfg.Keep.Apps
+			if c.Bool("prune") {
+				keep, keepApps = c.Int("keep"), nil
+			}
+			for _, v := range c.StringSlice("republish") {
+				app, ver, ok := strings.Cut(v, "@")
+				if !ok || manifests.ValidateName("app", app) != nil || manifests.ValidateName("version", ver) != nil {
+					return usageErrorf("--republish %q: want APP@VERSION", v)
+				}
 			}
 			repos, err := cfg.repositories(c.StringSlice("repo"))
 			if err != nil {
@@ -71,12 +97,19 @@ Examples:
 			if err != nil {
 				return err
 			}
-			keys, _ := cfg.trustedKeys()
+			keys, err := cfg.trustedKeys()
+			if err != nil {
+				return err
+			}
 			rep, err := mirror.Sync(c.Context, mirror.SyncOptions{
 				Source: cfg.Source, SigningKey: key, Keys: keys, StateDir: cfg.stateDir(), Repos: repos,
 				Transfers: c.Int("transfers"), BWLimit: bw, DryRun: c.Bool("dry-run"), Full: c.Bool("full"),
-				Keep: c.Int("keep"), Log: e.log, Progress: &phaseProgress{stderr: e.stderr, log: e.log},
+				Keep: keep, KeepApps: keepApps, AllowRemovals: c.Bool("allow-removals"), Republish: c.StringSlice("republish"),
+				Log: e.log, Progress: &phaseProgress{stderr: e.stderr, log: e.log},
 			})
+			if errors.Is(err, mirror.ErrUntrustedKey) {
+				return fmt.Errorf("%s: signing_key %s: %w: %w", cfg.path, cfg.SigningKey, err, errConfig)
+			}
 			if err != nil {
 				return err
 			}
@@ -102,7 +135,15 @@ func printSyncReport(e *env, rep *mirror.SyncReport) {
 	if rep.Changed {
 		state = "new"
 	}
-	fmt.Fprintf(e.stdout, "index serial %d (%s), %d app versions\n", rep.Serial, state, rep.Versions)
+	removed := ""
+	if n := len(rep.RemovedVersions); n > 0 {
+		removed = fmt.Sprintf(", %d removed: %s", n, strings.Join(rep.RemovedVersions, " "))
+	}
+	verb := ""
+	if slices.ContainsFunc(rep.Repos, func(r mirror.RepoResult) bool { return r.Status == mirror.StatusPlanned }) {
+		verb = " (dry run: nothing changed)"
+	}
+	fmt.Fprintf(e.stdout, "index serial %d (%s), %d app versions%s%s\n", rep.Serial, state, rep.Versions, removed, verb)
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "REPOSITORY\tPRIORITY\tSTATUS\tBLOBS\tBYTES\tREMOVED\tTIME\tERROR")
 	for _, r := range rep.Repos {

@@ -106,7 +106,7 @@ func repair(c *cli.Context, e *env, cfg *Config, names []string, keys []minisign
 		return err
 	}
 	rep, err := mirror.Sync(c.Context, mirror.SyncOptions{Source: cfg.Source, SigningKey: key, Keys: keys,
-		StateDir: cfg.stateDir(), Repos: repos, Full: true, Log: e.log})
+		StateDir: cfg.stateDir(), Repos: repos, Full: true, Keep: cfg.Keep.Versions, KeepApps: cfg.Keep.Apps, Log: e.log})
 	if err != nil {
 		return err
 	}

@@ -3,13 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
-	"github.com/drepo-dev/drepo/mirror"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 
+	"github.com/drepo-dev/drepo/manifests"
+	"github.com/drepo-dev/drepo/mirror"
 	"gopkg.in/yaml.v3"
 )
 
@@ -24,8 +25,17 @@ type Config struct {
 	Repositories []Repository `yaml:"repositories" json:"repositories"`
 	Peers        Peers        `yaml:"peers" json:"peers"`
 	Serve        Serve        `yaml:"serve" json:"serve"`
+	Keep         Keep         `yaml:"keep" json:"keep"`
 
-	path string // the file this came from
+	path  string         // the file this came from
+	lines map[string]int // field path → line, for errors found after loading (secrets)
+}
+
+// Keep is sync's retention: how many versions per app the index publishes (newest first),
+// so a cron sync keeps the same catalogue run after run. 0 keeps every version.
+type Keep struct {
+	Versions int            `yaml:"versions" json:"versions"`
+	Apps     map[string]int `yaml:"apps,omitempty" json:"apps,omitempty"`
 }
 
 // Repository is one WebDAV repository. Priority −1 (any negative) is staging: synced and
@@ -147,6 +157,7 @@ func parseConfig(name string, b []byte) (*Config, []string, error) {
 		if err := cfg.validate(d); err != nil {
 			return nil, nil, err
 		}
+		cfg.lines = d.lines
 		return &cfg, d.warnings(&cfg), nil
 	}
 	return &cfg, nil, nil
@@ -198,6 +209,17 @@ func (c *Config) validate(d nodeDecoder) error {
 	if p.HTTPS && (p.TLSCert == "" || p.TLSKey == "") {
 		return d.errf("peers.https", "needs peers.tls_cert and peers.tls_key")
 	}
+	if c.Keep.Versions < 0 {
+		return d.errf("keep.versions", "must be 0 (every version) or more")
+	}
+	for app, n := range c.Keep.Apps {
+		if err := manifests.ValidateName("app", app); err != nil {
+			return d.errf("keep.apps", "%v", err)
+		}
+		if n < 0 {
+			return d.errf("keep.apps."+app, "must be 0 (every version) or more")
+		}
+	}
 	if (c.Serve.TLSCert == "") != (c.Serve.TLSKey == "") {
 		return d.errf("serve.tls_cert", "tls_cert and tls_key go together")
 	}
@@ -209,7 +231,9 @@ func (c *Config) validate(d nodeDecoder) error {
 	return nil
 }
 
-// resolve makes paths absolute (relative to the config's folder) and reads secrets.
+// resolve makes paths absolute (relative to the config's folder). Secrets are read only
+// when a command uses their repository (secret), so one repository's missing password does
+// not break commands that never talk to it.
 func (c *Config) resolve(dir string) error {
 	abs := func(p *string) {
 		if *p != "" && !filepath.IsAbs(*p) {
@@ -231,20 +255,52 @@ func (c *Config) resolve(dir string) error {
 		for _, p := range []*string{&r.PasswordFile, &r.CACert, &r.ClientCert, &r.ClientKey} {
 			abs(p)
 		}
-		switch {
-		case r.PasswordFile != "":
-			b, err := os.ReadFile(r.PasswordFile)
-			if err != nil {
-				return fmt.Errorf("repositories[%d].password_file: %w: %w", i, err, errConfig)
-			}
-			r.Password = mirror.NewSecret(strings.TrimRight(string(b), "\r\n"))
-		case r.PasswordEnv != "":
-			v, ok := os.LookupEnv(r.PasswordEnv)
-			if !ok {
-				return fmt.Errorf("repositories[%d].password_env: environment variable %s is not set: %w", i, r.PasswordEnv, errConfig)
-			}
-			r.Password = mirror.NewSecret(v)
-		}
 	}
 	return nil
+}
+
+// sourceDir returns the source folder; unset or missing is a configuration error (exit 2),
+// since a sync of a folder that is not there must not run at all.
+func (c *Config) sourceDir(hint string) (string, error) {
+	if c.Source == "" {
+		return "", fmt.Errorf("%s:%d: source: not set%s: %w", filepath.Base(c.path), c.lines["source"], hint, errConfig)
+	}
+	fi, err := os.Stat(c.Source)
+	if err != nil {
+		return "", fmt.Errorf("%s:%d: source: %w: %w", filepath.Base(c.path), c.lines["source"], err, errConfig)
+	}
+	if !fi.IsDir() {
+		return "", fmt.Errorf("%s:%d: source: %s is not a folder: %w", filepath.Base(c.path), c.lines["source"], c.Source, errConfig)
+	}
+	return c.Source, nil
+}
+
+// secret returns repository i's password from password, password_file or password_env;
+// errors name the config file and line.
+func (c *Config) secret(i int) (mirror.Secret, error) {
+	r := c.Repositories[i]
+	at := func(field, format string, args ...any) error {
+		path := fmt.Sprintf("repositories[%d].%s", i, field)
+		return fmt.Errorf("%s:%d: %s: %s: %w", filepath.Base(c.path), c.lines[path], path, fmt.Sprintf(format, args...), errConfig)
+	}
+	switch {
+	case r.PasswordFile != "":
+		f, err := os.Open(r.PasswordFile)
+		if err != nil {
+			return mirror.Secret{}, at("password_file", "%v", err)
+		}
+		defer f.Close()
+		b, err := manifests.ReadLimited(f, 4096)
+		if err != nil {
+			return mirror.Secret{}, at("password_file", "%v", err)
+		}
+		return mirror.NewSecret(strings.TrimRight(string(b), "\r\n")), nil
+	case r.PasswordEnv != "":
+		v, ok := os.LookupEnv(r.PasswordEnv)
+		if !ok {
+			return mirror.Secret{}, at("password_env", "environment variable %s is not set", r.PasswordEnv)
+		}
+		return mirror.NewSecret(v), nil
+	}
+	return r.Password, nil
 }

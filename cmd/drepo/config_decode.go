@@ -94,6 +94,31 @@ func (d *nodeDecoder) value(n *yaml.Node, v reflect.Value, path string) error {
 			}
 		}
 		return nil
+	case v.Kind() == reflect.Map && v.Type().Key().Kind() == reflect.String:
+		if n.Kind != yaml.MappingNode {
+			return d.errAt(n.Line, name, "must be a mapping of keys")
+		}
+		if len(n.Content) > 2000 {
+			return d.errAt(n.Line, name, "more than 1000 entries")
+		}
+		m := reflect.MakeMap(v.Type())
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			if k.Kind != yaml.ScalarNode {
+				return d.errAt(k.Line, name, "keys must be plain strings")
+			}
+			sub := path + "." + k.Value
+			if m.MapIndex(reflect.ValueOf(k.Value)).IsValid() {
+				return d.errAt(k.Line, sub, "duplicate key")
+			}
+			e := reflect.New(v.Type().Elem()).Elem()
+			if err := d.value(val, e, sub); err != nil {
+				return err
+			}
+			m.SetMapIndex(reflect.ValueOf(k.Value), e)
+		}
+		v.Set(m)
+		return nil
 	case v.Kind() == reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			return d.errAt(n.Line, name, "must be a list")

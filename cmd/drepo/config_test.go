@@ -54,8 +54,10 @@ func TestConfigDefaultsAndResolve(t *testing.T) {
 	if cfg.Source != filepath.Join(dir, "apps") {
 		t.Errorf("source not resolved: %s", cfg.Source)
 	}
-	if cfg.Repositories[0].Password.Reveal() != "from-file" || cfg.Repositories[1].Password.Reveal() != "from-env" {
-		t.Errorf("passwords not resolved")
+	pa, erra := cfg.secret(0)
+	pb, errb := cfg.secret(1)
+	if pa.Reveal() != "from-file" || pb.Reveal() != "from-env" || erra != nil || errb != nil {
+		t.Errorf("passwords not resolved: %v %v", erra, errb)
 	}
 	if cfg.Repositories[0].Priority != -1 || cfg.Peers.HTTPPort != 22335 || cfg.Peers.DiscoveryPort != 22336 ||
 		cfg.Peers.HTTPSPort != 22337 || cfg.Peers.LimitOfConnections != 1 || !cfg.Peers.Enabled {
@@ -63,7 +65,11 @@ func TestConfigDefaultsAndResolve(t *testing.T) {
 	}
 	t.Setenv("DREPO_TEST_PW", "")
 	os.Unsetenv("DREPO_TEST_PW")
-	if _, _, err := loadConfig(path); err == nil || !strings.Contains(err.Error(), "DREPO_TEST_PW is not set") {
+	cfg, _, err = loadConfig(path)
+	if err != nil {
+		t.Fatalf("an unset password_env must not fail loading: %v", err)
+	}
+	if _, err := cfg.secret(1); err == nil || !strings.Contains(err.Error(), "drepo.yaml:4: repositories[1].password_env: environment variable DREPO_TEST_PW is not set") {
 		t.Errorf("unset password_env: %v", err)
 	}
 }

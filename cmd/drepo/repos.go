@@ -18,12 +18,16 @@ func (c *Config) repositories(names []string) ([]mirror.Repository, error) {
 			return nil, usageErrorf("no repository %q in %s", n, c.path)
 		}
 	}
-	for _, r := range c.Repositories {
+	for i, r := range c.Repositories {
 		if len(names) > 0 && !slices.Contains(names, r.Name) {
 			continue
 		}
+		pw, err := c.secret(i)
+		if err != nil {
+			return nil, err
+		}
 		out = append(out, mirror.Repository{Name: r.Name, URL: r.URL, Priority: r.Priority, Username: r.Username,
-			Password: r.Password, CACert: r.CACert, ClientCert: r.ClientCert, ClientKey: r.ClientKey})
+			Password: pw, CACert: r.CACert, ClientCert: r.ClientCert, ClientKey: r.ClientKey})
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%s: no repositories configured: %w", c.path, errConfig)
