@@ -13,6 +13,11 @@ type request struct {
 	body       *bodyState
 	replaceSrc string // MOVE/COPY source, relative to the root
 	replaceDst string // MOVE/COPY destination, relative to the root
+	// A conditional PUT's preconditions, checked again under commitMu just before the
+	// upload replaces its target; preconditionFailed records a refusal there (412).
+	commitMu           *sync.Mutex
+	precondition       func() bool
+	preconditionFailed bool
 }
 
 type requestKey struct{}

@@ -31,7 +31,11 @@ type Config struct {
 	MaxUpload int64
 	// NoDepthInfinity refuses PROPFIND with Depth: infinity (403 propfind-finite-depth).
 	NoDepthInfinity bool
-	Logger          *slog.Logger
+	// BodyStall bounds how long a request body may bring no bytes before the connection is
+	// cut (default 60 s): one byte of a declared 1 MiB body must not hold a connection, or a
+	// conditional PUT's turn, forever.
+	BodyStall time.Duration
+	Logger    *slog.Logger
 }
 
 // Server is the WebDAV handler; it is an http.Handler.
@@ -42,7 +46,7 @@ type Server struct {
 	auth   *htpasswd
 	digest digester
 	log    *slog.Logger
-	condMu sync.Mutex // serialises conditional PUTs
+	condMu sync.Mutex // serialises the check-and-rename of conditional PUTs
 }
 
 // HealthPath answers 200 without authentication, for load balancers; it is outside the
@@ -105,9 +109,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sw := &statusWriter{ResponseWriter: w}
 	user := ""
 	// bytes is what the response carried; bytes_in what the request body brought (a PUT's
-	// upload), counted as the handler reads it.
-	in := &countingBody{ReadCloser: r.Body}
-	r.Body = in
+	// upload), counted as the handler reads it. A body that stalls is cut (BodyStall).
+	// The handler works on a copy of the request: net/http decides from its own copy's
+	// Body whether to discard an unread body (and answer Expect: 100-continue), which a
+	// wrapped body would hide.
+	in := newBodyGuard(w, r.Body, s.cfg.BodyStall)
+	rc := *r
+	rc.Body = in
+	r = &rc
 	defer func() {
 		s.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", sw.status(),
 			"bytes", sw.n, "bytes_in", in.n, "duration_ms", time.Since(start).Milliseconds(), "user", user, "remote", r.RemoteAddr)
@@ -152,19 +161,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if r.Header.Get("If-None-Match") != "" || r.Header.Get("If-Match") != "" {
 			// x/net/webdav ignores these on PUT; drepo's sync takes its lease with them.
-			// Conditional PUTs run one at a time so two writers cannot both pass the check.
-			s.condMu.Lock()
-			defer s.condMu.Unlock()
+			// Checked once now (an early 412), and again under condMu just before the
+			// upload's rename, so two writers cannot both pass, and a slow body holds
+			// nobody else's turn.
 			if !s.putPreconditions(r) {
 				http.Error(sw, "precondition failed", http.StatusPreconditionFailed)
 				return
 			}
+			rq.commitMu = &s.condMu
+			rq.precondition = func() bool { return s.putPreconditions(r) }
 		}
 		rq.body = &bodyState{r: r.Body, limit: limit}
 		r.Body = rq.body
 		sw.rewrite = func(code int) int {
-			if code == http.StatusMethodNotAllowed && rq.body.tooLarge() {
+			switch {
+			case code == http.StatusMethodNotAllowed && rq.body.tooLarge():
 				return http.StatusRequestEntityTooLarge
+			case code == http.StatusMethodNotAllowed && rq.preconditionFailed:
+				return http.StatusPreconditionFailed
 			}
 			return code
 		}
@@ -173,8 +187,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Overwrite") == "" {
 			r.Header.Set("Overwrite", "T")
 		}
+		src, dst := s.moveNames(r)
+		// x/net/webdav compares the two paths unnormalised: "/v/" onto "/v" deletes the
+		// destination (the source itself) first, and "/a" into "/a/x" copies until the
+		// path is too long. Both are refused, for files and folders.
+		if src != "" && (src == dst || src == "." || strings.HasPrefix(dst+"/", src+"/")) {
+			http.Error(sw, "the destination is the source or lies inside it", http.StatusForbidden)
+			return
+		}
 		if r.Header.Get("Overwrite") == "T" {
-			rq.replaceSrc, rq.replaceDst = s.moveNames(r)
+			rq.replaceSrc, rq.replaceDst = src, dst
 		}
 	case "PROPFIND", "PROPPATCH", "LOCK":
 		if r.Method == "PROPFIND" && s.cfg.NoDepthInfinity && strings.EqualFold(r.Header.Get("Depth"), "infinity") {
@@ -280,18 +302,6 @@ func (s *Server) serveGet(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Repr-Digest", reprDigest(sum))
 	}
 	http.ServeContent(w, r, path.Base(name), fi.ModTime(), f)
-}
-
-// countingBody counts the bytes read from a request body.
-type countingBody struct {
-	io.ReadCloser
-	n int64
-}
-
-func (c *countingBody) Read(p []byte) (int, error) {
-	n, err := c.ReadCloser.Read(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // statusWriter records status and bytes for the access log, and lets PUT turn the WebDAV

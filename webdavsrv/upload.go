@@ -147,11 +147,28 @@ func (u *upload) Close() error {
 		_ = u.root.Remove(u.tmpName)
 		return fmt.Errorf("webdavsrv: upload %s: %w", u.target, err)
 	}
-	if err := u.root.Rename(u.tmpName, u.target); err != nil {
+	if err := u.commit(); err != nil {
 		_ = u.root.Remove(u.tmpName)
 		return fmt.Errorf("webdavsrv: upload %s: %w", u.target, err)
 	}
 	return syncDir(u.root, path.Dir(u.target))
+}
+
+// errPrecondition: a conditional PUT's precondition no longer held when its body was in.
+var errPrecondition = errors.New("precondition failed")
+
+// commit renames the finished upload over its target; for a conditional PUT, under the
+// server's lock and only if the preconditions still hold.
+func (u *upload) commit() error {
+	if u.rq != nil && u.rq.commitMu != nil {
+		u.rq.commitMu.Lock()
+		defer u.rq.commitMu.Unlock()
+		if !u.rq.precondition() {
+			u.rq.preconditionFailed = true
+			return errPrecondition
+		}
+	}
+	return u.root.Rename(u.tmpName, u.target)
 }
 
 func (u *upload) discard() {

@@ -26,6 +26,7 @@ type DrepoOptions struct {
 	Log             io.Writer       // access log; default discarded
 	Root            string          // serve this folder instead of a new one
 	Pool            **x509.CertPool // with TLS: receives the pool that trusts the server
+	BodyStall       time.Duration   // webdavsrv.Config.BodyStall
 }
 
 // StartDrepo runs the embedded server (drepo serve) on a free 127.0.0.1 port with a bcrypt
@@ -51,7 +52,7 @@ func StartDrepo(t testing.TB, opt DrepoOptions) *Server {
 	}
 	log := slog.New(slog.NewTextHandler(w, nil))
 	srv, err := webdavsrv.New(webdavsrv.Config{Root: s.Root, Htpasswd: htp, AnonymousRead: opt.AnonymousRead,
-		MaxUpload: opt.MaxUpload, NoDepthInfinity: opt.NoDepthInfinity, Logger: log})
+		MaxUpload: opt.MaxUpload, NoDepthInfinity: opt.NoDepthInfinity, BodyStall: opt.BodyStall, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
