@@ -110,6 +110,27 @@ func readLease(ctx context.Context, r Remote) (leaseDoc, string, error) {
 	return d, fi.ETag, nil
 }
 
+// ErrLeaseLost: this sync's lease was taken over (it was frozen past the stale time); it
+// must not replace the index or remove anything.
+var ErrLeaseLost = errors.New("lost the repository lease")
+
+// check proves the lease is still this sync's, read back from the server: called before
+// the index is replaced and before anything is removed, so a sync that was frozen (a
+// suspended laptop) while another took over cannot commit over the other's work.
+func (l *lease) check(ctx context.Context) error {
+	cur, _, err := readLease(ctx, l.remote)
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("mirror: %w: lease.json is gone (another sync took it over and finished); nothing was changed, run sync again", ErrLeaseLost)
+	}
+	if err != nil {
+		return fmt.Errorf("mirror: checking the lease: %w", err)
+	}
+	if cur.ID != l.doc.ID {
+		return fmt.Errorf("mirror: %w to %s; nothing was changed, run sync again", ErrLeaseLost, cur.Holder)
+	}
+	return nil
+}
+
 // renew refreshes the lease's time while this sync still holds it.
 func (l *lease) renew(ctx context.Context) error {
 	cur, etag, err := readLease(ctx, l.remote)

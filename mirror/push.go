@@ -141,6 +141,9 @@ func (p *pusher) run(ctx context.Context, currentDoc []byte) error {
 	if err := p.begin(ctx); err != nil {
 		return err
 	}
+	if err := p.removeDamaged(ctx); err != nil {
+		return err
+	}
 	present, err := p.listBlobs(ctx)
 	if err != nil {
 		return err
@@ -169,6 +172,9 @@ func (p *pusher) run(ctx context.Context, currentDoc []byte) error {
 	if err := p.checkUnverified(ctx); err != nil {
 		return err
 	}
+	if err := p.lease.check(ctx); err != nil {
+		return err
+	}
 	// Every blob the new index names is now present and checked. Commit: the signature
 	// under the index's hash first, then the index (the commit point), each replaced by a
 	// MOVE from tmp/ so readers see the old or the new file, never a partial one; last the
@@ -188,7 +194,26 @@ func (p *pusher) run(ctx context.Context, currentDoc []byte) error {
 	}
 	p.res.Status = StatusUpdated
 	if p.opt.prunes() {
+		if err := p.lease.check(ctx); err != nil {
+			return err
+		}
 		return p.prune(ctx, present)
+	}
+	return nil
+}
+
+// removeDamaged removes the blobs verify found with wrong bytes (SyncOptions.Damaged), under
+// the lease, so the upload that follows replaces them; names that are not blob paths are
+// refused.
+func (p *pusher) removeDamaged(ctx context.Context) error {
+	for _, name := range p.opt.Damaged[p.repo.Name] {
+		if _, ok := parseBlobName(name); !ok {
+			return fmt.Errorf("mirror: %q is not a blob path; not removed", name)
+		}
+		if err := p.remote.Remove(ctx, name); err != nil {
+			return err
+		}
+		p.opt.Log.Info("removed a blob with wrong bytes", "repository", p.repo.Name, "blob", name)
 	}
 	return nil
 }

@@ -5,9 +5,14 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -294,5 +299,67 @@ func TestSyncRepositoriesRunIndependently(t *testing.T) {
 		if want := map[string]string{"hung": StatusFailed, "refused": StatusFailed, "good": StatusUpdated}[r.Name]; r.Status != want {
 			t.Errorf("%s: %s (%s), want %s", r.Name, r.Status, r.Error, want)
 		}
+	}
+}
+
+// A sync frozen past its lease's stale time, while another sync took over, published and
+// pruned, must not commit when it wakes up: it proves it still holds the lease first.
+func TestSyncThatLostItsLeaseDoesNotCommit(t *testing.T) {
+	ctx := context.Background()
+	key, _ := testKeys(t)
+	src := makeSource(t)
+	dav := davtest.StartDrepo(t, davtest.DrepoOptions{})
+	first := syncOpts(t, src, key, repoOf(dav, "main", 10))
+	if rep, err := Sync(ctx, first); err != nil || rep.Failed() {
+		t.Fatalf("first sync: %+v %v", rep, err)
+	}
+
+	// sync A: its uploads go through a proxy that holds the first blob PUT until released
+	target, _ := url.Parse(dav.URL)
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	rp := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/") {
+			once.Do(func() { close(held); <-release })
+		}
+		if d := r.Header.Get("Destination"); d != "" {
+			r.Header.Set("Destination", strings.Replace(d, "http://"+r.Host, dav.URL[:len(dav.URL)-1], 1))
+		}
+		r.Host = target.Host
+		rp.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	optA := syncOpts(t, src, key, Repository{Name: "main", URL: proxy.URL + "/", Username: dav.User, Password: NewSecret(dav.Password)})
+	optA.LeaseStale = time.Hour // A does not renew during the test
+	os.MkdirAll(filepath.Join(src, "a", "1"), 0o755)
+	os.WriteFile(filepath.Join(src, "a", "1", "f"), []byte("from A"), 0o644)
+	done := make(chan *SyncReport, 1)
+	go func() {
+		rep, err := Sync(ctx, optA)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- rep
+	}()
+	<-held
+
+	// sync B takes the (stale to it) lease over, publishes serial 2 and prunes
+	optB := syncOpts(t, src, key, repoOf(dav, "main", 10))
+	optB.LeaseStale = time.Nanosecond
+	optB.KeepApps = map[string]int{"base_system": 1}
+	rep, err := Sync(ctx, optB)
+	if err != nil || rep.Failed() || rep.Serial != 2 || rep.Repos[0].Removed == 0 {
+		t.Fatalf("sync B: %+v %v", rep, err)
+	}
+	indexB, _ := os.ReadFile(filepath.Join(dav.Root, IndexName))
+
+	close(release)
+	repA := <-done
+	if repA == nil || repA.Repos[0].Status != StatusFailed || !strings.Contains(repA.Repos[0].Error, "lost the repository lease") {
+		t.Fatalf("sync A after losing its lease: %+v", repA)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dav.Root, IndexName)); !bytes.Equal(b, indexB) {
+		t.Fatal("sync A replaced the index after losing its lease")
 	}
 }

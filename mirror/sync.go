@@ -32,6 +32,9 @@ type SyncOptions struct {
 	Keep      int   // > 0: publish only the newest Keep versions per app and remove unreferenced blobs
 	// KeepApps overrides Keep per app (0: keep every version of that app).
 	KeepApps map[string]int
+	// Damaged names, per repository, blobs with wrong bytes (verify --repair): removed once
+	// the repository's lease is held, then uploaded again.
+	Damaged map[string][]string
 	// AllowRemovals lets the new index drop more than half of the published app versions.
 	AllowRemovals bool
 	// Republish names app versions (app@version) whose changed content may replace the

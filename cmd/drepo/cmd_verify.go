@@ -53,6 +53,7 @@ Examples:
 			}
 			var reports []*mirror.VerifyReport
 			var broken []string
+			damaged := map[string][]string{}
 			for _, r := range repos {
 				w, err := mirror.Open(r, c.Int("parallel"))
 				var rep *mirror.VerifyReport
@@ -63,9 +64,7 @@ Examples:
 					if c.Bool("repair") && !rep.OK && rep.Error == "" {
 						for _, p := range rep.Problems {
 							if p.Kind == "content" {
-								if err := w.Remove(c.Context, p.Name); err != nil {
-									e.log.Warn("could not remove a damaged blob", "repository", r.Name, "blob", p.Name, "err", err)
-								}
+								damaged[r.Name] = append(damaged[r.Name], p.Name)
 							}
 						}
 						broken = append(broken, r.Name)
@@ -83,7 +82,7 @@ Examples:
 				printVerify(e, reports)
 			}
 			if len(broken) > 0 {
-				return repair(c, e, cfg, broken, keys)
+				return repair(c, e, cfg, broken, damaged, keys)
 			}
 			for _, r := range reports {
 				if !r.OK {
@@ -95,8 +94,9 @@ Examples:
 	}
 }
 
-// repair runs sync --full on the named repositories and verifies them again.
-func repair(c *cli.Context, e *env, cfg *Config, names []string, keys []minisign.PublicKey) error {
+// repair runs sync --full on the named repositories; sync removes the damaged blobs once it
+// holds each repository's lease, and uploads them again.
+func repair(c *cli.Context, e *env, cfg *Config, names []string, damaged map[string][]string, keys []minisign.PublicKey) error {
 	key, err := cfg.signingKey()
 	if err != nil {
 		return err
@@ -106,7 +106,7 @@ func repair(c *cli.Context, e *env, cfg *Config, names []string, keys []minisign
 		return err
 	}
 	rep, err := mirror.Sync(c.Context, mirror.SyncOptions{Source: cfg.Source, SigningKey: key, Keys: keys,
-		StateDir: cfg.stateDir(), Repos: repos, Full: true, Keep: cfg.Keep.Versions, KeepApps: cfg.Keep.Apps, Log: e.log})
+		StateDir: cfg.stateDir(), Repos: repos, Full: true, Damaged: damaged, Keep: cfg.Keep.Versions, KeepApps: cfg.Keep.Apps, Log: e.log})
 	if err != nil {
 		return err
 	}
