@@ -55,3 +55,18 @@ func TestHashParse(t *testing.T) {
 		}
 	}
 }
+
+func TestPrintable(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain text, ünïcode": "plain text, ünïcode",
+		"\x1b[2J\x1b[HFAKE":   `\x1b[2J\x1b[HFAKE`,
+		"a\nb\rc\td":          `a\x0ab\x0dc\x09d`,
+		"bad \xff byte":       `bad \xff byte`,
+		"rtl \u202e gnp.exe":  `rtl \u202e gnp.exe`,
+		"\u0085next line":     `\x85next line`,
+	} {
+		if got := Printable(in); got != want {
+			t.Errorf("Printable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -56,7 +56,7 @@ func FuzzDecodeMultistatus(f *testing.F) {
 	w := &WebDAV{base: base}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var got, want []FileInfo
-		err := w.decodeMultistatus(bytes.NewReader(b), func(fi FileInfo) error {
+		err := w.decodeMultistatus(bytes.NewReader(b), "", func(fi FileInfo) error {
 			if fi.Name == "" || strings.HasPrefix(fi.Name, "/") {
 				t.Fatalf("entry outside the repository: %+v", fi)
 			}
@@ -110,7 +110,7 @@ func referenceMultistatus(w *WebDAV, b []byte, fn func(FileInfo)) error {
 		for _, ps := range x.Propstat {
 			r.Propstat = append(r.Propstat, davPropstat{Status: ps.Status, Collection: ps.Prop.Type.Collection != nil, Length: ps.Prop.Length})
 		}
-		if fi, ok := w.responseInfo(&r); ok {
+		if fi, ok := w.responseInfo(&r, ""); ok {
 			fn(fi)
 		}
 	}

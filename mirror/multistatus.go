@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/drepo-dev/drepo/manifests"
 )
 
 // A PROPFIND answer is the one large XML document sync and verify read: Apache sends about
@@ -29,6 +31,12 @@ const (
 	msMaxAttrs  = 256  // attributes of one element
 	msMaxText   = 8192 // text kept of an href, status or getcontentlength; the rest is dropped
 	msMaxEntity = 16   // bytes between & and ;
+	// msMaxPropstat bounds the propstats of one response (a real one has one or two): a
+	// hostile answer of one response with millions of them must not fill memory.
+	msMaxPropstat = 64
+	// MaxListEntries bounds the entries one listing passes on (a repository of this many
+	// blobs is far beyond any app catalogue); past it the listing fails.
+	MaxListEntries = 4 << 20
 )
 
 var errMultistatus = errors.New("mirror: PROPFIND answer")
@@ -51,16 +59,21 @@ var msReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<
 
 // decodeMultistatus reads a PROPFIND answer as it streams in, one <response> at a time
 // (constant memory for a listing of any size), calling fn for each entry under the base.
-func (w *WebDAV) decodeMultistatus(r io.Reader, fn func(FileInfo) error) error {
+func (w *WebDAV) decodeMultistatus(r io.Reader, dir string, fn func(FileInfo) error) error {
 	br := msReaders.Get().(*bufio.Reader)
 	br.Reset(r)
 	defer func() { br.Reset(nil); msReaders.Put(br) }()
 	m := &msReader{r: br}
+	entries := 0
 	err := m.run(func(resp *davResponse) error {
-		if fi, ok := w.responseInfo(resp); ok {
-			return fn(fi)
+		fi, ok := w.responseInfo(resp, dir)
+		if !ok {
+			return nil
 		}
-		return nil
+		if entries++; entries > MaxListEntries {
+			return fmt.Errorf("%w: more than %d entries", errMultistatus, MaxListEntries)
+		}
+		return fn(fi)
 	})
 	switch {
 	case errors.Is(err, errStop):
@@ -71,20 +84,41 @@ func (w *WebDAV) decodeMultistatus(r io.Reader, fn func(FileInfo) error) error {
 	return fmt.Errorf("%w: %w", errMultistatus, err) // a read error of the body
 }
 
-// responseInfo turns one response into a FileInfo relative to the repository root.
-func (w *WebDAV) responseInfo(r *davResponse) (FileInfo, bool) {
+// responseInfo turns one response into a FileInfo relative to the repository root. The
+// name is the server's word, so it must be a clean relative path (manifests.ValidatePath:
+// no "..", no control characters) at or under dir, the folder asked for; any other is
+// skipped with a warning, since sync and verify build DELETEs and GETs from these names.
+func (w *WebDAV) responseInfo(r *davResponse, dir string) (FileInfo, bool) {
 	if len(r.Href) > 4096 {
+		w.skipName(r.Href[:64]+"…", "longer than 4 KiB")
 		return FileInfo{}, false
 	}
 	u, err := url.Parse(strings.TrimSpace(r.Href))
 	if err != nil {
+		w.skipName(r.Href, "not a URL")
+		return FileInfo{}, false
+	}
+	if u.Host != "" && (!strings.EqualFold(u.Scheme, w.base.Scheme) || !strings.EqualFold(hostPort(u), hostPort(w.base))) {
+		w.skipName(r.Href, "on another server")
 		return FileInfo{}, false
 	}
 	rel, ok := strings.CutPrefix(u.Path, w.base.Path)
 	if !ok {
+		w.skipName(u.Path, "outside the repository")
 		return FileInfo{}, false
 	}
 	fi := FileInfo{Name: strings.Trim(rel, "/")}
+	dir = strings.Trim(dir, "/")
+	switch {
+	case fi.Name == "" && dir == "":
+		return FileInfo{}, false // the root itself
+	case manifests.ValidatePath(fi.Name) != nil:
+		w.skipName(fi.Name, "not a clean relative path")
+		return FileInfo{}, false
+	case dir != "" && fi.Name != dir && !strings.HasPrefix(fi.Name, dir+"/"):
+		w.skipName(fi.Name, "not under "+dir)
+		return FileInfo{}, false
+	}
 	for _, ps := range r.Propstat {
 		if !strings.Contains(ps.Status, " 200") {
 			continue
@@ -530,6 +564,9 @@ func (m *msReader) startTag(fn func(*davResponse) error) error {
 		m.resp.Href = ""
 		m.resp.Propstat = m.resp.Propstat[:0]
 	case rolePropstat:
+		if len(m.resp.Propstat) >= msMaxPropstat {
+			return msErr("more than %d propstats in one response", msMaxPropstat)
+		}
 		m.resp.Propstat = append(m.resp.Propstat, davPropstat{})
 	case roleResourcetype:
 	case roleHref, roleStatus, roleLength:

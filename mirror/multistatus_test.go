@@ -14,7 +14,7 @@ func decodeAll(t *testing.T, doc string) ([]FileInfo, error) {
 	base, _ := url.Parse("http://127.0.0.1/repo/")
 	w := &WebDAV{base: base}
 	var out []FileInfo
-	err := w.decodeMultistatus(strings.NewReader(doc), func(fi FileInfo) error {
+	err := w.decodeMultistatus(strings.NewReader(doc), "", func(fi FileInfo) error {
 		out = append(out, fi)
 		return nil
 	})
@@ -115,7 +115,7 @@ func TestMultistatusCallbackError(t *testing.T) {
 	stop := errors.New("enough")
 	doc := `<multistatus xmlns="DAV:"><response><href>/repo/a</href></response><response><href>/repo/b</href></response></multistatus>`
 	n := 0
-	err := w.decodeMultistatus(bytes.NewReader([]byte(doc)), func(FileInfo) error { n++; return stop })
+	err := w.decodeMultistatus(bytes.NewReader([]byte(doc)), "", func(FileInfo) error { n++; return stop })
 	if err != stop || n != 1 {
 		t.Fatalf("err %v after %d entries, want the callback's error after 1", err, n)
 	}

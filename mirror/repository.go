@@ -3,6 +3,7 @@ package mirror
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -90,9 +91,24 @@ func Open(r Repository, conns int) (*WebDAV, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt := &answerDeadline{rt: t, d: SmallTimeout}
+	rt := &answerDeadline{rt: &sameOrigin{rt: t, base: u}, d: SmallTimeout}
 	if r.SmallTimeout > 0 {
 		rt.d = r.SmallTimeout
 	}
-	return &WebDAV{base: u, user: r.Username, pass: r.Password, client: &http.Client{Transport: rt}}, nil
+	return &WebDAV{base: u, user: r.Username, pass: r.Password, client: &http.Client{Transport: rt, CheckRedirect: sameOriginRedirect(u)}}, nil
+}
+
+// sameOriginRedirect lets our client follow a redirect only within the repository's origin
+// (a trailing-slash redirect, say); sameOrigin refuses the rest in the transport too, for
+// gowebdav's client.
+func sameOriginRedirect(base *url.URL) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 5 {
+			return errors.New("mirror: more than 5 redirects")
+		}
+		if !strings.EqualFold(req.URL.Scheme, base.Scheme) || !strings.EqualFold(hostPort(req.URL), hostPort(base)) {
+			return fmt.Errorf("mirror: %w: to %s://%s", ErrRedirectRefused, req.URL.Scheme, req.URL.Host)
+		}
+		return nil
+	}
 }

@@ -92,8 +92,12 @@ func (r Retry) do(ctx context.Context, log *slog.Logger, what string, fn func() 
 	}
 }
 
-// Retryable reports whether err is worth another try.
+// Retryable reports whether err is worth another try. A refused redirect and a certificate
+// that does not verify are final: trying again changes nothing.
 func Retryable(err error) bool {
+	if errors.Is(err, ErrRedirectRefused) || errors.Is(err, ErrTLSVerify) {
+		return false
+	}
 	var se *StatusError
 	if errors.As(err, &se) {
 		switch {

@@ -63,6 +63,7 @@ func TestRetryDo(t *testing.T) {
 // keeps delivering does not (the guard is about progress, not total time).
 func TestStallGuard(t *testing.T) {
 	ctx, g := newStallGuard(context.Background(), time.Second)
+	g.minBytes = 1
 	r := g.reader(strings.NewReader("some bytes"))
 	buf := make([]byte, 1)
 	for i := 0; i < 5; i++ {
@@ -79,4 +80,21 @@ func TestStallGuard(t *testing.T) {
 		t.Fatalf("cause %v, want ErrStalled", context.Cause(ctx))
 	}
 	g.stop()
+}
+
+// A body that drips (a few bytes per window, under MinProgress) stalls like a silent one.
+func TestStallGuardNeedsARate(t *testing.T) {
+	ctx, g := newStallGuard(context.Background(), 300*time.Millisecond)
+	defer g.stop()
+	r := g.reader(strings.NewReader(strings.Repeat("x", 1000)))
+	buf := make([]byte, 1)
+	for ctx.Err() == nil {
+		if _, err := r.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond) // 50 bytes a second
+	}
+	if !errors.Is(context.Cause(ctx), ErrStalled) {
+		t.Fatalf("cause %v, want ErrStalled", context.Cause(ctx))
+	}
 }

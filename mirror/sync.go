@@ -160,6 +160,7 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 			results[i].Status, results[i].Error = StatusFailed, err.Error()
 			continue
 		}
+		w.Log = opt.Log.With("repository", repo.Name)
 		pushers[i].remote = w
 		// Every repository's index is read now, beside the scan, each on its own.
 		r := &indexRead{done: make(chan struct{})}

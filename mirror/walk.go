@@ -67,7 +67,7 @@ func (w *WebDAV) propfind(ctx context.Context, dir, depth string, fn func(FileIn
 	default:
 		return statusErr("PROPFIND", dir, resp)
 	}
-	return w.decodeMultistatus(g.reader(resp.Body), fn)
+	return w.decodeMultistatus(g.reader(resp.Body), dir, fn)
 }
 
 // WalkAll calls fn for every file under dir: one recursive listing where the server allows

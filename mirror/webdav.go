@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -31,6 +32,15 @@ type WebDAV struct {
 	client  *http.Client
 	dirs    sync.Map   // folders known to exist
 	mkdirMu sync.Mutex // one folder creation at a time
+	// Log receives warnings about what the server sent (names skipped); nil discards them.
+	Log *slog.Logger
+}
+
+// skipName warns that a listing entry was skipped, with the server's name made printable.
+func (w *WebDAV) skipName(name, why string) {
+	if w.Log != nil {
+		w.Log.Warn("skipping a listing entry the server sent", "name", manifests.Printable(name), "why", why)
+	}
 }
 
 var (
@@ -96,7 +106,8 @@ func drain(resp *http.Response) {
 // statusErr turns an unexpected status into an error carrying it (see retryable).
 func statusErr(method, name string, resp *http.Response) error {
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	e := &StatusError{Method: method, Name: name, Code: resp.StatusCode, Body: strings.TrimSpace(string(msg))}
+	// The body is the server's text: made printable here, once, for every caller.
+	e := &StatusError{Method: method, Name: name, Code: resp.StatusCode, Body: manifests.Printable(strings.TrimSpace(string(msg)))}
 	if ra := resp.Header.Get("Retry-After"); ra != "" {
 		e.RetryAfter, _ = strconv.Atoi(ra)
 	}

@@ -148,7 +148,7 @@ func printSyncReport(e *env, rep *mirror.SyncReport) {
 	fmt.Fprintln(tw, "REPOSITORY\tPRIORITY\tSTATUS\tBLOBS\tBYTES\tREMOVED\tTIME\tERROR")
 	for _, r := range rep.Repos {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%s\t%s\n", r.Name, r.Priority, r.Status, r.Uploaded, r.UploadedBytes,
-			r.Removed, r.Duration.Round(time.Millisecond), r.Error)
+			r.Removed, r.Duration.Round(time.Millisecond), manifests.Printable(r.Error))
 	}
 	_ = tw.Flush()
 }

@@ -6,6 +6,7 @@ import (
 	"text/tabwriter"
 
 	"aead.dev/minisign"
+	"github.com/drepo-dev/drepo/manifests"
 	"github.com/drepo-dev/drepo/mirror"
 	"github.com/urfave/cli/v2"
 )
@@ -60,6 +61,7 @@ Examples:
 				if err != nil {
 					rep = &mirror.VerifyReport{Repository: r.Name, URL: r.URL, Priority: r.Priority, Error: err.Error()}
 				} else {
+					w.Log = e.log.With("repository", r.Name)
 					rep = mirror.Verify(c.Context, r, w, mirror.VerifyOptions{Keys: keys, Deep: c.Bool("deep"), Parallel: c.Int("parallel"), Log: e.log})
 					if c.Bool("repair") && !rep.OK && rep.Error == "" {
 						for _, p := range rep.Problems {
@@ -125,7 +127,7 @@ func printVerify(e *env, reports []*mirror.VerifyReport) {
 		res := "ok"
 		switch {
 		case r.Error != "":
-			res = "could not check: " + r.Error
+			res = "could not check: " + manifests.Printable(r.Error)
 		case !r.OK:
 			res = fmt.Sprintf("WRONG (%d problems)", len(r.Problems))
 		}
@@ -137,13 +139,13 @@ func printVerify(e *env, reports []*mirror.VerifyReport) {
 	_ = tw.Flush()
 	for _, r := range reports {
 		for _, p := range r.Problems {
-			fmt.Fprintf(e.stdout, "%s: %s %s: %s\n", r.Repository, p.Kind, p.Name, p.Detail)
+			fmt.Fprintf(e.stdout, "%s: %s %s: %s\n", r.Repository, p.Kind, manifests.Printable(p.Name), manifests.Printable(p.Detail))
 		}
 		if len(r.Unreferenced) > 0 {
 			fmt.Fprintf(e.stdout, "%s: %d unreferenced blobs (sync --prune --keep N removes them)\n", r.Repository, len(r.Unreferenced))
 		}
 		for _, l := range r.Leftovers {
-			fmt.Fprintf(e.stdout, "%s: leftover temporary file %s (the next sync removes it)\n", r.Repository, l)
+			fmt.Fprintf(e.stdout, "%s: leftover temporary file %s (the next sync removes it)\n", r.Repository, manifests.Printable(l))
 		}
 	}
 }

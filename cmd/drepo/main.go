@@ -11,8 +11,10 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 
+	"github.com/drepo-dev/drepo/manifests"
 	"github.com/urfave/cli/v2"
 )
 
@@ -61,7 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "drepo: %v\n", cleanErr(err))
+	fmt.Fprintf(stderr, "drepo: %s\n", printableLines(cleanErr(err)))
 	return exitCode(err)
 }
 
@@ -76,6 +78,16 @@ func exitCode(err error) int {
 		return ec.ExitCode()
 	}
 	return exitFailure
+}
+
+// printableLines makes every line of s printable (manifests.Printable): an error may quote
+// what a server or peer wrote, and must not drive the terminal.
+func printableLines(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = manifests.Printable(l)
+	}
+	return strings.Join(lines, "\n")
 }
 
 // cleanErr drops the sentinel suffix used only for classifying the error.

@@ -3,6 +3,8 @@ package main
 import (
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -198,5 +200,25 @@ func TestHtpasswdPromptsOnTerminal(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(file); !strings.HasPrefix(string(b), "admin:$2") {
 		t.Fatalf("htpasswd file: %q", b)
+	}
+}
+
+// What a server writes reaches the terminal with its control characters made visible: a
+// 500 body cannot rewrite verify's table.
+func TestServerTextMadePrintable(t *testing.T) {
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+		io.WriteString(w, "\x1b[2J\x1b[HFAKE: all repositories ok\r")
+	}))
+	defer evil.Close()
+	dir := t.TempDir()
+	if code, _, errs := drepo(t, "keygen", "--out", filepath.Join(dir, "k")); code != 0 {
+		t.Fatal(errs)
+	}
+	cfg := filepath.Join(dir, "drepo.yaml")
+	os.WriteFile(cfg, []byte("trusted_keys: [k.pub]\nrepositories:\n  - {name: evil, url: \""+evil.URL+"/\"}\n"), 0o644)
+	code, out, errs := drepo(t, "--config", cfg, "--log-level", "error", "verify")
+	if code != exitFailure || !strings.Contains(out, `\x1b[2J`) || strings.ContainsAny(out+errs, "\x1b\r") {
+		t.Fatalf("exit %d, output carries raw control characters:\n%q\n%q", code, out, errs)
 	}
 }

@@ -1,0 +1,196 @@
+package mirror
+
+import (
+	"context"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"aead.dev/minisign"
+	"github.com/drepo-dev/drepo/webdavsrv/davtest"
+)
+
+// hostileProxy forwards to a real server unless override answers the request itself; it
+// records every request line.
+type hostileProxy struct {
+	URL  string
+	mu   sync.Mutex
+	seen []string
+}
+
+func newHostileProxy(t *testing.T, s *davtest.Server, override func(w http.ResponseWriter, r *http.Request) bool) *hostileProxy {
+	target, _ := url.Parse(s.URL)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	hp := &hostileProxy{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hp.mu.Lock()
+		hp.seen = append(hp.seen, r.Method+" "+r.URL.RawPath+r.URL.Path)
+		hp.mu.Unlock()
+		if override != nil && override(w, r) {
+			return
+		}
+		if d := r.Header.Get("Destination"); d != "" {
+			r.Header.Set("Destination", strings.Replace(d, hp.URL, s.URL, 1))
+		}
+		r.Host = target.Host
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	hp.URL = srv.URL + "/"
+	return hp
+}
+
+// Redirects to another port, or from https down to http, are refused before any request
+// (and so any credential) reaches the other side, and are not retried.
+func TestRedirectsToOtherOriginsRefused(t *testing.T) {
+	var elsewhere atomic.Int64
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1)
+		http.Error(w, "should never be asked", http.StatusTeapot)
+	}))
+	defer other.Close()
+	redirect := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	})
+	plain := httptest.NewServer(redirect)
+	defer plain.Close()
+	tlsSrv := httptest.NewTLSServer(redirect)
+	defer tlsSrv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}), 0o644)
+	for _, r := range []Repository{
+		{Name: "port", URL: plain.URL + "/", Username: "u", Password: NewSecret("p")},
+		{Name: "downgrade", URL: tlsSrv.URL + "/", Username: "u", Password: NewSecret("p"), CACert: ca},
+	} {
+		w, err := Open(r, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = ReadIndex(context.Background(), w, nil)
+		if !errors.Is(err, ErrRedirectRefused) || !strings.Contains(err.Error(), "redirect to another scheme, host or port refused") {
+			t.Errorf("%s: %v, want ErrRedirectRefused", r.Name, err)
+		}
+		if _, err := w.List(context.Background(), "blobs"); !errors.Is(err, ErrRedirectRefused) {
+			t.Errorf("%s: PROPFIND through gowebdav's path: %v", r.Name, err)
+		}
+	}
+	if n := elsewhere.Load(); n != 0 {
+		t.Fatalf("%d requests reached the other origin", n)
+	}
+}
+
+// A certificate that does not verify fails at once with a clear error; a connection per
+// try shows it is not retried.
+func TestTLSFailureNotRetried(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.NotFoundHandler())
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	defer srv.Close()
+	w, _ := Open(Repository{Name: "r", URL: srv.URL + "/"}, 1)
+	_, err := ReadIndex(context.Background(), w, nil)
+	if !errors.Is(err, ErrTLSVerify) || Retryable(err) {
+		t.Fatalf("want a final ErrTLSVerify, got %v", err)
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections, want 1 (no retries)", n)
+	}
+}
+
+// A listing that names files outside the folder asked for, or with "..", is never acted on:
+// sync --full sends no DELETE for them and the live index stays.
+func TestHostileListingNamesSkipped(t *testing.T) {
+	ctx := context.Background()
+	key, pub := testKeys(t)
+	dav := davtest.StartDrepo(t, davtest.DrepoOptions{})
+	hostile := newHostileProxy(t, dav, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != "PROPFIND" || !strings.HasPrefix(r.URL.Path, "/tmp") {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/xml")
+		w.WriteHeader(http.StatusMultiStatus)
+		io.WriteString(w, `<?xml version="1.0"?><D:multistatus xmlns:D="DAV:">`)
+		for _, href := range []string{"/tmp/", "/tmp/../index.json", "/../../etc/passwd", "/tmp/%2e%2e/index.json", "/tmp/a%0d%0ab", "/index.json", "http://elsewhere.example/tmp/x"} {
+			fmt.Fprintf(w, `<D:response><D:href>%s</D:href><D:propstat><D:prop><D:getcontentlength>1</D:getcontentlength></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>`, href)
+		}
+		io.WriteString(w, `</D:multistatus>`)
+		return true
+	})
+	r := Repository{Name: "r", URL: hostile.URL, Username: dav.User, Password: NewSecret(dav.Password)}
+	opt := syncOpts(t, makeSource(t), key, r)
+	if rep, err := Sync(ctx, opt); err != nil || rep.Failed() {
+		t.Fatalf("sync: %+v %v", rep, err)
+	}
+	opt.Full = true
+	if rep, err := Sync(ctx, opt); err != nil || rep.Failed() {
+		t.Fatalf("sync --full: %+v %v", rep, err)
+	}
+	hostile.mu.Lock()
+	for _, line := range hostile.seen {
+		if strings.HasPrefix(line, "DELETE") && !strings.HasPrefix(line, "DELETE /lease.json") {
+			t.Errorf("sent %s", line)
+		}
+	}
+	hostile.mu.Unlock()
+	w, _ := Open(repoOf(dav, "r", 0), 4)
+	if v := Verify(ctx, repoOf(dav, "r", 0), w, VerifyOptions{Keys: []minisign.PublicKey{pub}}); !v.OK {
+		t.Fatalf("the repository is damaged: %+v", v)
+	}
+}
+
+// One response with a flood of propstats is refused, not held in memory.
+func TestMultistatusPropstatFlood(t *testing.T) {
+	head := `<?xml version="1.0"?><D:multistatus xmlns:D="DAV:"><D:response><D:href>/x</D:href>`
+	flood := &repeatReader{unit: []byte(`<D:propstat/>`), left: 10_000_000}
+	body := io.MultiReader(strings.NewReader(head), flood)
+	w := &WebDAV{base: &url.URL{Path: "/"}}
+	err := w.decodeMultistatus(body, "", func(FileInfo) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "propstats in one response") {
+		t.Fatalf("want the flood refused, got %v", err)
+	}
+	if flood.left < 9_000_000 {
+		t.Fatalf("read %d propstats before refusing", 10_000_000-flood.left)
+	}
+}
+
+// repeatReader yields unit left times without holding them all.
+type repeatReader struct {
+	unit []byte
+	left int
+	off  int
+}
+
+func (r *repeatReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) && r.left > 0 {
+		c := copy(p[n:], r.unit[r.off:])
+		n += c
+		r.off += c
+		if r.off == len(r.unit) {
+			r.off = 0
+			r.left--
+		}
+	}
+	if n == 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
