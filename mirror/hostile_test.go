@@ -194,3 +194,40 @@ func (r *repeatReader) Read(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// verify --deep reads the bytes: a flipped byte that keeps size and mtime (bit rot) is found
+// although drepo serve's digest cache still vouches for the old bytes; the cheap
+// ServerDigest mode trusts that cache, as documented.
+func TestDeepVerifyDownloadsDespiteDigestCache(t *testing.T) {
+	ctx := context.Background()
+	key, pub := testKeys(t)
+	dav := davtest.StartDrepo(t, davtest.DrepoOptions{})
+	r := repoOf(dav, "r", 0)
+	if rep, err := Sync(ctx, syncOpts(t, makeSource(t), key, r)); err != nil || rep.Failed() {
+		t.Fatalf("sync: %+v %v", rep, err)
+	}
+	w, _ := Open(r, 4)
+	keys := []minisign.PublicKey{pub}
+	if v := Verify(ctx, r, w, VerifyOptions{Keys: keys, Deep: true, ServerDigest: true}); !v.OK || v.Deep != "server digest" {
+		t.Fatalf("digest verify (fills the cache): %+v", v)
+	}
+	var victim string
+	for p := range diskFiles(t, dav.Root) {
+		if fi, _ := os.Stat(filepath.Join(dav.Root, p)); strings.HasPrefix(p, "blobs/") && fi.Size() == 300000 {
+			victim = filepath.Join(dav.Root, p)
+		}
+	}
+	fi, _ := os.Stat(victim)
+	f, _ := os.OpenFile(victim, os.O_RDWR, 0)
+	f.WriteAt([]byte{0x55}, 4242)
+	f.Close()
+	os.Chtimes(victim, fi.ModTime(), fi.ModTime())
+
+	v := Verify(ctx, r, w, VerifyOptions{Keys: keys, Deep: true})
+	if v.OK || len(v.Problems) != 1 || v.Problems[0].Kind != "content" || v.Deep != "download" {
+		t.Fatalf("--deep after bit rot: %+v", v)
+	}
+	if v := Verify(ctx, r, w, VerifyOptions{Keys: keys, Deep: true, ServerDigest: true}); !v.OK {
+		t.Fatalf("--server-digest was expected to trust the cache (documented): %+v", v)
+	}
+}

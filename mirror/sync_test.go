@@ -148,9 +148,9 @@ func TestSyncTwoRepositoriesAndNoop(t *testing.T) {
 	}
 	for _, r := range []Repository{rd, ra} {
 		w, _ := Open(r, 4)
-		v := Verify(ctx, r, w, VerifyOptions{Keys: []minisign.PublicKey{pub}, Deep: true})
+		v := Verify(ctx, r, w, VerifyOptions{Keys: []minisign.PublicKey{pub}, Deep: true, ServerDigest: true})
 		if !v.OK || v.Error != "" || v.Blobs != 21 || v.Serial != 1 || len(v.Unreferenced) != 0 {
-			t.Fatalf("verify --deep %s: %+v", r.Name, v)
+			t.Fatalf("verify --server-digest %s: %+v", r.Name, v)
 		}
 		want := map[string]string{"main": "server digest", "staging": "download"}[r.Name]
 		if v.Deep != want {

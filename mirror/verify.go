@@ -23,7 +23,12 @@ import (
 // VerifyOptions configure Verify.
 type VerifyOptions struct {
 	Keys     []minisign.PublicKey // trusted keys; at least one
-	Deep     bool                 // also check every blob's bytes
+	// Deep also checks every blob's bytes by downloading and hashing them.
+	Deep bool
+	// ServerDigest, with Deep, takes the server's Repr-Digest instead of downloading where
+	// it sends one: cheap, but as fresh as the server's digest cache (drepo serve keeps one
+	// per file, valid while size and mtime are unchanged, so bit rot slips past it).
+	ServerDigest bool
 	Parallel int                  // blobs checked at once with Deep; default 4
 	Retry    Retry
 	Log      *slog.Logger
@@ -251,6 +256,7 @@ func listBlobs(ctx context.Context, r Remote, so SyncOptions) (map[manifests.Has
 // were checked, for the report.
 func checkBytes(ctx context.Context, r Remote, blobs []manifests.Hash, opt VerifyOptions) (map[manifests.Hash]manifests.Hash, string, error) {
 	d, canDigest := r.(Digester)
+	canDigest = canDigest && opt.ServerDigest
 	var noDigest atomic.Bool
 	var byDigest, byDownload atomic.Int64
 	sums := make([]manifests.Hash, len(blobs))

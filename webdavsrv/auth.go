@@ -26,6 +26,7 @@ type htpasswd struct {
 
 	mu      sync.Mutex
 	users   map[string]string // user → bcrypt hash
+	cost    int               // the highest bcrypt cost in the file: what an unknown user pays
 	stamp   string            // size and mtime of the file last read
 	checked time.Time
 	key     [32]byte
@@ -45,12 +46,22 @@ const (
 	maxCredLength = 1024
 )
 
-// dummyHash is compared against for unknown users, so timing does not reveal which users
-// exist. Made on first use: at package init it cost every drepo command 75 ms.
-var dummyHash = sync.OnceValue(func() []byte {
-	h, _ := bcrypt.GenerateFromPassword([]byte("drepo-dummy"), bcrypt.DefaultCost)
+// dummyHashes holds, per bcrypt cost, a hash compared against for unknown users, so an
+// unknown user costs what a known one does and timing does not reveal which users exist.
+// Made on first use: at package init it cost every drepo command 75 ms.
+var dummyHashes sync.Map // cost → []byte
+
+func dummyHash(cost int) []byte {
+	if h, ok := dummyHashes.Load(cost); ok {
+		return h.([]byte)
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte("drepo-dummy"), cost)
+	if err != nil {
+		h, _ = bcrypt.GenerateFromPassword([]byte("drepo-dummy"), bcrypt.DefaultCost)
+	}
+	dummyHashes.Store(cost, h)
 	return h
-})
+}
 
 func loadHtpasswd(path string, log *slog.Logger) (*htpasswd, error) {
 	h := &htpasswd{path: path, log: log, cache: map[string]credEntry{}}
@@ -103,7 +114,16 @@ func (h *htpasswd) reload(first bool) error {
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("webdavsrv: htpasswd %s: %w", h.path, err)
 	}
-	h.users, h.stamp = users, stamp
+	cost := bcrypt.DefaultCost
+	if len(users) > 0 {
+		cost = bcrypt.MinCost
+		for _, hash := range users {
+			if c, err := bcrypt.Cost([]byte(hash)); err == nil && c > cost {
+				cost = c
+			}
+		}
+	}
+	h.users, h.stamp, h.cost = users, stamp, cost
 	return nil
 }
 
@@ -120,6 +140,7 @@ func (h *htpasswd) check(user, pass string) bool {
 		}
 	}
 	hash, known := h.users[user]
+	cost := h.cost
 	mac := hmac.New(sha256.New, h.key[:])
 	mac.Write([]byte(user + "\x00" + pass))
 	sum := mac.Sum(nil)
@@ -130,7 +151,7 @@ func (h *htpasswd) check(user, pass string) bool {
 	h.mu.Unlock()
 
 	if !known {
-		_ = bcrypt.CompareHashAndPassword(dummyHash(), []byte(pass))
+		_ = bcrypt.CompareHashAndPassword(dummyHash(cost), []byte(pass))
 		return false
 	}
 	// bcrypt treats $2y$ like $2b$; Go's package accepts $2a$ and $2b$.

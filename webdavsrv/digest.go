@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // digester computes a file's SHA-256 once and keeps it in an xattr beside the file, valid
@@ -22,10 +24,15 @@ type digester struct {
 	inFlight map[string]*digestCall
 }
 
+// digestCall is one computation shared by every request that waits for it. It runs on its
+// own file handle and context, so the request that started it may go away; it is cancelled
+// only when no request waits any more.
 type digestCall struct {
-	done chan struct{}
-	sum  []byte
-	err  error
+	done    chan struct{}
+	sum     []byte
+	err     error
+	waiters int
+	cancel  context.CancelFunc
 }
 
 // digest returns the SHA-256 of the open regular file f (named name, for sharing work).
@@ -45,25 +52,64 @@ func (d *digester) digest(ctx context.Context, f *os.File, name string) ([]byte,
 	if d.inFlight == nil {
 		d.inFlight = map[string]*digestCall{}
 	}
-	if c, ok := d.inFlight[key]; ok {
-		d.mu.Unlock()
-		select {
-		case <-c.done:
-			return c.sum, c.err
-		case <-ctx.Done():
-			return nil, ctx.Err()
+	c, ok := d.inFlight[key]
+	if ok {
+		c.waiters++
+	} else {
+		own, err := dupFile(f)
+		if err != nil {
+			d.mu.Unlock()
+			return nil, err
 		}
+		wctx, cancel := context.WithCancel(context.Background())
+		c = &digestCall{done: make(chan struct{}), waiters: 1, cancel: cancel}
+		d.inFlight[key] = c
+		go func() {
+			defer own.Close()
+			c.sum, c.err = hashAndStore(wctx, own, stamp)
+			d.mu.Lock()
+			if d.inFlight[key] == c {
+				delete(d.inFlight, key)
+			}
+			d.mu.Unlock()
+			cancel()
+			close(c.done)
+		}()
 	}
-	c := &digestCall{done: make(chan struct{})}
-	d.inFlight[key] = c
 	d.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.sum, c.err
+	case <-ctx.Done():
+		d.mu.Lock()
+		if c.waiters--; c.waiters == 0 {
+			// nobody waits: stop the work, and let the next request start afresh
+			c.cancel()
+			if d.inFlight[key] == c {
+				delete(d.inFlight, key)
+			}
+		}
+		d.mu.Unlock()
+		return nil, ctx.Err()
+	}
+}
 
-	c.sum, c.err = hashAndStore(ctx, f, stamp)
-	d.mu.Lock()
-	delete(d.inFlight, key)
-	d.mu.Unlock()
-	close(c.done)
-	return c.sum, c.err
+// dupFile returns a second handle on f's open file, with its own lifetime.
+func dupFile(f *os.File) (*os.File, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var fd int
+	var derr error
+	if err := rc.Control(func(s uintptr) { fd, derr = unix.Dup(int(s)) }); err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("webdavsrv: digest: %w", derr)
+	}
+	unix.CloseOnExec(fd)
+	return os.NewFile(uintptr(fd), f.Name()), nil
 }
 
 // hashAndStore hashes f from its start with its own reader (f's offset is left alone) and

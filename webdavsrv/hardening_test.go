@@ -106,3 +106,42 @@ func TestStalledPropfindBodyIsCut(t *testing.T) {
 		t.Fatal("the server held the connection of a stalled PROPFIND body")
 	}
 }
+
+// A LOCK with a huge owner is refused; PROPFIND naming too many properties is refused.
+func TestLockOwnerAndPropfindPropsBounded(t *testing.T) {
+	s := davtest.StartDrepo(t, davtest.DrepoOptions{})
+	c := newClient(t, s)
+	owner := strings.Repeat("x", 50_000)
+	body := `<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>` + owner + `</D:owner></D:lockinfo>`
+	if r, _ := c.do("LOCK", "l", strings.NewReader(body), true, "Timeout", "Infinite"); r.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("LOCK with a 50 KB owner: %d, want 413", r.StatusCode)
+	}
+	var props strings.Builder
+	for i := 0; i < 1000; i++ {
+		fmt.Fprintf(&props, "<D:p%d/>", i)
+	}
+	pf := `<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop>` + props.String() + `</D:prop></D:propfind>`
+	if r, _ := c.do("PROPFIND", "", strings.NewReader(pf), true, "Depth", "1"); r.StatusCode != http.StatusBadRequest {
+		t.Fatalf("PROPFIND of 1000 properties: %d, want 400", r.StatusCode)
+	}
+}
+
+// Upload temporaries a killed server left are removed when the next one starts; a fresh
+// one (a live upload of another server on the same root) is kept.
+func TestDebrisRemovedAtStart(t *testing.T) {
+	root := t.TempDir()
+	old := filepath.Join(root, "blobs", ".drepo-tmp-0123456789abcdef")
+	fresh := filepath.Join(root, ".drepo-tmp-fedcba9876543210")
+	os.MkdirAll(filepath.Dir(old), 0o755)
+	os.WriteFile(old, []byte("half an upload"), 0o644)
+	os.WriteFile(fresh, []byte("in progress"), 0o644)
+	past := time.Now().Add(-time.Hour)
+	os.Chtimes(old, past, past)
+	davtest.StartDrepo(t, davtest.DrepoOptions{Root: root})
+	if _, err := os.Stat(old); err == nil {
+		t.Fatal("stale temporary kept")
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Fatal("a fresh temporary was removed")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"net/http"
 	"os"
 	"time"
@@ -93,4 +94,18 @@ func ListenAndServe(ctx context.Context, h http.Handler, opt ListenOptions, log 
 		_ = srv.Close()
 	}
 	return nil
+}
+
+// IsLoopback reports whether the listen address addr (host:port) binds only loopback
+// addresses: 127.0.0.0/8, ::1 or localhost. An empty host means every interface.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

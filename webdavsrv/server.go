@@ -75,6 +75,10 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("webdavsrv: root: %w", err)
 	}
+	if cfg.BodyStall <= 0 {
+		cfg.BodyStall = DefaultBodyStall
+	}
+	removeDebris(root, cfg.BodyStall, cfg.Logger)
 	s := &Server{cfg: cfg, root: root, log: cfg.Logger}
 	switch {
 	case cfg.Htpasswd != "":
@@ -88,7 +92,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.dav = &webdav.Handler{
 		FileSystem: &rootFS{root: root},
-		LockSystem: webdav.NewMemLS(),
+		LockSystem: newBoundedLocks(),
 		Logger: func(r *http.Request, err error) {
 			if err != nil {
 				s.log.Debug("webdav", "method", r.Method, "path", r.URL.Path, "err", err)
@@ -205,13 +209,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.WriteString(sw, `<?xml version="1.0" encoding="utf-8"?><D:error xmlns:D="DAV:"><D:propfind-finite-depth/></D:error>`)
 			return
 		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxXMLBody+1))
+		limit := maxXMLBody
+		if r.Method == "LOCK" {
+			limit = maxLockBody
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
 		if err != nil {
 			http.Error(sw, "reading request body: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		if len(body) > maxXMLBody {
-			http.Error(sw, "XML body over 1 MiB", http.StatusRequestEntityTooLarge)
+		if len(body) > limit {
+			http.Error(sw, fmt.Sprintf("XML body over %d bytes", limit), http.StatusRequestEntityTooLarge)
 			return
 		}
 		if err := checkXML(body); err != nil {

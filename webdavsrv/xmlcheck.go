@@ -13,6 +13,9 @@ const (
 	maxXMLBody   = 1 << 20
 	maxXMLDepth  = 64
 	maxXMLTokens = 100000
+	// maxXMLProps bounds the properties one request names (children of <prop>): asking for
+	// 49,000 properties made an 81 MB answer.
+	maxXMLProps = 64
 )
 
 // checkXML verifies that body is one well-formed XML document whose namespace prefixes are
@@ -37,7 +40,7 @@ func checkXML(body []byte) error {
 		}
 		return false
 	}
-	roots := 0
+	roots, props := 0, 0
 	for n := 0; ; n++ {
 		if n > maxXMLTokens {
 			return errors.New("too many XML tokens")
@@ -59,6 +62,11 @@ func checkXML(body []byte) error {
 			}
 			if len(stack) > maxXMLDepth {
 				return errors.New("XML nested too deep")
+			}
+			if len(stack) > 1 && stack[len(stack)-1].name.Local == "prop" {
+				if props++; props > maxXMLProps {
+					return fmt.Errorf("more than %d properties asked for", maxXMLProps)
+				}
 			}
 			f := frame{name: t.Name, prefixes: map[string]bool{}}
 			for _, a := range t.Attr {

@@ -15,7 +15,7 @@ func serveCommand(e *env) *cli.Command {
 		Usage: "run a WebDAV repository server",
 		Description: `Serves --root over WebDAV. Uploads are atomic (an interrupted PUT leaves the old file),
 paths cannot leave the root, and GET/HEAD answer "Want-Repr-Digest: sha-256=1" with the
-file's SHA-256 (RFC 9530), which drepo verify --deep uses instead of downloading.
+file's SHA-256 (RFC 9530), which drepo verify --server-digest uses instead of downloading.
 Settings come from the config's serve: section; flags override them.
 GET /-/health answers 200 without credentials. Stops gracefully on SIGINT/SIGTERM.
 
@@ -28,7 +28,8 @@ Examples:
 			&cli.StringFlag{Name: "listen", Usage: "listen on `ADDR` (default :8080)"},
 			&cli.StringFlag{Name: "htpasswd", Usage: "users `FILE` in Apache htpasswd bcrypt format (htpasswd -B, or drepo htpasswd)"},
 			&cli.BoolFlag{Name: "anonymous-read", Usage: "allow GET, HEAD, PROPFIND, OPTIONS without credentials"},
-			&cli.BoolFlag{Name: "no-auth", Usage: "serve without any credentials (testing on loopback only)"},
+			&cli.BoolFlag{Name: "no-auth", Usage: "serve without any credentials (refused unless --listen is a loopback address)"},
+			&cli.BoolFlag{Name: "no-auth-any-address", Usage: "with --no-auth: allow a non-loopback --listen (everyone on the network may write)"},
 			&cli.StringFlag{Name: "tls-cert", Usage: "TLS certificate `FILE` (PEM)"},
 			&cli.StringFlag{Name: "tls-key", Usage: "TLS key `FILE` (PEM)"},
 			&cli.StringFlag{Name: "max-upload", Usage: "answer 413 to uploads over `SIZE` (e.g. 20G); default no limit"},
@@ -64,6 +65,9 @@ Examples:
 			}
 			if sc.Root == "" {
 				return usageErrorf("serve needs --root DIR (or serve.root in the config)")
+			}
+			if c.Bool("no-auth") && !webdavsrv.IsLoopback(sc.Listen) && !c.Bool("no-auth-any-address") {
+				return usageErrorf("--no-auth serves without credentials: --listen %q is not a loopback address (127.0.0.1:PORT, [::1]:PORT); add --no-auth-any-address if everyone who reaches it may write", sc.Listen)
 			}
 			var maxUpload int64
 			if sc.MaxUpload != "" {

@@ -16,8 +16,11 @@ func verifyCommand(e *env) *cli.Command {
 		Name:  "verify",
 		Usage: "check that every repository holds every blob its signed index names",
 		Description: `Per repository: the index's signature and serial, every referenced blob present with the
-right size; --deep also checks the bytes, from the server's Repr-Digest (RFC 9530) where
-it sends one, else by downloading and hashing. Unreferenced blobs and leftover temporary
+right size; --deep also checks the bytes, by downloading and hashing every blob.
+--server-digest is the cheap deep check: it takes the server's Repr-Digest (RFC 9530)
+where it sends one, and is only as fresh as the server's digest cache (drepo serve's is
+valid while a file's size and mtime hold, so bit rot that keeps both slips past it).
+Unreferenced blobs and leftover temporary
 files are reported but are not failures. --repair deletes blobs with wrong bytes and runs
 sync --full on the repositories that had problems (needs source and signing_key).
 Exit 0 all good, 1 a repository is wrong or unreachable, 2 bad usage or config.
@@ -28,10 +31,12 @@ one of index, signature, manifest, missing, size, content; unreferenced and left
 Examples:
    drepo verify
    drepo verify --deep --json
+   drepo verify --server-digest        # nightly, cheap; --deep weekly
    drepo verify --repo berlin --deep --repair`,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "repo", Usage: "only this repository `NAME` (repeatable)"},
-			&cli.BoolFlag{Name: "deep", Usage: "also check every blob's bytes"},
+			&cli.BoolFlag{Name: "deep", Usage: "also check every blob's bytes (download and hash)"},
+			&cli.BoolFlag{Name: "server-digest", Usage: "check bytes by the server's Repr-Digest where offered (cheap; trusts its cache)"},
 			&cli.BoolFlag{Name: "repair", Usage: "remove blobs with wrong bytes and run sync --full where needed"},
 			&cli.IntFlag{Name: "parallel", Value: 4, Usage: "blobs checked at once with --deep"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
@@ -62,7 +67,7 @@ Examples:
 					rep = &mirror.VerifyReport{Repository: r.Name, URL: r.URL, Priority: r.Priority, Error: err.Error()}
 				} else {
 					w.Log = e.log.With("repository", r.Name)
-					rep = mirror.Verify(c.Context, r, w, mirror.VerifyOptions{Keys: keys, Deep: c.Bool("deep"), Parallel: c.Int("parallel"), Log: e.log})
+					rep = mirror.Verify(c.Context, r, w, mirror.VerifyOptions{Keys: keys, Deep: c.Bool("deep") || c.Bool("server-digest"), ServerDigest: c.Bool("server-digest"), Parallel: c.Int("parallel"), Log: e.log})
 					if c.Bool("repair") && !rep.OK && rep.Error == "" {
 						for _, p := range rep.Problems {
 							if p.Kind == "content" {

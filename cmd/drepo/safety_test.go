@@ -222,3 +222,24 @@ func TestServerTextMadePrintable(t *testing.T) {
 		t.Fatalf("exit %d, output carries raw control characters:\n%q\n%q", code, out, errs)
 	}
 }
+
+// --no-auth refuses a non-loopback listen address unless said twice; a shared state
+// folder another user may write is refused.
+func TestNoAuthLoopbackAndStateDir(t *testing.T) {
+	dir := t.TempDir()
+	code, _, errs := drepo(t, "serve", "--root", dir, "--no-auth", "--listen", ":0")
+	if code != exitUsage || !strings.Contains(errs, "not a loopback address") {
+		t.Fatalf("--no-auth on every interface: exit %d %s", code, errs)
+	}
+	s := davtest.StartDrepo(t, davtest.DrepoOptions{})
+	src := t.TempDir()
+	writeVersion(t, src, 1, 1)
+	cfg, _ := adminSetup(t, s, src)
+	open := filepath.Join(dir, "state")
+	os.Mkdir(open, 0o777)
+	os.Chmod(open, 0o777)
+	os.WriteFile(cfg, []byte(strings.Replace(mustRead(t, cfg), "state_dir: state", "state_dir: "+open, 1)), 0o644)
+	if code, _, errs := drepo(t, "--config", cfg, "sync"); code == 0 || !strings.Contains(errs, "writable by every user") {
+		t.Fatalf("world-writable state_dir: exit %d %s", code, errs)
+	}
+}
