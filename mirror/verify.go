@@ -22,16 +22,16 @@ import (
 
 // VerifyOptions configure Verify.
 type VerifyOptions struct {
-	Keys     []minisign.PublicKey // trusted keys; at least one
+	Keys []minisign.PublicKey // trusted keys; at least one
 	// Deep also checks every blob's bytes by downloading and hashing them.
 	Deep bool
 	// ServerDigest, with Deep, takes the server's Repr-Digest instead of downloading where
 	// it sends one: cheap, but as fresh as the server's digest cache (drepo serve keeps one
 	// per file, valid while size and mtime are unchanged, so bit rot slips past it).
 	ServerDigest bool
-	Parallel int                  // blobs checked at once with Deep; default 4
-	Retry    Retry
-	Log      *slog.Logger
+	Parallel     int // blobs checked at once with Deep; default 4
+	Retry        Retry
+	Log          *slog.Logger
 }
 
 // VerifyReport is one repository's verdict. OK is false when anything the index references

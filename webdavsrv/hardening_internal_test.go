@@ -2,8 +2,8 @@ package webdavsrv
 
 import (
 	"context"
-	"fmt"
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"

@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 )
 
