@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -208,6 +209,24 @@ func TestSyncRetentionIsStable(t *testing.T) {
 	}
 }
 
+// lockedBuffer is a log destination that goroutines share.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // hungServer accepts connections and never answers; it reports whether its first
 // connection is still open.
 type hungServer struct {
@@ -270,6 +289,8 @@ func TestSyncRepositoriesRunIndependently(t *testing.T) {
 	os.MkdirAll(filepath.Join(src, "new", "1"), 0o755)
 	os.WriteFile(filepath.Join(src, "new", "1", "f"), []byte("new"), 0o644)
 
+	var logs lockedBuffer
+	opt.Log = slog.New(slog.NewTextHandler(&logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan *SyncReport, 1)
@@ -280,12 +301,15 @@ func TestSyncRepositoriesRunIndependently(t *testing.T) {
 		}
 		done <- rep
 	}()
-	for readRepoIndex(t, dav).Serial != 2 {
+	for !strings.Contains(logs.String(), `msg="sync done" repository=good status=updated`) {
 		select {
 		case rep := <-done:
-			t.Fatalf("sync ended before the good repository had serial 2: %+v", rep)
+			t.Fatalf("sync ended before the good repository was done: %+v", rep)
 		case <-time.After(20 * time.Millisecond):
 		}
+	}
+	if x := readRepoIndex(t, dav); x.Serial != 2 {
+		t.Fatalf("the good repository holds serial %d, want 2", x.Serial)
 	}
 	if hung.accepted.Load() == 0 || hung.firstDone.Load() {
 		t.Fatalf("the hung server's first request is not open any more (accepted %d)", hung.accepted.Load())

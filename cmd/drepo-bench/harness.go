@@ -19,7 +19,8 @@ import (
 type Env struct {
 	Drepo     string
 	Workdir   string
-	AuthReads bool // sync scenarios: Apache asks a password for reads too
+	AuthReads bool   // sync scenarios: Apache asks a password for reads too
+	Compare   string // another drepo binary to measure beside Drepo (many-verify)
 }
 
 // Scenario prepares a set of commands to compare. The first command is drepo's; the others

@@ -37,6 +37,7 @@ func run(ctx context.Context, args []string) error {
 	workdir := fs.String("workdir", filepath.Join(os.TempDir(), "drepo-bench"), "folder for generated data (kept between runs)")
 	jsonOut := fs.String("json", "", "also write the results as JSON to `FILE`")
 	drepo := fs.String("drepo", "bin/drepo", "the drepo binary to measure")
+	compare := fs.String("compare", "", "many-verify: also measure this other drepo `BINARY` (e.g. built with -tags drepo_stdxml)")
 	authReads := fs.Bool("apache-auth-reads", false, "sync scenarios: Apache asks a password for reads too (it then runs bcrypt on every request)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: drepo-bench [flags] SCENARIO...\n\nscenarios:\n")
@@ -64,6 +65,11 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	env := &Env{Drepo: bin, Workdir: *workdir, AuthReads: *authReads}
+	if *compare != "" {
+		if env.Compare, err = filepath.Abs(*compare); err != nil {
+			return err
+		}
+	}
 	var results []Result
 	for _, name := range fs.Args() {
 		sc, ok := findScenario(name)

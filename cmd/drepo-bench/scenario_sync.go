@@ -230,6 +230,11 @@ func manyScenario(kind string) Scenario {
 						{Name: "drepo verify --deep", Argv: b.drepo(env, "verify", "--deep")},
 						{Name: "rclone check --download", Argv: b.rc("check", b.src, rcDst, "--download")},
 					}
+					if env.Compare != "" {
+						argv := b.drepo(env, "verify", "--deep")
+						argv[0] = env.Compare
+						p.Commands = append(p.Commands, Command{Name: "drepo verify --deep (" + filepath.Base(env.Compare) + ")", Argv: argv})
+					}
 				}
 			}
 			return p, nil
