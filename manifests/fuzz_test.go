@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // Seeds beyond the committed corpus in testdata/fuzz/.
@@ -77,6 +78,32 @@ func FuzzValidatePath(f *testing.F) {
 		j := filepath.Join(root, filepath.FromSlash(p))
 		if !strings.HasPrefix(j, root+"/") {
 			t.Fatalf("accepted path %q escapes to %q", p, j)
+		}
+	})
+}
+
+// FuzzPrintable: whatever a server sends, Printable's result holds no control character
+// and no invalid UTF-8, and text that had none comes back unchanged.
+func FuzzPrintable(f *testing.F) {
+	f.Add("plain")
+	f.Add("\x1b[2J\x1b[Hfake\r\n")
+	f.Add("\xff\xfe\u202e\u0085")
+	f.Fuzz(func(t *testing.T, s string) {
+		out := Printable(s)
+		if !utf8.ValidString(out) {
+			t.Fatalf("invalid UTF-8 out of %q: %q", s, out)
+		}
+		for _, r := range out {
+			if unprintable(r) {
+				t.Fatalf("control character %U left in %q", r, out)
+			}
+		}
+		clean := utf8.ValidString(s)
+		for _, r := range s {
+			clean = clean && !unprintable(r)
+		}
+		if clean && out != s {
+			t.Fatalf("clean %q changed to %q", s, out)
 		}
 	})
 }
