@@ -95,7 +95,7 @@ func describeChange(ctx context.Context, c changedVersion, next *Version, remote
 		if r == nil {
 			continue
 		}
-		m, err := readManifest(ctx, r, c.old, opt)
+		m, err := ReadManifest(ctx, r, c.old, opt.readOpts())
 		if err == nil {
 			old = m
 			break
@@ -129,21 +129,6 @@ func describeChange(ctx context.Context, c changedVersion, next *Version, remote
 		return fmt.Sprintf("its manifest differs (chunk size %d, was %d)", next.Manifest.ChunkSize, old.ChunkSize)
 	}
 	return listSome(diffs, 5)
-}
-
-// readManifest reads a manifest blob by hash and refuses bytes that do not match it.
-func readManifest(ctx context.Context, r Remote, h manifests.Hash, opt SyncOptions) (*manifests.Manifest, error) {
-	b, err := readDoc(ctx, r, manifests.BlobPath(h), manifests.MaxManifestSize, opt)
-	if err != nil {
-		return nil, err
-	}
-	if b == nil {
-		return nil, ErrNotFound
-	}
-	if manifests.SumBytes(b) != h {
-		return nil, fmt.Errorf("mirror: manifest %s: the server sent other bytes", h)
-	}
-	return manifests.DecodeManifest(b)
 }
 
 // checkRepublish refuses versions whose published content changed, unless named in allow.

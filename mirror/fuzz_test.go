@@ -54,7 +54,7 @@ func FuzzDecodeMultistatus(f *testing.F) {
 	f.Add([]byte(`<D:multistatus xmlns:D="DAV:"><D:response><D:href>%zz</D:href></D:response></D:multistatus>`))
 	f.Add([]byte(`<multistatus xmlns="DAV:"><!-- c --><response><href><![CDATA[/repo/a]]>&amp;b&#x41;</href><propstat><prop><resourcetype><collection/></resourcetype></prop><status>HTTP/1.1 200 OK</status></propstat></response></multistatus>`))
 	base, _ := url.Parse("http://127.0.0.1/repo/")
-	w := &WebDAV{base: base}
+	w := &WebDAV{HTTPReader: &HTTPReader{base: base}}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var got, want []FileInfo
 		err := w.decodeMultistatus(bytes.NewReader(b), "", func(fi FileInfo) error {

@@ -79,7 +79,7 @@ func TestRedirectsToOtherOriginsRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = ReadIndex(context.Background(), w, nil)
+		_, err = ReadIndex(context.Background(), w, nil, ReadOptions{})
 		if !errors.Is(err, ErrRedirectRefused) || !strings.Contains(err.Error(), "redirect to another scheme, host or port refused") {
 			t.Errorf("%s: %v, want ErrRedirectRefused", r.Name, err)
 		}
@@ -106,7 +106,7 @@ func TestTLSFailureNotRetried(t *testing.T) {
 	srv.StartTLS()
 	defer srv.Close()
 	w, _ := Open(Repository{Name: "r", URL: srv.URL + "/"}, 1)
-	_, err := ReadIndex(context.Background(), w, nil)
+	_, err := ReadIndex(context.Background(), w, nil, ReadOptions{})
 	if !errors.Is(err, ErrTLSVerify) || Retryable(err) {
 		t.Fatalf("want a final ErrTLSVerify, got %v", err)
 	}
@@ -162,7 +162,7 @@ func TestMultistatusPropstatFlood(t *testing.T) {
 	head := `<?xml version="1.0"?><D:multistatus xmlns:D="DAV:"><D:response><D:href>/x</D:href>`
 	flood := &repeatReader{unit: []byte(`<D:propstat/>`), left: 10_000_000}
 	body := io.MultiReader(strings.NewReader(head), flood)
-	w := &WebDAV{base: &url.URL{Path: "/"}}
+	w := &WebDAV{HTTPReader: &HTTPReader{base: &url.URL{Path: "/"}}}
 	err := w.decodeMultistatus(body, "", func(FileInfo) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), "over 65536 bytes") {
 		t.Fatalf("want the flood refused, got %v", err)

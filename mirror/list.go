@@ -1,42 +1,12 @@
 package mirror
 
 import (
-	"context"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"aead.dev/minisign"
-	"github.com/drepo-dev/drepo/manifests"
 )
-
-// ReadIndex fetches a repository's index and signature and verifies them with keys.
-func ReadIndex(ctx context.Context, r Remote, keys []minisign.PublicKey) (*manifests.Index, error) {
-	so := SyncOptions{}.logOnly()
-	doc, err := readDoc(ctx, r, IndexName, manifests.MaxIndexSize, so)
-	if err != nil {
-		return nil, err
-	}
-	if doc == nil {
-		return nil, ErrNotFound
-	}
-	sig, err := readSig(ctx, r, doc, so)
-	if err != nil {
-		return nil, err
-	}
-	return manifests.VerifyIndex(keys, doc, sig)
-}
-
-// readSig reads the signature of the index document doc: the one stored under the index's
-// hash, else index.json.minisig (repositories written by hand with minisign). nil if neither.
-func readSig(ctx context.Context, r Remote, doc []byte, so SyncOptions) ([]byte, error) {
-	sig, err := readDoc(ctx, r, SigPath(doc), manifests.MaxSignatureSize, so)
-	if err != nil || sig != nil {
-		return sig, err
-	}
-	return readDoc(ctx, r, SigName, manifests.MaxSignatureSize, so)
-}
 
 // SourceVersion is one <app>/<version> folder of the source, as found on disk (not hashed).
 type SourceVersion struct {

@@ -12,7 +12,7 @@ import (
 func decodeAll(t *testing.T, doc string) ([]FileInfo, error) {
 	t.Helper()
 	base, _ := url.Parse("http://127.0.0.1/repo/")
-	w := &WebDAV{base: base}
+	w := &WebDAV{HTTPReader: &HTTPReader{base: base}}
 	var out []FileInfo
 	err := w.decodeMultistatus(strings.NewReader(doc), "", func(fi FileInfo) error {
 		out = append(out, fi)
@@ -114,7 +114,7 @@ func TestMultistatusRefused(t *testing.T) {
 // An error from the callback stops the read and comes back unchanged.
 func TestMultistatusCallbackError(t *testing.T) {
 	base, _ := url.Parse("http://127.0.0.1/repo/")
-	w := &WebDAV{base: base}
+	w := &WebDAV{HTTPReader: &HTTPReader{base: base}}
 	stop := errors.New("enough")
 	doc := `<multistatus xmlns="DAV:"><response><href>/repo/a</href></response><response><href>/repo/b</href></response></multistatus>`
 	n := 0

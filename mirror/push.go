@@ -112,7 +112,7 @@ func (p *pusher) takeStaged(h manifests.Hash) string {
 func (p *pusher) run(ctx context.Context, currentDoc []byte) error {
 	log := p.opt.Log.With("repository", p.repo.Name)
 	if bytes.Equal(currentDoc, p.doc) && !p.opt.Full {
-		sig, err := readDoc(ctx, p.remote, SigName, manifests.MaxSignatureSize, p.opt)
+		sig, err := readDoc(ctx, p.remote, SigName, manifests.MaxSignatureSize, p.opt.readOpts())
 		if err != nil {
 			return err
 		}

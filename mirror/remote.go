@@ -9,16 +9,21 @@ import (
 	"github.com/drepo-dev/drepo/manifests"
 )
 
-// Remote is what sync and verify need from a repository server. Paths are slash-separated
-// and relative to the repository root.
-type Remote interface {
-	// Put stores exactly size bytes from r at name, creating parent folders. The body is
-	// streamed with a Content-Length (chunked uploads fail on common servers).
-	Put(ctx context.Context, name string, r io.Reader, size int64) error
+// Reader is what a reader of a repository needs (fetch, verify, ls): byte ranges and sizes.
+// Paths are slash-separated and relative to the repository root.
+type Reader interface {
 	// Open reads length bytes from offset (length < 0: to the end).
 	Open(ctx context.Context, name string, offset, length int64) (io.ReadCloser, error)
 	// Stat describes name; ErrNotFound if it does not exist.
 	Stat(ctx context.Context, name string) (FileInfo, error)
+}
+
+// Remote is what sync needs from a repository server: a Reader that can also write.
+type Remote interface {
+	Reader
+	// Put stores exactly size bytes from r at name, creating parent folders. The body is
+	// streamed with a Content-Length (chunked uploads fail on common servers).
+	Put(ctx context.Context, name string, r io.Reader, size int64) error
 	// List describes the entries of folder dir (one level); ErrNotFound if it does not exist.
 	List(ctx context.Context, dir string) ([]FileInfo, error)
 	// Remove deletes name (a file, or a folder with its content); a missing name is not an error.

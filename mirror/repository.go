@@ -95,7 +95,8 @@ func Open(r Repository, conns int) (*WebDAV, error) {
 	if r.SmallTimeout > 0 {
 		rt.d = r.SmallTimeout
 	}
-	return &WebDAV{base: u, user: r.Username, pass: r.Password, client: &http.Client{Transport: rt, CheckRedirect: sameOriginRedirect(u)}}, nil
+	return &WebDAV{HTTPReader: &HTTPReader{base: u, user: r.Username, pass: r.Password,
+		client: &http.Client{Transport: rt, CheckRedirect: sameOriginRedirect(u)}}}, nil
 }
 
 // sameOriginRedirect lets our client follow a redirect only within the repository's origin

@@ -141,7 +141,7 @@ func TestRemoteSuite(t *testing.T) {
 			if err := w.PutIf(ctx, "lease", []byte("two"), ""); !errors.Is(err, ErrPrecondition) {
 				t.Fatalf("PutIf over an existing file: %v", err)
 			}
-			bad := &WebDAV{base: w.base, user: s.User, pass: NewSecret("wrong"), client: w.client}
+			bad := &WebDAV{HTTPReader: &HTTPReader{base: w.base, user: s.User, pass: NewSecret("wrong"), client: w.client}}
 			if _, err := bad.Stat(ctx, "lease"); !errors.Is(err, ErrUnauthorized) {
 				t.Fatalf("wrong password: %v", err)
 			}

@@ -3,7 +3,6 @@ package mirror
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -167,7 +166,7 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 		reads[i] = r
 		go func() {
 			defer close(r.done)
-			r.doc, r.err = readDoc(ctx, w, IndexName, manifests.MaxIndexSize, pushers[i].opt)
+			r.doc, r.err = readDoc(ctx, w, IndexName, manifests.MaxIndexSize, pushers[i].opt.readOpts())
 		}()
 	}
 	defer func() {
@@ -338,41 +337,8 @@ func (opt SyncOptions) withDefaults() SyncOptions {
 // prunes reports whether retention is set, so sync removes blobs the new index drops.
 func (opt SyncOptions) prunes() bool { return opt.Keep > 0 || len(opt.KeepApps) > 0 }
 
-// logOnly fills just the defaults readDoc needs (no key, no repositories).
-func (opt SyncOptions) logOnly() SyncOptions {
-	if opt.Log == nil {
-		opt.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	return opt
-}
-
-// readDoc reads a small document from a repository (nil if it does not exist), with retries.
-func readDoc(ctx context.Context, r Remote, name string, max int, opt SyncOptions) ([]byte, error) {
-	var b []byte
-	err := opt.Retry.small().do(ctx, opt.Log, "read "+name, func() error {
-		// A small document is read whole within SmallTimeout; a manifest may be larger and
-		// keeps the stall guard only.
-		rctx, cancel := ctx, context.CancelFunc(func() {})
-		if max <= manifests.MaxIndexSize {
-			rctx, cancel = context.WithTimeoutCause(ctx, SmallTimeout, ErrNoAnswer)
-		}
-		defer cancel()
-		rc, err := r.Open(rctx, name, 0, -1)
-		if err != nil {
-			return err
-		}
-		defer rc.Close()
-		b, err = manifests.ReadLimited(rc, max)
-		if err != nil && context.Cause(rctx) == ErrNoAnswer {
-			err = fmt.Errorf("mirror: GET %s: %w within %s", name, ErrNoAnswer, SmallTimeout)
-		}
-		return err
-	})
-	if errors.Is(err, ErrNotFound) {
-		return nil, nil
-	}
-	return b, err
-}
+// readOpts is the read side of the options: retries and log.
+func (opt SyncOptions) readOpts() ReadOptions { return ReadOptions{Retry: opt.Retry, Log: opt.Log} }
 
 // decision is the index this run publishes, and what it was decided from.
 type decision struct {
@@ -444,7 +410,7 @@ func decideIndex(ctx context.Context, opt SyncOptions, st state, versions []*Ver
 		if bytes.Equal(doc, local) || (d.published != nil && x.Serial <= d.published.Serial && !same(x)) {
 			continue // known already, or older than what we know: its signature tells nothing new
 		}
-		rs, err := readSig(ctx, remotes[i], doc, opt)
+		rs, err := readSig(ctx, remotes[i], doc, opt.readOpts())
 		if err != nil || rs == nil || manifests.Verify(opt.Keys, doc, rs) != nil {
 			continue
 		}

@@ -78,7 +78,7 @@ func Verify(ctx context.Context, repo Repository, r Remote, opt VerifyOptions) *
 	bad := func(kind, name, format string, a ...any) {
 		rep.Problems = append(rep.Problems, Problem{Kind: kind, Name: name, Detail: fmt.Sprintf(format, a...)})
 	}
-	so := SyncOptions{Retry: opt.Retry, Log: opt.Log}.logOnly()
+	so := ReadOptions{Retry: opt.Retry, Log: opt.Log}.withDefaults()
 	doc, err := readDoc(ctx, r, IndexName, manifests.MaxIndexSize, so)
 	if err != nil {
 		rep.Error = err.Error()
@@ -187,7 +187,7 @@ func Verify(ctx context.Context, repo Repository, r Remote, opt VerifyOptions) *
 // index references (the manifests included) with its size and where it is used. A manifest
 // that is missing, too large, damaged or invalid is left for the caller's presence and size
 // checks, or reported through bad.
-func expectedBlobs(ctx context.Context, r Remote, idx *manifests.Index, parallel int, so SyncOptions, bad func(kind, name, format string, a ...any)) (map[manifests.Hash]expectBlob, error) {
+func expectedBlobs(ctx context.Context, r Remote, idx *manifests.Index, parallel int, so ReadOptions, bad func(kind, name, format string, a ...any)) (map[manifests.Hash]expectBlob, error) {
 	expect := map[manifests.Hash]expectBlob{}
 	mdocs := make([][]byte, len(idx.Apps))
 	g, gctx := errgroup.WithContext(ctx)
@@ -231,7 +231,7 @@ func expectedBlobs(ctx context.Context, r Remote, idx *manifests.Index, parallel
 }
 
 // listBlobs lists the repository: the size of every blob, and the leftover temporary files.
-func listBlobs(ctx context.Context, r Remote, so SyncOptions) (map[manifests.Hash]int64, []string, error) {
+func listBlobs(ctx context.Context, r Remote, so ReadOptions) (map[manifests.Hash]int64, []string, error) {
 	present := map[manifests.Hash]int64{}
 	leftovers := []string{}
 	err := so.Retry.do(ctx, so.Log, "list", func() error {

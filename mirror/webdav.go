@@ -9,10 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"path"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -26,10 +24,7 @@ import (
 // first sends a request without credentials and, to resend a body it cannot seek, copies it
 // into memory (GBs for a large blob), and its WriteStream issues a MKCOL before every PUT.
 type WebDAV struct {
-	base    *url.URL
-	user    string
-	pass    Secret
-	client  *http.Client
+	*HTTPReader
 	dirs    sync.Map   // folders known to exist
 	mkdirMu sync.Mutex // one folder creation at a time
 	// Log receives warnings about what the server sent (names skipped); nil discards them.
@@ -44,22 +39,13 @@ func (w *WebDAV) skipName(name, why string) {
 }
 
 var (
+	_ Reader            = (*HTTPReader)(nil)
 	_ Remote            = (*WebDAV)(nil)
 	_ Mover             = (*WebDAV)(nil)
 	_ Digester          = (*WebDAV)(nil)
 	_ Walker            = (*WebDAV)(nil)
 	_ ConditionalPutter = (*WebDAV)(nil)
 )
-
-// URL returns the absolute URL of name.
-func (w *WebDAV) URL(name string) string {
-	u := *w.base
-	u.Path = path.Join(w.base.Path, name)
-	if strings.HasSuffix(name, "/") || name == "" {
-		u.Path += "/"
-	}
-	return u.String()
-}
 
 // dav returns a gowebdav client bound to ctx (gowebdav's calls take no context, so each
 // call gets a light client whose interceptor puts ctx on its requests).
@@ -68,78 +54,6 @@ func (w *WebDAV) dav(ctx context.Context) *gowebdav.Client {
 	c.SetTransport(w.client.Transport)
 	c.SetInterceptor(func(_ string, rq *http.Request) { *rq = *rq.WithContext(ctx) })
 	return c
-}
-
-// request sends one plain request with credentials.
-func (w *WebDAV) request(ctx context.Context, method, name string, body io.Reader, size int64, hdr http.Header) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, w.URL(name), body)
-	if err != nil {
-		return nil, err
-	}
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
-	if body != nil {
-		req.ContentLength = size
-		if size == 0 {
-			req.Body = http.NoBody
-		}
-	}
-	if w.user != "" {
-		req.SetBasicAuth(w.user, w.pass.Reveal())
-	}
-	resp, err := w.client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("mirror: %s %s: %w", method, name, err)
-	}
-	return resp, nil
-}
-
-// drain reads what is left of a response body (bounded) and closes it: a body closed before
-// its end takes the connection down with it, and a sync of many files would then dial (and
-// allocate buffers for) a new connection per request.
-func drain(resp *http.Response) {
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 256<<10))
-	resp.Body.Close()
-}
-
-// statusErr turns an unexpected status into an error carrying it (see retryable).
-func statusErr(method, name string, resp *http.Response) error {
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	// The body is the server's text: made printable here, once, for every caller.
-	e := &StatusError{Method: method, Name: name, Code: resp.StatusCode, Body: manifests.Printable(strings.TrimSpace(string(msg)))}
-	if ra := resp.Header.Get("Retry-After"); ra != "" {
-		e.RetryAfter, _ = strconv.Atoi(ra)
-	}
-	return e
-}
-
-// StatusError is an HTTP status a request did not expect.
-type StatusError struct {
-	Method, Name string
-	Code         int
-	Body         string
-	RetryAfter   int // seconds, from Retry-After
-}
-
-func (e *StatusError) Error() string {
-	s := fmt.Sprintf("mirror: %s %s: %d %s", e.Method, e.Name, e.Code, http.StatusText(e.Code))
-	if e.Body != "" && len(e.Body) < 200 && !strings.Contains(e.Body, "<") {
-		s += ": " + e.Body
-	}
-	return s
-}
-
-func (e *StatusError) Is(target error) bool {
-	switch target {
-	case ErrNotFound:
-		return e.Code == http.StatusNotFound
-	case ErrPrecondition:
-		return e.Code == http.StatusPreconditionFailed
-	case ErrUnauthorized:
-		return e.Code == http.StatusUnauthorized || e.Code == http.StatusForbidden
-	}
-	return false
 }
 
 // mapErr turns gowebdav's errors into ours.
@@ -205,74 +119,6 @@ func (w *WebDAV) ensureDir(ctx context.Context, dir string) error {
 		w.dirs.Store(d, true)
 	}
 	return nil
-}
-
-// Open implements Remote with one plain GET (a Range header when only part is wanted).
-// A server that ignores the range and answers 200 has the skipped bytes read and dropped,
-// and the body is cut to length. A 206 must start at offset.
-func (w *WebDAV) Open(ctx context.Context, name string, offset, length int64) (io.ReadCloser, error) {
-	if offset < 0 {
-		return nil, fmt.Errorf("mirror: GET %s: negative offset %d", name, offset)
-	}
-	if length == 0 {
-		return io.NopCloser(strings.NewReader("")), nil
-	}
-	var hdr http.Header
-	if offset > 0 || length > 0 {
-		end := ""
-		if length > 0 {
-			end = strconv.FormatInt(offset+length-1, 10)
-		}
-		hdr = http.Header{"Range": {"bytes=" + strconv.FormatInt(offset, 10) + "-" + end}}
-	}
-	gctx, g := newStallGuard(ctx, StallTimeout)
-	resp, err := w.request(gctx, "GET", name, nil, 0, hdr)
-	if err != nil {
-		g.stop()
-		return nil, err
-	}
-	var body io.Reader = g.reader(resp.Body)
-	switch {
-	case resp.StatusCode == http.StatusOK && offset > 0:
-		if _, err := io.CopyN(io.Discard, body, offset); err != nil {
-			drain(resp)
-			g.stop()
-			return nil, fmt.Errorf("mirror: GET %s: skipping to %d: %w", name, offset, err)
-		}
-	case resp.StatusCode == http.StatusOK:
-	case resp.StatusCode == http.StatusPartialContent:
-		if cr := resp.Header.Get("Content-Range"); hdr == nil || contentRangeStart(cr) != offset {
-			drain(resp)
-			g.stop()
-			return nil, fmt.Errorf("mirror: GET %s: asked for bytes from %d, got Content-Range %.80q", name, offset, cr)
-		}
-	default:
-		err := statusErr("GET", name, resp)
-		drain(resp)
-		g.stop()
-		return nil, err
-	}
-	if length > 0 {
-		body = io.LimitReader(body, length)
-	}
-	return &guardedBody{Reader: body, body: resp.Body, g: g}, nil
-}
-
-// contentRangeStart reads the first byte position of "bytes START-END/SIZE" (-1 if absent).
-func contentRangeStart(h string) int64 {
-	rest, ok := strings.CutPrefix(h, "bytes ")
-	if !ok {
-		return -1
-	}
-	start, _, ok := strings.Cut(rest, "-")
-	if !ok {
-		return -1
-	}
-	n, err := strconv.ParseInt(start, 10, 64)
-	if err != nil {
-		return -1
-	}
-	return n
 }
 
 // Stat implements Remote.

@@ -52,7 +52,7 @@ Examples:
 				if err != nil {
 					return err
 				}
-				idx, err := mirror.ReadIndex(c.Context, w, keys)
+				idx, err := mirror.ReadIndex(c.Context, w, keys, mirror.ReadOptions{Log: e.log})
 				if err != nil {
 					return fmt.Errorf("repository %s: %w", name, err)
 				}
