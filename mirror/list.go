@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
 )
 
 // SourceVersion is one <app>/<version> folder of the source, as found on disk (not hashed).
