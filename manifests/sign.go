@@ -74,19 +74,26 @@ func Sign(key minisign.PrivateKey, doc []byte, now time.Time) []byte {
 // Verify checks a detached signature of doc against the trusted keys (both the prehashed and
 // the legacy minisign algorithm are accepted, as minisign itself does).
 func Verify(keys []minisign.PublicKey, doc, sig []byte) error {
+	_, err := VerifyKey(keys, doc, sig)
+	return err
+}
+
+// VerifyKey is Verify, returning the trusted key that made the signature (a device keeps
+// its rollback state per key).
+func VerifyKey(keys []minisign.PublicKey, doc, sig []byte) (minisign.PublicKey, error) {
 	if len(sig) > MaxSignatureSize {
-		return fmt.Errorf("manifests: signature: %d bytes, limit %d: %w", len(sig), MaxSignatureSize, ErrTooLarge)
+		return minisign.PublicKey{}, fmt.Errorf("manifests: signature: %d bytes, limit %d: %w", len(sig), MaxSignatureSize, ErrTooLarge)
 	}
 	var s minisign.Signature
 	if err := s.UnmarshalText(sig); err != nil {
-		return fmt.Errorf("manifests: signature: %v: %w", err, ErrBadSignature)
+		return minisign.PublicKey{}, fmt.Errorf("manifests: signature: %v: %w", err, ErrBadSignature)
 	}
 	for _, k := range keys {
 		if k.ID() == s.KeyID && minisign.Verify(k, doc, sig) {
-			return nil
+			return k, nil
 		}
 	}
-	return fmt.Errorf("manifests: signature by key %X: no trusted key verifies it: %w", s.KeyID, ErrBadSignature)
+	return minisign.PublicKey{}, fmt.Errorf("manifests: signature by key %X: no trusted key verifies it: %w", s.KeyID, ErrBadSignature)
 }
 
 // VerifyIndex checks the signature of an index document, then decodes it strictly.

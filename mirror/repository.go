@@ -80,6 +80,15 @@ func (r Repository) Transport(conns int) (*http.Transport, error) {
 
 // Open connects r as a WebDAV Remote with room for conns parallel transfers.
 func Open(r Repository, conns int) (*WebDAV, error) {
+	h, err := OpenReader(r, conns)
+	if err != nil {
+		return nil, err
+	}
+	return &WebDAV{HTTPReader: h}, nil
+}
+
+// OpenReader connects r for reading only (plain HTTP GET and HEAD): what a device needs.
+func OpenReader(r Repository, conns int) (*HTTPReader, error) {
 	u, err := url.Parse(r.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("mirror: repository %s: url %q is not an http(s) URL", r.Name, r.URL)
@@ -95,8 +104,8 @@ func Open(r Repository, conns int) (*WebDAV, error) {
 	if r.SmallTimeout > 0 {
 		rt.d = r.SmallTimeout
 	}
-	return &WebDAV{HTTPReader: &HTTPReader{base: u, user: r.Username, pass: r.Password,
-		client: &http.Client{Transport: rt, CheckRedirect: sameOriginRedirect(u)}}}, nil
+	return &HTTPReader{base: u, user: r.Username, pass: r.Password,
+		client: &http.Client{Transport: rt, CheckRedirect: sameOriginRedirect(u)}}, nil
 }
 
 // sameOriginRedirect lets our client follow a redirect only within the repository's origin

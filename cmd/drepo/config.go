@@ -21,6 +21,9 @@ type Config struct {
 	SigningKey   string       `yaml:"signing_key,omitempty" json:"signing_key,omitempty"`
 	TrustedKeys  []string     `yaml:"trusted_keys,omitempty" json:"trusted_keys,omitempty"`
 	Store        string       `yaml:"store,omitempty" json:"store,omitempty"`
+	// AllowUnsigned lets a device without trusted_keys fetch from repositories whose index
+	// is not signed (loudly; never from peers).
+	AllowUnsigned bool `yaml:"allow_unsigned,omitempty" json:"allow_unsigned,omitempty"`
 	StateDir     string       `yaml:"state_dir,omitempty" json:"state_dir,omitempty"`
 	Repositories []Repository `yaml:"repositories" json:"repositories"`
 	Peers        Peers        `yaml:"peers" json:"peers"`

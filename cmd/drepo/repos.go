@@ -76,3 +76,35 @@ func (c *Config) stateDir() string {
 	}
 	return mirror.DefaultStateDir()
 }
+
+// deviceRepositories returns every configured repository for a device: those it reads
+// (priority ≥ 0) with their secrets, and staging ones without, since a device never
+// contacts them (they are listed only to say so).
+func (c *Config) deviceRepositories() ([]mirror.Repository, error) {
+	var out []mirror.Repository
+	for i, r := range c.Repositories {
+		repo := mirror.Repository{Name: r.Name, URL: r.URL, Priority: r.Priority, Username: r.Username,
+			CACert: r.CACert, ClientCert: r.ClientCert, ClientKey: r.ClientKey}
+		if !repo.Staging() {
+			pw, err := c.secret(i)
+			if err != nil {
+				return nil, err
+			}
+			repo.Password = pw
+		}
+		out = append(out, repo)
+	}
+	return out, nil
+}
+
+// deviceKeys returns the keys a device trusts: trusted_keys, else the public half of
+// signing_key; none at all is allowed only with allow_unsigned.
+func (c *Config) deviceKeys() ([]minisign.PublicKey, error) {
+	if len(c.TrustedKeys) == 0 && c.SigningKey == "" {
+		if c.AllowUnsigned {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("%s: set trusted_keys (the public keys that sign your indexes), or allow_unsigned: true to fetch without signatures: %w", c.path, errConfig)
+	}
+	return c.trustedKeys()
+}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/drepo-dev/drepo/manifests"
+	"github.com/drepo-dev/drepo/peer"
+	"github.com/urfave/cli/v2"
+)
+
+func fetchCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "fetch",
+		Usage:     "fetch an app version into the device's store, every byte verified, and lay it out",
+		ArgsUsage: "APP@VERSION",
+		Description: `Reads the repositories with priority ≥ 0, highest first (equal priorities in random
+order; staging repositories, priority < 0, are never contacted). The index must carry a
+signature from trusted_keys, a serial not below the highest this device accepted, and must
+not be expired; it is stored before anything is fetched under it. Every chunk is checked
+against the manifest, every blob against its name. A fetch resumes from verified chunks,
+copies chunks the store holds in other versions instead of downloading them, and moves to
+the next repository on any failure (a repository that sent wrong bytes is not asked again
+in this run). --out lays the files out (hard links into the store, read-only; executables
+copied), replacing the folder only if it holds nothing else, or with --force.
+Exit 0 fetched, 1 every source failed or refused (one line per source), 2 bad usage or config.
+
+Examples:
+   drepo fetch base_system@12.7.4 --out /target
+   drepo fetch firefox@128.0 --plan            # the sources in order, and the skipped ones
+   drepo fetch firefox@128.0 --out /opt/firefox --force --json`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "out", Usage: "lay the app's files out in `DIR`"},
+			&cli.BoolFlag{Name: "force", Usage: "replace --out even if it holds other files"},
+			&cli.BoolFlag{Name: "plan", Usage: "print the sources in the order they would be tried, and why others are skipped; fetch nothing"},
+			&cli.DurationFlag{Name: "stall", Value: 60 * time.Second, Usage: "move to the next source after `DURATION` with less than 64 KiB moved"},
+			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usageErrorf("fetch needs APP@VERSION")
+			}
+			app, ver, ok := strings.Cut(c.Args().First(), "@")
+			if !ok || manifests.ValidateName("app", app) != nil || manifests.ValidateName("version", ver) != nil {
+				return usageErrorf("fetch %q: want APP@VERSION, e.g. base_system@12.7.4", c.Args().First())
+			}
+			cfg, err := e.config()
+			if err != nil {
+				return err
+			}
+			repos, err := cfg.deviceRepositories()
+			if err != nil {
+				return err
+			}
+			sources, skips := peer.PlanSources(repos, c.Duration("stall"))
+			for _, s := range sources {
+				e.log.Debug("source", "name", s.Name, "kind", s.Kind, "priority", s.Priority)
+			}
+			for _, s := range skips {
+				e.log.Debug("source skipped", "name", s.Name, "reason", s.Reason)
+			}
+			if c.Bool("plan") {
+				return printPlan(e, c.Bool("json"), sources, skips)
+			}
+			keys, err := cfg.deviceKeys()
+			if err != nil {
+				return err
+			}
+			if cfg.Store == "" {
+				return fmt.Errorf("%s: store: not set (the device's store folder): %w", cfg.path, errConfig)
+			}
+			st, err := peer.OpenStore(cfg.Store)
+			if err != nil {
+				return err
+			}
+			rep, err := peer.Fetch(c.Context, peer.FetchOptions{
+				Store: st, Sources: sources, Keys: keys, AllowUnsigned: cfg.AllowUnsigned,
+				App: app, Version: ver, Out: c.String("out"), Force: c.Bool("force"),
+				Log: e.log, Progress: &phaseProgress{stderr: e.stderr, log: e.log},
+			})
+			if c.Bool("json") && rep != nil {
+				enc := json.NewEncoder(e.stdout)
+				enc.SetIndent("", "  ")
+				if jerr := enc.Encode(rep); jerr != nil && err == nil {
+					err = jerr
+				}
+			} else if err == nil {
+				printFetch(e, rep)
+			}
+			return err
+		},
+	}
+}
+
+func printPlan(e *env, asJSON bool, sources []peer.Source, skips []peer.Skip) error {
+	type row struct {
+		Name     string `json:"name"`
+		Kind     string `json:"kind"`
+		Priority int    `json:"priority"`
+	}
+	var rows []row
+	for _, s := range sources {
+		rows = append(rows, row{s.Name, s.Kind, s.Priority})
+	}
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Sources []row       `json:"sources"`
+			Skipped []peer.Skip `json:"skipped"`
+		}{rows, skips})
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ORDER\tSOURCE\tKIND\tPRIORITY")
+	for i, r := range rows {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\n", i+1, r.Name, r.Kind, r.Priority)
+	}
+	_ = tw.Flush()
+	for _, s := range skips {
+		fmt.Fprintf(e.stdout, "skipped %s: %s\n", s.Name, manifests.Printable(s.Reason))
+	}
+	return nil
+}
+
+func printFetch(e *env, rep *peer.FetchReport) {
+	fmt.Fprintf(e.stdout, "%s@%s (index serial %d): %d files, %d bytes; downloaded %d, reused from the store %d, already held %d, in %s\n",
+		rep.App, rep.Version, rep.Serial, rep.Files, rep.Bytes, rep.Downloaded, rep.ReusedLocal, rep.AlreadyHeld, rep.Duration.Round(time.Millisecond))
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SOURCE\tKIND\tBYTES\tPROBLEMS")
+	for _, s := range rep.Sources {
+		problems := strings.Join(s.Errors, "; ")
+		if s.Banned {
+			problems = "SENT WRONG BYTES: " + problems
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", s.Name, s.Kind, s.Bytes, manifests.Printable(problems))
+	}
+	_ = tw.Flush()
+	if rep.Out != "" {
+		fmt.Fprintf(e.stdout, "laid out in %s\n", rep.Out)
+	}
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/drepo-dev/drepo/peer"
+	"github.com/urfave/cli/v2"
+)
+
+func storeCommand(e *env) *cli.Command {
+	open := func() (*peer.Store, error) {
+		cfg, err := e.config()
+		if err != nil {
+			return nil, err
+		}
+		if cfg.Store == "" {
+			return nil, fmt.Errorf("%s: store: not set: %w", cfg.path, errConfig)
+		}
+		return peer.OpenStore(cfg.Store)
+	}
+	return &cli.Command{
+		Name:  "store",
+		Usage: "inspect and trim the device's store",
+		Description: `Examples:
+   drepo store ls
+   drepo store gc --keep 2`,
+		Subcommands: []*cli.Command{{
+			Name:  "ls",
+			Usage: "list the app versions the store holds (complete or partly fetched)",
+			Description: `Examples:
+   drepo store ls
+   drepo store ls --json`,
+			Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+			Action: func(c *cli.Context) error {
+				st, err := open()
+				if err != nil {
+					return err
+				}
+				vs, err := st.Versions()
+				if err != nil {
+					return err
+				}
+				if c.Bool("json") {
+					if vs == nil {
+						vs = []peer.HeldVersion{}
+					}
+					return json.NewEncoder(e.stdout).Encode(vs)
+				}
+				tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "APP\tVERSION\tFILES\tBYTES\tHELD\tSTATE")
+				for _, v := range vs {
+					state := "complete"
+					if !v.Complete {
+						state = "partial"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", v.App, v.Version, v.Files, v.Bytes, v.Held, state)
+				}
+				return tw.Flush()
+			},
+		}, {
+			Name:  "gc",
+			Usage: "keep the newest N versions of every app and remove every blob no kept version names",
+			Description: `Files laid out with fetch --out stay intact (they are hard links or copies).
+
+Examples:
+   drepo store gc --keep 2
+   drepo store gc --keep 1 --json`,
+			Flags: []cli.Flag{
+				&cli.IntFlag{Name: "keep", Usage: "versions per app to keep (≥ 1)"},
+				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+			},
+			Action: func(c *cli.Context) error {
+				if c.Int("keep") < 1 {
+					return usageErrorf("store gc needs --keep N (N ≥ 1)")
+				}
+				st, err := open()
+				if err != nil {
+					return err
+				}
+				rep, err := st.GC(c.Context, c.Int("keep"), e.log)
+				if err != nil {
+					return err
+				}
+				if c.Bool("json") {
+					return json.NewEncoder(e.stdout).Encode(rep)
+				}
+				_, err = fmt.Fprintf(e.stdout, "removed %d versions %v, %d blobs, %d bytes\n", len(rep.RemovedVersions), rep.RemovedVersions, rep.RemovedBlobs, rep.RemovedBytes)
+				return err
+			},
+		}},
+	}
+}

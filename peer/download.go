@@ -1,0 +1,237 @@
+package peer
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/drepo-dev/drepo/manifests"
+	"github.com/drepo-dev/drepo/mirror"
+)
+
+// chunkLoc is where the store already holds a chunk: in a complete blob.
+type chunkLoc struct {
+	path   string
+	off, n int64
+}
+
+// chunkIndex maps every chunk hash of every complete blob the stored manifests name to
+// where it is, so an update copies the chunks it shares with installed versions instead of
+// downloading them.
+func chunkIndex(s *Store) (map[manifests.Hash]chunkLoc, error) {
+	hs, err := s.Manifests()
+	if err != nil {
+		return nil, err
+	}
+	out := map[manifests.Hash]chunkLoc{}
+	for _, h := range hs {
+		m, _, err := s.Manifest(h)
+		if err != nil {
+			continue
+		}
+		for _, fl := range m.Files {
+			if !s.HasBlob(fl.SHA256, fl.Size) {
+				continue
+			}
+			for i, c := range fl.Chunks {
+				off := int64(i) * m.ChunkSize
+				out[c] = chunkLoc{path: s.BlobPath(fl.SHA256), off: off, n: min(m.ChunkSize, fl.Size-off)}
+			}
+		}
+	}
+	return out, nil
+}
+
+// copyBuf is the size of one read or write while a chunk streams through.
+const copyBuf = 1 << 20
+
+// blob makes the store hold file's blob: already there, or resumed from its verified chunks,
+// chunks found elsewhere in the store copied, the rest downloaded, then the whole file
+// checked and moved under its name.
+func (f *fetcher) blob(ctx context.Context, fl manifests.File, chunkSize int64) error {
+	s := f.opt.Store
+	if s.HasBlob(fl.SHA256, fl.Size) {
+		f.rep.AlreadyHeld += fl.Size
+		return nil
+	}
+	if fl.Size == 0 {
+		if fl.SHA256 != manifests.SumBytes(nil) {
+			return fmt.Errorf("peer: %s: an empty file named %s: %w", fl.Path, fl.SHA256, mirror.ErrCorrupt)
+		}
+		return manifests.WriteFileAtomic(s.BlobPath(fl.SHA256), nil, 0o444)
+	}
+	p, err := s.OpenPartial(fl.SHA256, fl.Size, chunkSize)
+	if err != nil {
+		return err
+	}
+	finished := false
+	defer func() {
+		if !finished {
+			if err := p.Close(); err != nil {
+				f.log.Warn("could not record the verified chunks", "blob", fl.SHA256, "err", err)
+			}
+		}
+	}()
+	st := p.State()
+	f.rep.AlreadyHeld += st.VerifiedBytes()
+	if f.opt.Progress != nil {
+		f.opt.Progress.Add(int(st.VerifiedBytes()))
+	}
+	n := st.Chunks()
+	var wh *wholeHasher
+	if n > 1 {
+		wh = startWholeHasher(p)
+		defer func() {
+			if wh != nil { // not yet collected: the fetch of this blob failed
+				wh.stop()
+			}
+		}()
+	}
+	// chunks held elsewhere in the store: copied, and checked like any other
+	for i := range n {
+		if st.Has(i) {
+			continue
+		}
+		loc, ok := f.chunks[fl.Chunks[i]]
+		if !ok {
+			continue
+		}
+		off, l := st.ChunkRange(i)
+		if loc.n != l {
+			continue
+		}
+		if err := copyLocal(p, loc, off, fl.Chunks[i]); err != nil {
+			f.log.Warn("a chunk held in the store did not copy; downloading it", "chunk", fl.Chunks[i], "err", err)
+			continue
+		}
+		if err := p.Verified(i); err != nil {
+			return err
+		}
+		f.rep.ReusedLocal += l
+		if f.opt.Progress != nil {
+			f.opt.Progress.Add(int(l))
+		}
+	}
+	for i := 0; i < n; {
+		st = p.State()
+		if st.Has(i) {
+			i++
+			continue
+		}
+		j := i
+		for j < n && !st.Has(j) {
+			j++
+		}
+		if err := f.run(ctx, p, fl, i, j); err != nil {
+			return err
+		}
+		i = j
+	}
+	var whole manifests.Hash
+	if wh != nil {
+		res := <-wh.res // every chunk is verified, so the hasher ends
+		wh = nil
+		if res.err != nil {
+			return res.err
+		}
+		whole = res.sum
+	} else {
+		whole = fl.Chunks[0] // one chunk: its verified hash is the file's
+	}
+	finished = true
+	if err := p.Finish(whole); err != nil {
+		return err
+	}
+	return os.Chmod(s.BlobPath(fl.SHA256), 0o444)
+}
+
+// copyLocal copies a chunk held in another blob into the partial blob at off, checking
+// that it still hashes to want.
+func copyLocal(p *Partial, loc chunkLoc, off int64, want manifests.Hash) error {
+	src, err := os.Open(loc.path)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	h := sha256.New()
+	w := io.NewOffsetWriter(p.f, off)
+	if _, err := io.CopyBuffer(io.MultiWriter(w, h), io.NewSectionReader(src, loc.off, loc.n), make([]byte, copyBuf)); err != nil {
+		return err
+	}
+	if manifests.Hash(h.Sum(nil)) != want {
+		return fmt.Errorf("peer: %s: %w", loc.path, mirror.ErrCorrupt)
+	}
+	return nil
+}
+
+// run downloads chunks [a, b) of fl, trying the sources in order from where the last one
+// stopped; a chunk is marked only once it hashed to the manifest's chunk hash.
+func (f *fetcher) run(ctx context.Context, p *Partial, fl manifests.File, a, b int) error {
+	for _, s := range f.opt.Sources {
+		if f.banned[s.Name] {
+			continue
+		}
+		err := f.tryRun(ctx, s, p, fl, &a, b)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		f.sourceFailed(s, fl.Path, err)
+	}
+	return f.noSource(fmt.Sprintf("%s (blob %s)", fl.Path, fl.SHA256))
+}
+
+// tryRun reads chunks *a..b-1 from one source with one ranged GET, advancing *a past each
+// verified chunk.
+func (f *fetcher) tryRun(ctx context.Context, s Source, p *Partial, fl manifests.File, a *int, b int) error {
+	st := p.State()
+	start, _ := st.ChunkRange(*a)
+	lastOff, lastN := st.ChunkRange(b - 1)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rc, err := s.Reader.Open(ctx, s.BlobName(fl.SHA256), start, lastOff+lastN-start)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	rep := f.srcRep[s.Name]
+	buf := make([]byte, copyBuf)
+	h := sha256.New()
+	for ; *a < b; *a++ {
+		off, n := st.ChunkRange(*a)
+		h.Reset()
+		for done := int64(0); done < n; {
+			k, err := io.ReadFull(rc, buf[:min(int64(len(buf)), n-done)])
+			rep.Bytes += int64(k)
+			f.rep.Downloaded += int64(k)
+			if k > 0 {
+				h.Write(buf[:k])
+				if _, werr := p.WriteAt(buf[:k], off+done); werr != nil {
+					return fmt.Errorf("peer: writing %s: %w", p.path, werr)
+				}
+				if f.opt.Progress != nil {
+					f.opt.Progress.Add(k)
+				}
+				done += int64(k)
+			}
+			if err != nil {
+				if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+					return fmt.Errorf("body ended after %d of chunk %d's %d bytes: %w", done, *a, n, io.ErrUnexpectedEOF)
+				}
+				return err
+			}
+		}
+		if got := manifests.Hash(h.Sum(nil)); got != fl.Chunks[*a] {
+			return fmt.Errorf("chunk %d hashed to %s, the manifest says %s: %w", *a, got, fl.Chunks[*a], mirror.ErrCorrupt)
+		}
+		if err := p.Verified(*a); err != nil {
+			return err
+		}
+	}
+	return nil
+}

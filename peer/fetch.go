@@ -1,0 +1,283 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"aead.dev/minisign"
+	"github.com/drepo-dev/drepo/manifests"
+	"github.com/drepo-dev/drepo/mirror"
+)
+
+// Progress receives the bytes a fetch brings in (downloaded or reused); Start gives the
+// total still to bring.
+type Progress interface {
+	Start(phase string, total int64)
+	Add(n int)
+	Finish()
+}
+
+// FetchOptions configure Fetch.
+type FetchOptions struct {
+	Store         *Store
+	Sources       []Source // in the order they are tried (PlanSources)
+	Keys          []minisign.PublicKey
+	AllowUnsigned bool // with no Keys: accept an unsigned index (loudly)
+	App, Version  string
+	Out           string // lay the files out here when set
+	Force         bool   // replace an Out folder that holds other files
+	Now           func() time.Time
+	Log           *slog.Logger
+	Progress      Progress
+}
+
+// FetchReport is what a fetch did.
+type FetchReport struct {
+	App         string         `json:"app"`
+	Version     string         `json:"version"`
+	Serial      uint64         `json:"serial"`
+	Files       int            `json:"files"`
+	Bytes       int64          `json:"bytes"`
+	Sources     []SourceReport `json:"sources"`
+	Downloaded  int64          `json:"downloaded_bytes"`
+	ReusedLocal int64          `json:"reused_local_bytes"` // chunks copied from other blobs in the store
+	AlreadyHeld int64          `json:"already_held_bytes"` // complete blobs and verified chunks from earlier runs
+	Out         string         `json:"out,omitempty"`
+	Duration    time.Duration  `json:"duration_ns"`
+}
+
+// SourceReport is one source's part in a fetch.
+type SourceReport struct {
+	Name   string   `json:"name"`
+	Kind   string   `json:"kind"`
+	Bytes  int64    `json:"bytes"`
+	Errors []string `json:"errors,omitempty"`
+	Banned bool     `json:"sent_wrong_bytes,omitempty"`
+}
+
+// ErrNoSource: every source failed; the error lists one line per source.
+var ErrNoSource = errors.New("no source could serve it")
+
+// fetcher is one run of Fetch.
+type fetcher struct {
+	opt    FetchOptions
+	log    *slog.Logger
+	rep    *FetchReport
+	srcRep map[string]*SourceReport
+	banned map[string]bool
+	chunks map[manifests.Hash]chunkLoc
+}
+
+// readOpts: one try per source; the next source is the retry.
+var readOpts = mirror.ReadOptions{Retry: mirror.Retry{Attempts: 1}}
+
+// Fetch brings the app version into the store from the sources, every byte verified (see
+// the package doc for the trust rules), and lays it out in opt.Out. It resumes from
+// verified chunks, copies chunks the store holds in other blobs, and moves to the next
+// source on any failure; a source that sent wrong bytes is not asked again in this run.
+func Fetch(ctx context.Context, opt FetchOptions) (*FetchReport, error) {
+	start := time.Now()
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if len(opt.Keys) == 0 && opt.AllowUnsigned {
+		opt.Log.Warn("fetching WITHOUT signature checks (allow_unsigned: true and no trusted_keys): anyone who controls a repository controls this device")
+	}
+	f := &fetcher{opt: opt, log: opt.Log, rep: &FetchReport{App: opt.App, Version: opt.Version},
+		srcRep: map[string]*SourceReport{}, banned: map[string]bool{}}
+	for _, s := range opt.Sources {
+		f.srcRep[s.Name] = &SourceReport{Name: s.Name, Kind: s.Kind}
+	}
+	defer func() {
+		for _, s := range opt.Sources {
+			f.rep.Sources = append(f.rep.Sources, *f.srcRep[s.Name])
+		}
+		f.rep.Duration = time.Since(start)
+	}()
+	if err := opt.Store.Lock(ctx, opt.Log); err != nil {
+		return f.rep, err
+	}
+	defer opt.Store.Unlock()
+
+	entry, err := f.index(ctx)
+	if err != nil {
+		return f.rep, err
+	}
+	m, err := f.manifest(ctx, entry)
+	if err != nil {
+		return f.rep, err
+	}
+	f.rep.Files = len(m.Files)
+	if f.chunks, err = chunkIndex(opt.Store); err != nil {
+		return f.rep, err
+	}
+	files := slices.Clone(m.Files)
+	slices.SortStableFunc(files, func(a, b manifests.File) int { return int(min(max(b.Size-a.Size, -1), 1)) })
+	var todo int64
+	seen := map[manifests.Hash]bool{}
+	for _, fl := range files {
+		f.rep.Bytes += fl.Size
+		if !seen[fl.SHA256] && !opt.Store.HasBlob(fl.SHA256, fl.Size) {
+			todo += fl.Size
+		}
+		seen[fl.SHA256] = true
+	}
+	if opt.Progress != nil && todo > 0 {
+		opt.Progress.Start("fetching", todo)
+		defer opt.Progress.Finish()
+	}
+	clear(seen)
+	for _, fl := range files {
+		if seen[fl.SHA256] {
+			continue
+		}
+		seen[fl.SHA256] = true
+		if err := f.blob(ctx, fl, m.ChunkSize); err != nil {
+			return f.rep, err
+		}
+	}
+	if opt.Out != "" {
+		if err := placeOut(opt.Store, m, opt.Out, opt.Force); err != nil {
+			return f.rep, err
+		}
+		f.rep.Out = opt.Out
+	}
+	return f.rep, nil
+}
+
+// sourceFailed records why a source failed; sending wrong bytes bans it for the run.
+func (f *fetcher) sourceFailed(s Source, what string, err error) {
+	r := f.srcRep[s.Name]
+	msg := manifests.Printable(fmt.Sprintf("%s: %v", what, err))
+	r.Errors = append(r.Errors, msg)
+	if errors.Is(err, mirror.ErrCorrupt) {
+		f.banned[s.Name] = true
+		r.Banned = true
+		f.log.Error("source sent wrong bytes; not asked again in this run", "source", s.Name, "what", what, "err", err)
+		return
+	}
+	f.log.Warn("source failed; trying the next", "source", s.Name, "what", what, "err", err)
+}
+
+// noSource builds the error when every source failed for what: one line per source.
+func (f *fetcher) noSource(what string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "peer: %s: %v", what, ErrNoSource)
+	if len(f.opt.Sources) == 0 {
+		b.WriteString(" (no source configured: every repository is staging or none is set)")
+	}
+	for _, s := range f.opt.Sources {
+		r := f.srcRep[s.Name]
+		last := "not asked"
+		if len(r.Errors) > 0 {
+			last = r.Errors[len(r.Errors)-1]
+		}
+		fmt.Fprintf(&b, "\n  %s (%s): %s", s.Name, s.Kind, last)
+	}
+	return fmt.Errorf("%s: %w", b.String(), ErrNoSource)
+}
+
+// index reads every source's index, keeps those the trust rules accept, and stores the
+// newest one that lists the app version (durably, before anything is fetched under it).
+// With no source answering, the index this device accepted before is used if it lists it.
+func (f *fetcher) index(ctx context.Context) (manifests.AppEntry, error) {
+	trust, err := f.opt.Store.Trust()
+	if err != nil {
+		return manifests.AppEntry{}, err
+	}
+	type cand struct {
+		doc, sig []byte
+		x        *manifests.Index
+		next     TrustState
+	}
+	var best *cand
+	var newest *manifests.Index
+	for _, s := range f.opt.Sources {
+		doc, sig, err := mirror.ReadIndexDoc(ctx, s.Reader, readOpts)
+		if err != nil {
+			f.sourceFailed(s, "index", err)
+			continue
+		}
+		x, next, err := trust.Accept(f.opt.Keys, f.opt.AllowUnsigned, doc, sig, f.opt.Now())
+		if err != nil {
+			f.sourceFailed(s, "index refused", err)
+			continue
+		}
+		if newest == nil || x.Serial > newest.Serial {
+			newest = x
+		}
+		if _, ok := x.Find(f.opt.App, f.opt.Version); ok && (best == nil || x.Serial > best.x.Serial) {
+			best = &cand{doc, sig, x, next}
+		}
+	}
+	id := f.opt.App + "@" + f.opt.Version
+	if best == nil {
+		if doc, sig := f.opt.Store.Index(); doc != nil {
+			if x, _, err := trust.Accept(f.opt.Keys, f.opt.AllowUnsigned, doc, sig, f.opt.Now()); err == nil {
+				if e, ok := x.Find(f.opt.App, f.opt.Version); ok {
+					f.log.Warn("no source gave a usable index; using the one this device accepted before", "serial", x.Serial)
+					f.rep.Serial = x.Serial
+					return e, nil
+				}
+			}
+		}
+		if newest != nil {
+			return manifests.AppEntry{}, fmt.Errorf("peer: %s is not in any accepted index (newest: serial %d, %d app versions)", id, newest.Serial, len(newest.Apps))
+		}
+		return manifests.AppEntry{}, f.noSource("index for " + id)
+	}
+	if err := f.opt.Store.Accepted(best.doc, best.sig, best.next); err != nil {
+		return manifests.AppEntry{}, err
+	}
+	f.log.Debug("index accepted", "serial", best.x.Serial)
+	f.rep.Serial = best.x.Serial
+	e, _ := best.x.Find(f.opt.App, f.opt.Version)
+	return e, nil
+}
+
+// manifest returns the entry's manifest from the store or the sources, checked against
+// the hash the index gives and against the app version asked for.
+func (f *fetcher) manifest(ctx context.Context, e manifests.AppEntry) (*manifests.Manifest, error) {
+	check := func(m *manifests.Manifest) error {
+		if m.App != e.App || m.Version != e.Version {
+			return fmt.Errorf("peer: manifest %s is %s@%s, the index says %s@%s: %w", e.Manifest, m.App, m.Version, e.App, e.Version, mirror.ErrCorrupt)
+		}
+		return nil
+	}
+	if m, _, err := f.opt.Store.Manifest(e.Manifest); err == nil && check(m) == nil {
+		return m, nil
+	}
+	for _, s := range f.opt.Sources {
+		if f.banned[s.Name] {
+			continue
+		}
+		doc, err := mirror.ReadManifestDoc(ctx, s.Reader, e.Manifest, readOpts)
+		if err != nil {
+			f.sourceFailed(s, "manifest", err)
+			continue
+		}
+		m, err := manifests.DecodeManifest(doc)
+		if err == nil {
+			err = check(m)
+		}
+		if err != nil {
+			f.sourceFailed(s, "manifest", fmt.Errorf("%w: %w", mirror.ErrCorrupt, err))
+			continue
+		}
+		f.srcRep[s.Name].Bytes += int64(len(doc))
+		if err := f.opt.Store.PutManifest(e.Manifest, doc); err != nil {
+			return nil, err
+		}
+		return m, nil
+	}
+	return nil, f.noSource("manifest of " + e.App + "@" + e.Version)
+}

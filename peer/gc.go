@@ -1,0 +1,132 @@
+package peer
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/drepo-dev/drepo/manifests"
+	"github.com/drepo-dev/drepo/mirror"
+)
+
+// HeldVersion is one app version whose manifest the store holds.
+type HeldVersion struct {
+	App      string         `json:"app"`
+	Version  string         `json:"version"`
+	Manifest manifests.Hash `json:"manifest"`
+	Files    int            `json:"files"`
+	Bytes    int64          `json:"bytes"`
+	Held     int64          `json:"held_bytes"` // in complete blobs and verified chunks
+	Complete bool           `json:"complete"`
+}
+
+// Versions lists the app versions the store holds a manifest of, by app then version.
+func (s *Store) Versions() ([]HeldVersion, error) {
+	hs, err := s.Manifests()
+	if err != nil {
+		return nil, err
+	}
+	partial, err := s.PartialBlobs()
+	if err != nil {
+		return nil, err
+	}
+	var out []HeldVersion
+	for _, h := range hs {
+		m, _, err := s.Manifest(h)
+		if err != nil {
+			continue
+		}
+		v := HeldVersion{App: m.App, Version: m.Version, Manifest: h, Files: len(m.Files), Bytes: m.TotalSize(), Complete: true}
+		for _, fl := range m.Files {
+			switch {
+			case s.HasBlob(fl.SHA256, fl.Size):
+				v.Held += fl.Size
+			default:
+				v.Complete = false
+				if st, ok := partial[fl.SHA256]; ok {
+					v.Held += st.VerifiedBytes()
+				}
+			}
+		}
+		out = append(out, v)
+	}
+	slices.SortFunc(out, func(a, b HeldVersion) int {
+		if c := strings.Compare(a.App, b.App); c != 0 {
+			return c
+		}
+		return mirror.CompareVersions(a.Version, b.Version)
+	})
+	return out, nil
+}
+
+// GCReport is what GC removed.
+type GCReport struct {
+	RemovedVersions []string `json:"removed_versions"`
+	RemovedBlobs    int      `json:"removed_blobs"`
+	RemovedBytes    int64    `json:"removed_bytes"`
+}
+
+// GC keeps the newest keep versions of every app (by mirror.CompareVersions) and removes
+// the other manifests and every blob, complete or partial, that no kept manifest names. It
+// holds the store's lock while it works.
+func (s *Store) GC(ctx context.Context, keep int, log *slog.Logger) (*GCReport, error) {
+	if err := s.Lock(ctx, log); err != nil {
+		return nil, err
+	}
+	defer s.Unlock()
+	vs, err := s.Versions()
+	if err != nil {
+		return nil, err
+	}
+	byApp := map[string][]HeldVersion{}
+	for _, v := range vs {
+		byApp[v.App] = append(byApp[v.App], v)
+	}
+	rep := &GCReport{}
+	keepBlobs := map[manifests.Hash]bool{}
+	for _, list := range byApp {
+		slices.SortFunc(list, func(a, b HeldVersion) int { return -mirror.CompareVersions(a.Version, b.Version) })
+		for i, v := range list {
+			if i < keep {
+				m, _, err := s.Manifest(v.Manifest)
+				if err != nil {
+					return nil, err
+				}
+				keepBlobs[v.Manifest] = true
+				for _, fl := range m.Files {
+					keepBlobs[fl.SHA256] = true
+				}
+				continue
+			}
+			if err := os.Remove(filepath.Join(s.dir, "manifests", v.Manifest.String())); err != nil {
+				return nil, err
+			}
+			rep.RemovedVersions = append(rep.RemovedVersions, v.App+"@"+v.Version)
+		}
+	}
+	for _, dir := range []string{"blobs/sha256", "partial"} {
+		ents, err := os.ReadDir(filepath.Join(s.dir, dir))
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range ents {
+			name := strings.TrimSuffix(e.Name(), ".state")
+			h, err := manifests.ParseHash(name)
+			if err != nil || keepBlobs[h] {
+				continue
+			}
+			p := filepath.Join(s.dir, dir, e.Name())
+			if fi, err := e.Info(); err == nil && !strings.HasSuffix(e.Name(), ".state") {
+				rep.RemovedBytes += fi.Size()
+				rep.RemovedBlobs++
+			}
+			if err := os.Remove(p); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return rep, nil
+}

@@ -1,0 +1,225 @@
+package peer
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/drepo-dev/drepo/manifests"
+)
+
+// Partial is a blob being fetched: a sparse file in partial/ and its state. Bytes are
+// written where they belong; a chunk counts only once Verified marked it, and the state on
+// disk names only chunks whose bytes were made durable first (Persist). Finish moves the
+// file under its final name only after the whole file hashed to its name.
+type Partial struct {
+	s    *Store
+	h    manifests.Hash
+	f    *os.File
+	path string
+
+	mu       sync.Mutex
+	st       PartialState
+	pending  int       // chunks marked since the last Persist
+	persistT time.Time // when the state was last written
+	changed  *sync.Cond
+}
+
+// OpenPartial opens the partial blob h, resuming its verified chunks when a state of the same
+// size and chunk size is there; otherwise it starts afresh.
+func (s *Store) OpenPartial(h manifests.Hash, size, chunkSize int64) (*Partial, error) {
+	st, err := s.partialState(h)
+	if err != nil || st.Size != size || st.ChunkSize != chunkSize {
+		if st, err = NewPartialState(size, chunkSize); err != nil {
+			return nil, err
+		}
+	}
+	path := s.partialPath(h)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("peer: partial %s: %w", h, err)
+	}
+	if fi, err := f.Stat(); err == nil && fi.Size() != size {
+		if err := f.Truncate(size); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("peer: partial %s: %w", h, err)
+		}
+	}
+	p := &Partial{s: s, h: h, f: f, path: path, st: st, persistT: time.Now()}
+	p.changed = sync.NewCond(&p.mu)
+	return p, nil
+}
+
+// State returns a copy of the state.
+func (p *Partial) State() PartialState {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.st
+	c.bits = append([]byte(nil), p.st.bits...)
+	return c
+}
+
+// WriteAt writes bytes of a chunk not yet verified.
+func (p *Partial) WriteAt(b []byte, off int64) (int, error) { return p.f.WriteAt(b, off) }
+
+// ReadAt reads from the partial file (verified chunks only are meaningful).
+func (p *Partial) ReadAt(b []byte, off int64) (int, error) { return p.f.ReadAt(b, off) }
+
+// Verified marks chunk i verified and persists the state every persistEvery chunks or
+// persistAfter, whichever comes first.
+func (p *Partial) Verified(i int) error {
+	p.mu.Lock()
+	p.st.Set(i)
+	p.pending++
+	due := p.pending >= persistEvery || time.Since(p.persistT) >= persistAfter
+	p.changed.Broadcast()
+	p.mu.Unlock()
+	if due {
+		return p.Persist()
+	}
+	return nil
+}
+
+// How often the state is written: losing the chunks since then to a crash costs at most this
+// much download again.
+const (
+	persistEvery = 16
+	persistAfter = 2 * time.Second
+)
+
+// Persist makes the written bytes durable, then records the verified chunks (atomically).
+func (p *Partial) Persist() error {
+	if err := p.f.Sync(); err != nil {
+		return fmt.Errorf("peer: partial %s: fsync: %w", p.h, err)
+	}
+	p.mu.Lock()
+	b := p.st.Encode()
+	p.pending = 0
+	p.persistT = time.Now()
+	p.mu.Unlock()
+	return manifests.WriteFileAtomic(p.path+".state", b, 0o644)
+}
+
+// waitVerified blocks until chunk i is verified or done is closed; false if done.
+func (p *Partial) waitVerified(i int, done <-chan struct{}) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for !p.st.Has(i) {
+		select {
+		case <-done:
+			return false
+		default:
+		}
+		p.changed.Wait()
+	}
+	return true
+}
+
+// wake lets waiters look at done again.
+func (p *Partial) wake() {
+	p.mu.Lock()
+	p.changed.Broadcast()
+	p.mu.Unlock()
+}
+
+// Close persists what is verified and closes the file (the partial stays for a resume).
+func (p *Partial) Close() error {
+	err := p.Persist()
+	if cerr := p.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// errWholeHash: every chunk verified, yet the file does not hash to its name (a manifest
+// whose chunk list does not match its file hash).
+var errWholeHash = errors.New("the whole file does not hash to its name")
+
+// Finish checks that every chunk is verified and that whole, the SHA-256 of the file in
+// order, is the blob's name; then moves it under its final name and drops its state.
+func (p *Partial) Finish(whole manifests.Hash) error {
+	st := p.State()
+	if !st.Complete() {
+		return fmt.Errorf("peer: blob %s: %d of %d chunks verified", p.h, st.Count(), st.Chunks())
+	}
+	if whole != p.h {
+		p.discard()
+		return fmt.Errorf("peer: blob %s: %w (got %s)", p.h, errWholeHash, whole)
+	}
+	if err := p.f.Sync(); err != nil {
+		return fmt.Errorf("peer: blob %s: fsync: %w", p.h, err)
+	}
+	if err := p.f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(p.path, p.s.BlobPath(p.h)); err != nil {
+		return fmt.Errorf("peer: blob %s: %w", p.h, err)
+	}
+	if err := manifests.SyncDir(filepath.Dir(p.s.BlobPath(p.h))); err != nil {
+		return err
+	}
+	if err := os.Remove(p.path + ".state"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// discard removes the partial blob and its state.
+func (p *Partial) discard() {
+	p.f.Close()
+	_ = os.Remove(p.path)
+	_ = os.Remove(p.path + ".state")
+}
+
+// wholeHasher hashes a partial blob in chunk order as chunks become verified, reading each
+// from the file (the page cache, just written), on its own goroutine: the whole-file hash
+// runs beside the chunk hashing instead of after it.
+type wholeHasher struct {
+	p    *Partial
+	done chan struct{} // closed to stop early
+	res  chan wholeResult
+}
+
+type wholeResult struct {
+	sum manifests.Hash
+	err error
+}
+
+func startWholeHasher(p *Partial) *wholeHasher {
+	w := &wholeHasher{p: p, done: make(chan struct{}), res: make(chan wholeResult, 1)}
+	go w.run()
+	return w
+}
+
+func (w *wholeHasher) run() {
+	st := w.p.State()
+	h := sha256.New()
+	buf := make([]byte, 1<<20)
+	for i := range st.Chunks() {
+		if !w.p.waitVerified(i, w.done) {
+			w.res <- wholeResult{err: errors.New("stopped")}
+			return
+		}
+		off, n := st.ChunkRange(i)
+		if _, err := io.CopyBuffer(h, io.NewSectionReader(w.p.f, off, n), buf); err != nil {
+			w.res <- wholeResult{err: err}
+			return
+		}
+	}
+	var sum manifests.Hash
+	copy(sum[:], h.Sum(nil))
+	w.res <- wholeResult{sum: sum}
+}
+
+// stop ends the hasher early (the fetch failed).
+func (w *wholeHasher) stop() {
+	close(w.done)
+	w.p.wake()
+	<-w.res
+}

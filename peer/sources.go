@@ -1,0 +1,57 @@
+package peer
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/drepo-dev/drepo/manifests"
+	"github.com/drepo-dev/drepo/mirror"
+)
+
+// Source kinds, as reports and metrics name them.
+const (
+	KindRepository = "repository"
+	KindPeer       = "peer"
+	KindLocal      = "local"
+)
+
+// Source is one place a device reads from, in the order it is tried. Any failure moves
+// the fetch to the next source; a source is untrusted transport, its bytes checked by hash.
+type Source struct {
+	Name     string
+	Kind     string
+	Priority int
+	Reader   mirror.Reader
+	// BlobName is where blob h is in this source's namespace.
+	BlobName func(h manifests.Hash) string
+}
+
+// Skip is a configured source that a fetch will not use, and why.
+type Skip struct {
+	Name   string `json:"name"`
+	Reason string `json:"reason"`
+}
+
+// PlanSources orders the repositories as a device uses them (mirror.DeviceOrder: priority
+// high to low, equal ones shuffled) and says why the others are skipped. A staging
+// repository (negative priority) is never contacted. stall bounds how long a transfer may
+// crawl before the next source is tried.
+func PlanSources(repos []mirror.Repository, stall time.Duration) ([]Source, []Skip) {
+	var skips []Skip
+	for _, r := range repos {
+		if r.Staging() {
+			skips = append(skips, Skip{Name: r.Name, Reason: fmt.Sprintf("priority %d: staging, never used by devices", r.Priority)})
+		}
+	}
+	var out []Source
+	for _, r := range mirror.DeviceOrder(repos) {
+		h, err := mirror.OpenReader(r, 1)
+		if err != nil {
+			skips = append(skips, Skip{Name: r.Name, Reason: err.Error()})
+			continue
+		}
+		h.Stall = stall
+		out = append(out, Source{Name: r.Name, Kind: KindRepository, Priority: r.Priority, Reader: h, BlobName: manifests.BlobPath})
+	}
+	return out, skips
+}
