@@ -17,18 +17,18 @@ import (
 // Config is the one YAML file that serves admin and device (DESIGN.md). Paths in it are
 // resolved relative to the folder of the file, so a config and its keys can move together.
 type Config struct {
-	Source       string       `yaml:"source,omitempty" json:"source,omitempty"`
-	SigningKey   string       `yaml:"signing_key,omitempty" json:"signing_key,omitempty"`
-	TrustedKeys  []string     `yaml:"trusted_keys,omitempty" json:"trusted_keys,omitempty"`
-	Store        string       `yaml:"store,omitempty" json:"store,omitempty"`
+	Source      string   `yaml:"source,omitempty" json:"source,omitempty"`
+	SigningKey  string   `yaml:"signing_key,omitempty" json:"signing_key,omitempty"`
+	TrustedKeys []string `yaml:"trusted_keys,omitempty" json:"trusted_keys,omitempty"`
+	Store       string   `yaml:"store,omitempty" json:"store,omitempty"`
 	// AllowUnsigned lets a device without trusted_keys fetch from repositories whose index
 	// is not signed (loudly; never from peers).
-	AllowUnsigned bool `yaml:"allow_unsigned,omitempty" json:"allow_unsigned,omitempty"`
-	StateDir     string       `yaml:"state_dir,omitempty" json:"state_dir,omitempty"`
-	Repositories []Repository `yaml:"repositories" json:"repositories"`
-	Peers        Peers        `yaml:"peers" json:"peers"`
-	Serve        Serve        `yaml:"serve" json:"serve"`
-	Keep         Keep         `yaml:"keep" json:"keep"`
+	AllowUnsigned bool         `yaml:"allow_unsigned,omitempty" json:"allow_unsigned,omitempty"`
+	StateDir      string       `yaml:"state_dir,omitempty" json:"state_dir,omitempty"`
+	Repositories  []Repository `yaml:"repositories" json:"repositories"`
+	Peers         Peers        `yaml:"peers" json:"peers"`
+	Serve         Serve        `yaml:"serve" json:"serve"`
+	Keep          Keep         `yaml:"keep" json:"keep"`
 
 	path  string         // the file this came from
 	lines map[string]int // field path → line, for errors found after loading (secrets)
