@@ -186,9 +186,11 @@ func (f *fetcher) noSource(what string) error {
 	return fmt.Errorf("%s: %w", b.String(), ErrNoSource)
 }
 
-// index reads every source's index, keeps those the trust rules accept, and stores the
-// newest one that lists the app version (durably, before anything is fetched under it).
-// With no source answering, the index this device accepted before is used if it lists it.
+// index takes the first source's index, in priority order, that the trust rules accept and
+// that lists the app version, and stores it (durably, before anything is fetched under it).
+// With no such source, the index this device accepted before is used if it still passes
+// the rules (expiry) and lists the version: a refused or unreachable repository cannot stop
+// a device from reinstalling what it already trusts.
 func (f *fetcher) index(ctx context.Context) (manifests.AppEntry, error) {
 	trust, err := f.opt.Store.Trust()
 	if err != nil {
@@ -215,9 +217,11 @@ func (f *fetcher) index(ctx context.Context) (manifests.AppEntry, error) {
 		if newest == nil || x.Serial > newest.Serial {
 			newest = x
 		}
-		if _, ok := x.Find(f.opt.App, f.opt.Version); ok && (best == nil || x.Serial > best.x.Serial) {
+		if _, ok := x.Find(f.opt.App, f.opt.Version); ok {
 			best = &cand{doc, sig, x, next}
+			break
 		}
+		f.log.Info("a source's index does not list the version; trying the next", "source", s.Name, "serial", x.Serial)
 	}
 	id := f.opt.App + "@" + f.opt.Version
 	if best == nil {

@@ -1,0 +1,531 @@
+package peer
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"aead.dev/minisign"
+	"github.com/drepo-dev/drepo/manifests"
+	"github.com/drepo-dev/drepo/mirror"
+	"github.com/drepo-dev/drepo/webdavsrv/davtest"
+)
+
+const testChunk = 64 << 10
+
+func testKeys(t *testing.T) (minisign.PrivateKey, minisign.PublicKey) {
+	t.Helper()
+	sec, pub, err := manifests.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "k"), sec, 0o600)
+	os.WriteFile(filepath.Join(dir, "k.pub"), pub, 0o644)
+	k, err := manifests.LoadSecretKey(filepath.Join(dir, "k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := manifests.LoadPublicKey(filepath.Join(dir, "k.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, p
+}
+
+func randBytes(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, 1))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// world is a publisher and one repository server with an app on it.
+type world struct {
+	t    *testing.T
+	key  minisign.PrivateKey
+	pub  minisign.PublicKey
+	src  string
+	srv  *davtest.Server
+	sync mirror.SyncOptions
+}
+
+func newWorld(t *testing.T) *world {
+	key, pub := testKeys(t)
+	w := &world{t: t, key: key, pub: pub, src: t.TempDir(), srv: davtest.StartDrepo(t, davtest.DrepoOptions{AnonymousRead: true})}
+	w.sync = mirror.SyncOptions{Source: w.src, SigningKey: key, StateDir: filepath.Join(t.TempDir(), "state"),
+		Repos: []mirror.Repository{{Name: "origin", URL: w.srv.URL, Username: w.srv.User, Password: mirror.NewSecret(w.srv.Password)}},
+		ChunkSize: testChunk, Retry: mirror.Retry{Attempts: 2, Base: time.Millisecond}}
+	return w
+}
+
+// publish writes files for app@version into the source and syncs.
+func (w *world) publish(app, version string, files map[string][]byte) {
+	w.t.Helper()
+	for name, data := range files {
+		p := filepath.Join(w.src, app, version, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+	rep, err := mirror.Sync(context.Background(), w.sync)
+	if err != nil || rep.Failed() {
+		w.t.Fatalf("sync: %+v %v", rep, err)
+	}
+}
+
+// source is a repository source for a URL.
+func source(t *testing.T, name, url string, prio int) Source {
+	srcs, _ := PlanSources([]mirror.Repository{{Name: name, URL: url, Priority: prio}}, 500*time.Millisecond)
+	if len(srcs) != 1 {
+		t.Fatalf("no source for %s", url)
+	}
+	return srcs[0]
+}
+
+func (w *world) fetch(st *Store, app, version string, srcs ...Source) (*FetchReport, error) {
+	return Fetch(context.Background(), FetchOptions{Store: st, Sources: srcs, Keys: []minisign.PublicKey{w.pub}, App: app, Version: version,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+}
+
+func newStore(t *testing.T) *Store {
+	st, err := OpenStore(filepath.Join(t.TempDir(), "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// checkStore: every complete blob hashes to its name.
+func checkStore(t *testing.T, st *Store) int {
+	t.Helper()
+	ents, _ := os.ReadDir(filepath.Join(st.Dir(), "blobs", "sha256"))
+	for _, e := range ents {
+		b, _ := os.ReadFile(filepath.Join(st.Dir(), "blobs", "sha256", e.Name()))
+		if got := manifests.SumBytes(b).String(); got != e.Name() {
+			t.Fatalf("store holds %s with content %s", e.Name(), got)
+		}
+	}
+	return len(ents)
+}
+
+// faultProxy forwards to a repository server; GETs of one blob go through fault.
+type faultProxy struct {
+	URL    string
+	served atomic.Int64 // bytes of the target blob written to clients
+	reqs   atomic.Int64
+}
+
+type faultFunc func(ctx context.Context, w http.ResponseWriter, body io.Reader, status int, hdr http.Header, p *faultProxy)
+
+func newFaultProxy(t *testing.T, backend string, target manifests.Hash, fault faultFunc, stripRange bool) *faultProxy {
+	p := &faultProxy{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.reqs.Add(1)
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, backend+strings.TrimPrefix(r.URL.Path, "/"), nil)
+		isTarget := strings.HasSuffix(r.URL.Path, target.String())
+		if rg := r.Header.Get("Range"); rg != "" && !(isTarget && stripRange) {
+			req.Header.Set("Range", rg)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		if !isTarget || fault == nil {
+			for k, v := range resp.Header {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(resp.StatusCode)
+			n, _ := io.Copy(w, resp.Body)
+			if isTarget {
+				p.served.Add(n)
+			}
+			return
+		}
+		fault(r.Context(), w, resp.Body, resp.StatusCode, resp.Header, p)
+	}))
+	t.Cleanup(srv.Close)
+	p.URL = srv.URL + "/"
+	return p
+}
+
+// passThrough copies at most limit bytes (all if limit < 0), applying mutate to the stream.
+func passThrough(w http.ResponseWriter, body io.Reader, status int, hdr http.Header, p *faultProxy, limit int64, mutate func(off int64, b []byte)) {
+	for k, v := range hdr {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(status)
+	buf := make([]byte, 32<<10)
+	var off int64
+	for limit < 0 || off < limit {
+		n, err := body.Read(buf)
+		if limit >= 0 && off+int64(n) > limit {
+			n = int(limit - off)
+		}
+		if n > 0 {
+			if mutate != nil {
+				mutate(off, buf[:n])
+			}
+			k, werr := w.Write(buf[:n])
+			p.served.Add(int64(k))
+			off += int64(k)
+			if werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func TestFetchFaultySourcesFallBack(t *testing.T) {
+	w := newWorld(t)
+	data := randBytes(64*testChunk+1234, 1)
+	w.publish("os", "1.0", map[string][]byte{"image.bin": data, "small.txt": []byte("small")})
+	target := manifests.SumBytes(data)
+	size := int64(len(data))
+	cases := []struct {
+		name       string
+		fault      faultFunc
+		stripRange bool
+		// bytes of the blob the second source must serve, as a share of the whole
+		lo, hi float64
+		banned bool
+	}{
+		{name: "flipped bytes", fault: func(ctx context.Context, w http.ResponseWriter, b io.Reader, s int, h http.Header, p *faultProxy) {
+			passThrough(w, b, s, h, p, -1, func(off int64, buf []byte) {
+				if i := 5*testChunk + 100 - off; i >= 0 && i < int64(len(buf)) {
+					buf[i] ^= 0xff
+				}
+			})
+		}, lo: 0.9, hi: 0.93, banned: true},
+		{name: "cut at 60%", fault: func(ctx context.Context, w http.ResponseWriter, b io.Reader, s int, h http.Header, p *faultProxy) {
+			passThrough(w, b, s, h, p, size*6/10, nil)
+		}, lo: 0.38, hi: 0.42},
+		{name: "500", fault: func(ctx context.Context, w http.ResponseWriter, b io.Reader, s int, h http.Header, p *faultProxy) {
+			http.Error(w, "broken", http.StatusInternalServerError)
+		}, lo: 1, hi: 1},
+		{name: "stall", fault: func(ctx context.Context, w http.ResponseWriter, b io.Reader, s int, h http.Header, p *faultProxy) {
+			passThrough(w, b, s, h, p, size/10, nil)
+			w.(http.Flusher).Flush()
+			<-ctx.Done() // until the client gives up on it
+		}, lo: 0.88, hi: 0.92},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			bad := newFaultProxy(t, w.srv.URL, target, c.fault, false)
+			good := newFaultProxy(t, w.srv.URL, target, nil, false)
+			st := newStore(t)
+			rep, err := w.fetch(st, "os", "1.0", source(t, "bad", bad.URL, 10), source(t, "good", good.URL, 5))
+			if err != nil {
+				t.Fatalf("fetch: %v\n%+v", err, rep)
+			}
+			b, _ := os.ReadFile(st.BlobPath(target))
+			if !bytes.Equal(b, data) {
+				t.Fatal("the store holds other bytes")
+			}
+			share := float64(good.served.Load()) / float64(size)
+			if share < c.lo || share > c.hi {
+				t.Fatalf("the second source served %.3f of the blob (bad served %d bytes), want %.2f–%.2f", share, bad.served.Load(), c.lo, c.hi)
+			}
+			if rep.Sources[0].Banned != c.banned {
+				t.Fatalf("bad source banned = %v, want %v: %+v", rep.Sources[0].Banned, c.banned, rep.Sources[0])
+			}
+			checkStore(t, st)
+		})
+	}
+	// a source that answers 200 to a Range request, after a first one cut at 60%: it
+	// sends the whole body, the first 60% is skipped, and the bytes still come out right
+	t.Run("200 to a Range", func(t *testing.T) {
+		cut := newFaultProxy(t, w.srv.URL, target, cases[1].fault, false)
+		whole := newFaultProxy(t, w.srv.URL, target, nil, true)
+		st := newStore(t)
+		if _, err := w.fetch(st, "os", "1.0", source(t, "cut", cut.URL, 10), source(t, "whole", whole.URL, 5)); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(st.BlobPath(target)); !bytes.Equal(b, data) {
+			t.Fatal("the store holds other bytes")
+		}
+		if got := whole.served.Load(); got != size {
+			t.Fatalf("the range-ignoring source served %d bytes, want the whole %d", got, size)
+		}
+	})
+}
+
+// Priority order: the highest repository serves; with it down, the next; a staging
+// repository is never contacted.
+func TestFetchPriorityOrder(t *testing.T) {
+	w := newWorld(t)
+	data := randBytes(8*testChunk, 2)
+	w.publish("app", "1.0", map[string][]byte{"f": data})
+	target := manifests.SumBytes(data)
+	var stagingLog syncBuffer
+	staging := davtest.StartDrepo(t, davtest.DrepoOptions{AnonymousRead: true, Log: &stagingLog})
+	w.sync.Repos = append(w.sync.Repos, mirror.Repository{Name: "staging", URL: staging.URL, Priority: -1, Username: staging.User, Password: mirror.NewSecret(staging.Password)})
+	w.publish("app", "1.1", map[string][]byte{"f": data})
+	logged := len(stagingLog.String())
+	p10 := newFaultProxy(t, w.srv.URL, target, nil, false)
+	p5 := newFaultProxy(t, w.srv.URL, target, nil, false)
+	srcs, skips := PlanSources([]mirror.Repository{
+		{Name: "staging", URL: staging.URL, Priority: -1}, {Name: "five", URL: p5.URL, Priority: 5}, {Name: "ten", URL: p10.URL, Priority: 10}}, time.Second)
+	if len(srcs) != 2 || srcs[0].Name != "ten" || srcs[1].Name != "five" || len(skips) != 1 || !strings.Contains(skips[0].Reason, "staging") {
+		t.Fatalf("plan: %+v skips %+v", srcs, skips)
+	}
+	if _, err := w.fetch(newStore(t), "app", "1.0", srcs...); err != nil {
+		t.Fatal(err)
+	}
+	if p10.served.Load() != int64(len(data)) || p5.reqs.Load() != 0 {
+		t.Fatalf("ten served %d, five had %d requests", p10.served.Load(), p5.reqs.Load())
+	}
+	// ten goes down: five serves
+	srcs[0] = source(t, "ten", "http://127.0.0.1:1/", 10)
+	if _, err := w.fetch(newStore(t), "app", "1.1", srcs...); err != nil {
+		t.Fatal(err)
+	}
+	if p5.served.Load() != int64(len(data)) {
+		t.Fatalf("five served %d bytes, want %d", p5.served.Load(), len(data))
+	}
+	if more := stagingLog.String()[logged:]; strings.Contains(more, "msg=request") {
+		t.Fatalf("the staging server was contacted by a device:\n%s", more)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// An update that shares most chunks with the installed version downloads only the rest.
+func TestFetchUpdateMovesOnlyChangedChunks(t *testing.T) {
+	w := newWorld(t)
+	v1 := randBytes(40*testChunk, 3)
+	v2 := bytes.Clone(v1)
+	for _, c := range []int{3, 11, 22, 37} { // 10% of the chunks change
+		copy(v2[c*testChunk:], randBytes(testChunk, uint64(100+c)))
+	}
+	w.publish("os", "1", map[string][]byte{"image": v1})
+	w.publish("os", "2", map[string][]byte{"image": v2})
+	st := newStore(t)
+	if _, err := w.fetch(st, "os", "1", source(t, "origin", w.srv.URL, 0)); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := w.fetch(st, "os", "2", source(t, "origin", w.srv.URL, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(st.BlobPath(manifests.SumBytes(v2))); !bytes.Equal(b, v2) {
+		t.Fatal("version 2 is wrong in the store")
+	}
+	if rep.ReusedLocal != 36*testChunk || rep.Downloaded != 4*testChunk {
+		t.Fatalf("downloaded %d and reused %d bytes, want %d and %d", rep.Downloaded, rep.ReusedLocal, 4*testChunk, 36*testChunk)
+	}
+}
+
+// The trust rules, each refusal saying which, and nothing stored from a refused index.
+func TestFetchTrustRefusals(t *testing.T) {
+	w := newWorld(t)
+	w.publish("app", "1", map[string][]byte{"f": randBytes(3*testChunk, 4)})
+	w.publish("app", "2", map[string][]byte{"f": randBytes(3*testChunk, 5)})
+	root := w.srv.Root
+	origin := source(t, "origin", w.srv.URL, 0)
+	st := newStore(t)
+	if _, err := w.fetch(st, "app", "2", origin); err != nil {
+		t.Fatal(err)
+	}
+	accepted, _ := os.ReadFile(filepath.Join(st.Dir(), "trust.json"))
+	idx2, _ := os.ReadFile(filepath.Join(root, "index.json"))
+	x2, _ := manifests.DecodeIndex(idx2)
+	serve := func(doc []byte, sign bool) {
+		os.WriteFile(filepath.Join(root, "index.json"), doc, 0o644)
+		os.Remove(filepath.Join(root, "index.json.minisig"))
+		if sign {
+			os.WriteFile(filepath.Join(root, mirror.SigPath(doc)), manifests.Sign(w.key, doc, time.Now()), 0o644)
+		}
+	}
+	older := *x2
+	older.Serial = 1
+	older.Apps = older.Apps[:1]
+	olderDoc, _ := older.Encode()
+	fork := *x2
+	fork.Created = fork.Created.Add(time.Second)
+	forkDoc, _ := fork.Encode()
+	past := time.Now().Add(-time.Hour)
+	expired := *x2
+	expired.Serial = 3
+	expired.Created = past.Add(-time.Hour)
+	expired.Expires = &past
+	unsigned := *x2
+	unsigned.Serial = 5
+	unsignedDoc, _ := unsigned.Encode()
+	expiredDoc, _ := expired.Encode()
+	tampered := bytes.Replace(idx2, []byte(`"serial":2`), []byte(`"serial":9`), 1)
+	for _, c := range []struct {
+		name string
+		doc  []byte
+		sign bool
+		want error
+		text string
+	}{
+		{"replayed older index", olderDoc, true, ErrRollback, "serial 1, this device accepted 2"},
+		{"other index at the same serial", forkDoc, true, ErrFork, "serial 2"},
+		{"expired index", expiredDoc, true, ErrExpired, "expired"},
+		{"tampered index", tampered, false, ErrUnsigned, "no trusted key verifies it"},
+		{"unsigned repository", unsignedDoc, false, ErrUnsigned, "no signature"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.name == "tampered index" {
+				os.WriteFile(filepath.Join(root, "index.json"), c.doc, 0o644)
+				os.WriteFile(filepath.Join(root, mirror.SigPath(c.doc)), manifests.Sign(w.key, idx2, time.Now()), 0o644)
+			} else {
+				serve(c.doc, c.sign)
+			}
+			// the device refuses the index; app 1 still comes, under the index it accepted
+			// before (blobs are checked by hash, wherever they come from)
+			rep, err := w.fetch(st, "app", "1", origin)
+			if err != nil || rep.Serial != 2 || len(rep.Sources[0].Errors) == 0 {
+				t.Fatalf("fetch: %v %+v", err, rep)
+			}
+			if msg := rep.Sources[0].Errors[0]; !strings.Contains(msg, c.text) {
+				t.Fatalf("refusal says %q, want it to say %q", msg, c.text)
+			}
+			// with no index accepted before, the refusal ends the fetch, naming the source
+			fresh := newStore(t)
+			if _, err := w.fetch(fresh, "app", "1", origin); c.name != "replayed older index" && c.name != "other index at the same serial" &&
+				(err == nil || !strings.Contains(err.Error(), "origin (repository): index refused") || !strings.Contains(err.Error(), c.text)) {
+				t.Fatalf("fresh store: %v", err)
+			}
+			if _, _, aerr := mustTrust(t, st).Accept([]minisign.PublicKey{w.pub}, false, c.doc, manifests.Sign(w.key, c.doc, time.Now()), time.Now()); c.sign && !errors.Is(aerr, c.want) {
+				t.Fatalf("Accept: %v, want %v", aerr, c.want)
+			}
+			if now, _ := os.ReadFile(filepath.Join(st.Dir(), "trust.json")); !bytes.Equal(now, accepted) {
+				t.Fatal("the trust state changed")
+			}
+			if doc, _ := st.Index(); !bytes.Equal(doc, idx2) {
+				t.Fatal("the stored index changed")
+			}
+		})
+	}
+	// allow_unsigned without keys takes the unsigned index (and only then)
+	serve(idx2, false)
+	rep, err := Fetch(context.Background(), FetchOptions{Store: newStore(t), Sources: []Source{origin}, AllowUnsigned: true, App: "app", Version: "2"})
+	if err != nil {
+		t.Fatalf("allow_unsigned: %v %+v", err, rep)
+	}
+}
+
+// A tampered manifest or chunk: refused, the source banned, nothing stored under a final name.
+func TestFetchTamperedManifestAndChunk(t *testing.T) {
+	w := newWorld(t)
+	data := randBytes(4*testChunk, 6)
+	w.publish("app", "1", map[string][]byte{"f": data})
+	idx, _ := os.ReadFile(filepath.Join(w.srv.Root, "index.json"))
+	x, _ := manifests.DecodeIndex(idx)
+	mpath := filepath.Join(w.srv.Root, manifests.BlobPath(x.Apps[0].Manifest))
+	orig, _ := os.ReadFile(mpath)
+	os.WriteFile(mpath, bytes.Replace(orig, []byte(`"app"`), []byte(`"app" `), 1), 0o644)
+	st := newStore(t)
+	rep, err := w.fetch(st, "app", "1", source(t, "origin", w.srv.URL, 0))
+	if err == nil || !rep.Sources[0].Banned || !strings.Contains(rep.Sources[0].Errors[0], "do not match their hash") {
+		t.Fatalf("tampered manifest: %v %+v", err, rep)
+	}
+	if hs, _ := st.Manifests(); len(hs) != 0 {
+		t.Fatal("a tampered manifest was stored")
+	}
+	os.WriteFile(mpath, orig, 0o644)
+	bpath := filepath.Join(w.srv.Root, manifests.BlobPath(manifests.SumBytes(data)))
+	bad := bytes.Clone(data)
+	bad[2*testChunk+7] ^= 1
+	os.WriteFile(bpath, bad, 0o644)
+	rep, err = w.fetch(st, "app", "1", source(t, "origin", w.srv.URL, 0))
+	if err == nil || !rep.Sources[0].Banned || !strings.Contains(rep.Sources[0].Errors[0], "chunk 2 hashed to") {
+		t.Fatalf("tampered chunk: %v %+v", err, rep)
+	}
+	if n := checkStore(t, st); n != 1 { // the manifest only
+		t.Fatalf("%d blobs under final names, want the manifest only", n)
+	}
+	ps, _ := st.PartialBlobs()
+	if p := ps[manifests.SumBytes(data)]; p.Count() != 2 {
+		t.Fatalf("the partial blob records %d verified chunks, want 2", p.Count())
+	}
+	os.WriteFile(bpath, data, 0o644)
+	rep, err = w.fetch(st, "app", "1", source(t, "origin", w.srv.URL, 0))
+	if err != nil || rep.Downloaded != 2*testChunk || rep.AlreadyHeld != 2*testChunk {
+		t.Fatalf("resume: %v, downloaded %d, held %d", err, rep.Downloaded, rep.AlreadyHeld)
+	}
+}
+
+func mustTrust(t *testing.T, st *Store) TrustState {
+	tr, err := st.Trust()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+// --out: files by manifest path with their executable bits; other content refused without
+// --force; a rerun replaces its own work.
+func TestFetchOut(t *testing.T) {
+	w := newWorld(t)
+	tool := filepath.Join(w.src, "app", "1", "bin", "tool")
+	os.MkdirAll(filepath.Dir(tool), 0o755)
+	os.WriteFile(tool, []byte("#!/bin/sh\n"), 0o755)
+	w.publish("app", "1", map[string][]byte{"lib/data": randBytes(3*testChunk, 7)})
+	st := newStore(t)
+	out := filepath.Join(t.TempDir(), "target")
+	opt := FetchOptions{Store: st, Sources: []Source{source(t, "origin", w.srv.URL, 0)}, Keys: []minisign.PublicKey{w.pub}, App: "app", Version: "1", Out: out}
+	if _, err := Fetch(context.Background(), opt); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(out, "bin", "tool"))
+	if err != nil || fi.Mode().Perm()&0o111 == 0 {
+		t.Fatalf("bin/tool: %v %v", fi, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, "lib", "data")); sha256.Sum256(b) != sha256.Sum256(randBytes(3*testChunk, 7)) {
+		t.Fatal("lib/data differs")
+	}
+	if _, err := Fetch(context.Background(), opt); err != nil {
+		t.Fatalf("a rerun into its own output: %v", err)
+	}
+	os.WriteFile(filepath.Join(out, "mine.txt"), []byte("keep me"), 0o644)
+	if _, err := Fetch(context.Background(), opt); !errors.Is(err, ErrOutInUse) || !strings.Contains(err.Error(), "mine.txt") {
+		t.Fatalf("other content: %v", err)
+	}
+	opt.Force = true
+	if _, err := Fetch(context.Background(), opt); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "mine.txt")); err == nil {
+		t.Fatal("--force kept the other file")
+	}
+}
