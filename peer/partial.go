@@ -87,10 +87,11 @@ func (p *Partial) Verified(i int) error {
 }
 
 // How often the state is written: losing the chunks since then to a crash costs at most this
-// much download again.
+// much download again. Time matters as much as count: on a slow link that is cut often, a
+// state written only every 16 chunks would never be written at all.
 const (
 	persistEvery = 16
-	persistAfter = 2 * time.Second
+	persistAfter = 500 * time.Millisecond
 )
 
 // Persist makes the written bytes durable, then records the verified chunks (atomically).
