@@ -42,7 +42,8 @@ test: deps lint
 
 # demo: the main job on the embedded default, in a temporary folder: keygen, manifest,
 # drepo serve on a free loopback port, sync to a repository and a staging one (-1),
-# verify --deep, ls, and a second sync that finds nothing to do.
+# verify --deep, ls, a second sync that finds nothing to do, then a device fetch (the
+# staging repository skipped) laid out in a folder, and its files listed.
 demo: build
 	@set -e; d=$$(mktemp -d); srv=""; trap '[ -n "$$srv" ] && kill $$srv 2>/dev/null; rm -rf "$$d"' EXIT; \
 	echo "== drepo keygen"; bin/drepo keygen --out $$d/demo >/dev/null; \
@@ -54,13 +55,17 @@ demo: build
 	bin/drepo serve --root $$d/dav --htpasswd $$d/htpasswd --listen 127.0.0.1:0 2>$$d/serve.log & srv=$$!; \
 	for i in $$(seq 100); do url=$$(sed -n 's/.*serving WebDAV" url=\([^ ]*\).*/\1/p' $$d/serve.log); [ -n "$$url" ] && break; sleep 0.1; done; \
 	[ -n "$$url" ] || { cat $$d/serve.log; exit 1; }; echo "serving $$url"; \
-	printf 'source: %s\nsigning_key: demo.key\ntrusted_keys: [demo.pub]\nstate_dir: state\nrepositories:\n  - {name: main, url: "%smain/", priority: 10, username: demo, password_env: DEMO_PW}\n  - {name: staging, url: "%sstaging/", priority: -1, username: demo, password_env: DEMO_PW}\n' \
+	printf 'source: %s\nsigning_key: demo.key\ntrusted_keys: [demo.pub]\nstate_dir: state\nstore: store\nrepositories:\n  - {name: main, url: "%smain/", priority: 10, username: demo, password_env: DEMO_PW}\n  - {name: staging, url: "%sstaging/", priority: -1, username: demo, password_env: DEMO_PW}\n' \
 	  "$(CURDIR)/testdata/apps" "$$url" "$$url" > $$d/drepo.yaml; \
 	export DEMO_PW=demo-password DREPO_CONFIG=$$d/drepo.yaml; \
 	echo "== drepo sync"; bin/drepo --log-level warn sync; \
 	echo "== drepo verify --deep"; bin/drepo --log-level warn verify --deep; \
 	echo "== drepo ls --repo main"; bin/drepo ls --repo main; \
 	echo "== drepo sync (nothing changed)"; bin/drepo --log-level warn sync; \
+	echo "== drepo fetch hello@1.0 --plan"; bin/drepo fetch hello@1.0 --plan; \
+	echo "== drepo fetch hello@1.0 --out out"; bin/drepo --log-level warn fetch hello@1.0 --out $$d/out; \
+	echo "== drepo store ls"; bin/drepo store ls; \
+	echo "== fetched files"; (cd $$d/out && find . -type f -exec ls -l {} + | sed 's|  *| |g'); \
 	echo "== demo done"
 
 # bench: SCENARIOS=hash by default; all: hash serve-put serve-get sync-2g many-first many-noop
