@@ -8,6 +8,9 @@ SCENARIOS   ?= hash
 RUNS        ?= 3
 # Debian packages the tests use (real servers and tools, never mocks)
 TEST_PKGS   := apache2 apache2-utils litmus minisign rclone curl openssl iproute2
+# the benchmark compares with these too
+BENCH_PKGS  := aria2
+DEPS_PKGS   ?= $(TEST_PKGS)
 
 .PHONY: all build test demo bench fuzz lint deps clean
 
@@ -23,7 +26,7 @@ build:
 
 # deps installs missing Debian packages (as root, or through sudo when there is one).
 deps:
-	@missing=""; for p in $(TEST_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(DEPS_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "make: installing$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; else \
@@ -69,10 +72,11 @@ demo: build
 	echo "== demo done"
 
 # bench: SCENARIOS=hash by default; all: hash serve-put serve-get sync-2g many-first many-noop
-# many-verify. The sync scenarios compare with a current rclone, built here once if missing
+# many-verify fetch-2g. The sync scenarios compare with a current rclone, built here once if missing
 # (Debian's 1.60 pauses 10 ms between requests).
 RCLONE_VERSION ?= v1.76.0
-bench: build deps
+bench: build
+	@$(MAKE) --no-print-directory deps DEPS_PKGS="$(TEST_PKGS) $(BENCH_PKGS)"
 	@mkdir -p bench-out
 	@if ! $$(go env GOPATH)/bin/rclone version 2>/dev/null | grep -q "$(RCLONE_VERSION)"; then \
 	  echo "make: building rclone $(RCLONE_VERSION) for the sync scenarios"; \

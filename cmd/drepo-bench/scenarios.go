@@ -10,6 +10,7 @@ func scenarios() []Scenario {
 		manyScenario("first"),
 		manyScenario("noop"),
 		manyScenario("verify"),
+		fetch2GScenario(),
 	}
 }
 
