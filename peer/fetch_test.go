@@ -69,7 +69,7 @@ func newWorld(t *testing.T) *world {
 	key, pub := testKeys(t)
 	w := &world{t: t, key: key, pub: pub, src: t.TempDir(), srv: davtest.StartDrepo(t, davtest.DrepoOptions{AnonymousRead: true})}
 	w.sync = mirror.SyncOptions{Source: w.src, SigningKey: key, StateDir: filepath.Join(t.TempDir(), "state"),
-		Repos: []mirror.Repository{{Name: "origin", URL: w.srv.URL, Username: w.srv.User, Password: mirror.NewSecret(w.srv.Password)}},
+		Repos:     []mirror.Repository{{Name: "origin", URL: w.srv.URL, Username: w.srv.User, Password: mirror.NewSecret(w.srv.Password)}},
 		ChunkSize: testChunk, Retry: mirror.Retry{Attempts: 2, Base: time.Millisecond}}
 	return w
 }
