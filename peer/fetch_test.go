@@ -224,6 +224,16 @@ func TestFetchFaultySourcesFallBack(t *testing.T) {
 		{name: "500", fault: func(ctx context.Context, w http.ResponseWriter, b io.Reader, s int, h http.Header, p *faultProxy) {
 			http.Error(w, "broken", http.StatusInternalServerError)
 		}, lo: 1, hi: 1},
+		{name: "503 busy", fault: func(ctx context.Context, w http.ResponseWriter, b io.Reader, s int, h http.Header, p *faultProxy) {
+			w.Header().Set("Retry-After", "30")
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+		}, lo: 1, hi: 1},
+		{name: "404", fault: func(ctx context.Context, w http.ResponseWriter, b io.Reader, s int, h http.Header, p *faultProxy) {
+			http.NotFound(w, nil)
+		}, lo: 1, hi: 1},
+		{name: "403", fault: func(ctx context.Context, w http.ResponseWriter, b io.Reader, s int, h http.Header, p *faultProxy) {
+			http.Error(w, "no", http.StatusForbidden)
+		}, lo: 1, hi: 1},
 		{name: "stall", fault: func(ctx context.Context, w http.ResponseWriter, b io.Reader, s int, h http.Header, p *faultProxy) {
 			passThrough(w, b, s, h, p, size/10, nil)
 			w.(http.Flusher).Flush()
@@ -527,5 +537,31 @@ func TestFetchOut(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(out, "mine.txt")); err == nil {
 		t.Fatal("--force kept the other file")
+	}
+}
+
+// store gc keeps the newest N versions per app and removes what only the others named.
+func TestStoreGC(t *testing.T) {
+	w := newWorld(t)
+	shared := randBytes(2*testChunk, 20)
+	for i, v := range []string{"1", "2", "3"} {
+		w.publish("app", v, map[string][]byte{"shared": shared, "own": randBytes(testChunk, uint64(30+i))})
+	}
+	st := newStore(t)
+	for _, v := range []string{"1", "2", "3"} {
+		if _, err := w.fetch(st, "app", v, source(t, "origin", w.srv.URL, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := st.GC(context.Background(), 1, nil)
+	if err != nil || len(rep.RemovedVersions) != 2 || rep.RemovedBlobs != 4 { // two own files, two manifests
+		t.Fatalf("gc: %+v %v", rep, err)
+	}
+	vs, _ := st.Versions()
+	if len(vs) != 1 || vs[0].Version != "3" || !vs[0].Complete {
+		t.Fatalf("after gc: %+v", vs)
+	}
+	if !st.HasBlob(manifests.SumBytes(shared), int64(len(shared))) {
+		t.Fatal("gc removed a blob the kept version names")
 	}
 }
