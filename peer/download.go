@@ -199,7 +199,7 @@ func (f *fetcher) tryRun(ctx context.Context, s Source, p *Partial, fl manifests
 		return err
 	}
 	defer rc.Close()
-	rep := f.srcRep[s.Name]
+	rep := f.report(s)
 	buf := make([]byte, copyBuf)
 	h := sha256.New()
 	for ; *a < b; *a++ {

@@ -70,7 +70,9 @@ type fetcher struct {
 	log    *slog.Logger
 	rep    *FetchReport
 	srcRep map[string]*SourceReport
+	order  []string // sources in the order they entered the report
 	banned map[string]bool
+	bad    map[string]int64 // chunks (or manifests) that failed their hash, by source
 	chunks map[manifests.Hash]chunkLoc
 }
 
@@ -93,20 +95,21 @@ func Fetch(ctx context.Context, opt FetchOptions) (*FetchReport, error) {
 		opt.Log.Warn("fetching WITHOUT signature checks (allow_unsigned: true and no trusted_keys): anyone who controls a repository controls this device")
 	}
 	f := &fetcher{opt: opt, log: opt.Log, rep: &FetchReport{App: opt.App, Version: opt.Version},
-		srcRep: map[string]*SourceReport{}, banned: map[string]bool{}}
-	for _, s := range opt.Sources {
-		f.srcRep[s.Name] = &SourceReport{Name: s.Name, Kind: s.Kind}
-	}
+		srcRep: map[string]*SourceReport{}, banned: map[string]bool{}, bad: map[string]int64{}}
 	defer func() {
-		for _, s := range opt.Sources {
-			f.rep.Sources = append(f.rep.Sources, *f.srcRep[s.Name])
+		for _, s := range f.order {
+			f.rep.Sources = append(f.rep.Sources, *f.srcRep[s])
 		}
 		f.rep.Duration = time.Since(start)
 	}()
+	for _, s := range opt.Sources {
+		f.report(s)
+	}
 	if err := opt.Store.Lock(ctx, opt.Log); err != nil {
 		return f.rep, err
 	}
 	defer opt.Store.Unlock()
+	defer f.recordStats() // under the lock
 
 	entry, err := f.index(ctx)
 	if err != nil {
@@ -154,12 +157,36 @@ func Fetch(ctx context.Context, opt FetchOptions) (*FetchReport, error) {
 	return f.rep, nil
 }
 
+// report returns the report entry of a source, making it on first use (peers are found
+// during the fetch).
+func (f *fetcher) report(s Source) *SourceReport {
+	r, ok := f.srcRep[s.Name]
+	if !ok {
+		r = &SourceReport{Name: s.Name, Kind: s.Kind}
+		f.srcRep[s.Name] = r
+		f.order = append(f.order, s.Name)
+	}
+	return r
+}
+
+// recordStats adds what this fetch brought in to the store's counters (for /metrics).
+func (f *fetcher) recordStats() {
+	byKind := map[string]int64{KindLocal: f.rep.ReusedLocal}
+	for _, r := range f.srcRep {
+		byKind[r.Kind] += r.Bytes
+	}
+	if err := f.opt.Store.addStats(byKind, f.bad); err != nil {
+		f.log.Warn("could not update the store's counters", "err", err)
+	}
+}
+
 // sourceFailed records why a source failed; sending wrong bytes bans it for the run.
 func (f *fetcher) sourceFailed(s Source, what string, err error) {
-	r := f.srcRep[s.Name]
+	r := f.report(s)
 	msg := manifests.Printable(fmt.Sprintf("%s: %v", what, err))
 	r.Errors = append(r.Errors, msg)
 	if errors.Is(err, mirror.ErrCorrupt) {
+		f.bad[s.Name]++
 		f.banned[s.Name] = true
 		r.Banned = true
 		f.log.Error("source sent wrong bytes; not asked again in this run", "source", s.Name, "what", what, "err", err)
@@ -175,13 +202,13 @@ func (f *fetcher) noSource(what string) error {
 	if len(f.opt.Sources) == 0 {
 		b.WriteString(" (no source configured: every repository is staging or none is set)")
 	}
-	for _, s := range f.opt.Sources {
-		r := f.srcRep[s.Name]
+	for _, name := range f.order {
+		r := f.srcRep[name]
 		last := "not asked"
 		if len(r.Errors) > 0 {
 			last = r.Errors[len(r.Errors)-1]
 		}
-		fmt.Fprintf(&b, "\n  %s (%s): %s", s.Name, s.Kind, last)
+		fmt.Fprintf(&b, "\n  %s (%s): %s", r.Name, r.Kind, last)
 	}
 	return fmt.Errorf("%s: %w", b.String(), ErrNoSource)
 }
@@ -277,7 +304,7 @@ func (f *fetcher) manifest(ctx context.Context, e manifests.AppEntry) (*manifest
 			f.sourceFailed(s, "manifest", fmt.Errorf("%w: %w", mirror.ErrCorrupt, err))
 			continue
 		}
-		f.srcRep[s.Name].Bytes += int64(len(doc))
+		f.report(s).Bytes += int64(len(doc))
 		if err := f.opt.Store.PutManifest(e.Manifest, doc); err != nil {
 			return nil, err
 		}

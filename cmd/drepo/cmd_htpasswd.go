@@ -12,21 +12,35 @@ import (
 	"github.com/drepo-dev/drepo/manifests"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 )
 
 // readPasswordTwice asks for a password on the terminal without echo, and again to confirm.
+// Echo goes off before the prompt shows, so nothing typed after the prompt can be echoed.
 func readPasswordTwice(e *env) (string, error) {
 	fd := int(os.Stdin.Fd())
+	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return "", fmt.Errorf("htpasswd: terminal: %w", err)
+	}
+	quiet := *old
+	quiet.Lflag &^= unix.ECHO
+	quiet.Lflag |= unix.ICANON | unix.ISIG
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &quiet); err != nil {
+		return "", fmt.Errorf("htpasswd: terminal: %w", err)
+	}
+	defer unix.IoctlSetTermios(fd, unix.TCSETS, old)
+	in := bufio.NewReader(os.Stdin)
 	var pws [2]string
 	for i, prompt := range []string{"Password: ", "Again: "} {
 		fmt.Fprint(e.stderr, prompt)
-		b, err := term.ReadPassword(fd)
+		line, err := in.ReadString('\n')
 		fmt.Fprintln(e.stderr)
 		if err != nil {
 			return "", fmt.Errorf("htpasswd: reading the password: %w", err)
 		}
-		pws[i] = string(b)
+		pws[i] = strings.TrimRight(line, "\r\n")
 	}
 	if pws[0] != pws[1] {
 		return "", usageErrorf("the passwords do not match")

@@ -1,0 +1,96 @@
+package peer
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/drepo-dev/drepo/manifests"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the peer server's Prometheus metrics, on a registry of its own (no globals).
+// What fetch brought in is read from the store's stats.json, which every fetch updates.
+type metrics struct {
+	reg *prometheus.Registry
+}
+
+func newMetrics(s *Server) *metrics {
+	reg := prometheus.NewRegistry()
+	counter := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "drepo", Name: name, Help: help}, f))
+	}
+	counter("peer_bytes_served_total", "Blob bytes this peer sent to other devices.", func() float64 { return float64(s.served.Load()) })
+	counter("peer_transfers_total", "Blob transfers this peer started.", func() float64 { return float64(s.transfers.Load()) })
+	counter("peer_transfers_refused_busy_total", "Blob requests refused with 503 at limit_of_connections.", func() float64 { return float64(s.refused.Load()) })
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "drepo", Name: "peer_transfers_active", Help: "Blob transfers running now."},
+		func() float64 { return float64(s.active.Load()) }))
+	reg.MustRegister(&statsCollector{store: s.Store,
+		fetched: prometheus.NewDesc("drepo_fetch_bytes_total", "Bytes fetch brought into the store, by source kind (repository, peer, local reuse).", []string{"source_kind"}, nil),
+		bad:     prometheus.NewDesc("drepo_fetch_bad_chunks_total", "Chunks that did not match their hash, by source.", []string{"source"}, nil)})
+	return &metrics{reg: reg}
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// Stats are the store's running totals of what fetches brought in (stats.json).
+type Stats struct {
+	BytesByKind map[string]int64 `json:"bytes_by_kind"`
+	BadChunks   map[string]int64 `json:"bad_chunks_by_source"`
+}
+
+// statsMu serialises the read-modify-write of stats.json within one process; fetches
+// hold the store lock, so processes do not race.
+var statsMu sync.Mutex
+
+// addStats adds a fetch's totals to the store's stats.json (atomically replaced).
+func (s *Store) addStats(byKind map[string]int64, bad map[string]int64) error {
+	statsMu.Lock()
+	defer statsMu.Unlock()
+	st := s.Stats()
+	for k, v := range byKind {
+		st.BytesByKind[k] += v
+	}
+	for k, v := range bad {
+		st.BadChunks[k] += v
+	}
+	b, _ := json.Marshal(st)
+	return manifests.WriteFileAtomic(filepath.Join(s.dir, "stats.json"), b, 0o644)
+}
+
+// Stats reads stats.json (zero if missing or damaged: these are counters, not trust).
+func (s *Store) Stats() Stats {
+	st := Stats{BytesByKind: map[string]int64{}, BadChunks: map[string]int64{}}
+	if b, err := os.ReadFile(filepath.Join(s.dir, "stats.json")); err == nil && len(b) < 1<<20 {
+		_ = json.Unmarshal(b, &st)
+	}
+	if st.BytesByKind == nil {
+		st.BytesByKind = map[string]int64{}
+	}
+	if st.BadChunks == nil {
+		st.BadChunks = map[string]int64{}
+	}
+	return st
+}
+
+type statsCollector struct {
+	store        *Store
+	fetched, bad *prometheus.Desc
+}
+
+func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.fetched; ch <- c.bad }
+
+func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.store.Stats()
+	for _, kind := range []string{KindRepository, KindPeer, KindLocal} {
+		ch <- prometheus.MustNewConstMetric(c.fetched, prometheus.CounterValue, float64(st.BytesByKind[kind]), kind)
+	}
+	for src, n := range st.BadChunks {
+		ch <- prometheus.MustNewConstMetric(c.bad, prometheus.CounterValue, float64(n), src)
+	}
+}

@@ -1,0 +1,185 @@
+package peer
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/drepo-dev/drepo/manifests"
+)
+
+// serveBlob answers GET /v1/blobs/sha256/<h>. A complete blob is served with
+// http.ServeContent (Range, HEAD). A blob still arriving is served from its verified
+// chunks: a range that starts inside them is answered at once and streams on as the
+// fetch verifies more; a range just beyond them waits up to WaitAhead for the next chunk,
+// then gets 503. Mid-stream, a chunk that does not arrive within WaitAhead cuts the
+// response, so the client keeps what it verified and tries elsewhere.
+func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request) {
+	h, err := manifests.ParseHash(r.PathValue("hash"))
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	complete, _, ok := s.holding(h)
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	if !s.acquire(w) {
+		return
+	}
+	defer s.release()
+	cw := &countingWriter{ResponseWriter: w, n: &s.served}
+	if complete {
+		f, err := os.Open(s.Store.BlobPath(h))
+		if err == nil {
+			defer f.Close()
+			http.ServeContent(cw, r, "", time.Time{}, f)
+			return
+		}
+	}
+	s.servePartial(cw, r, h)
+}
+
+func (s *Server) servePartial(w http.ResponseWriter, r *http.Request, h manifests.Hash) {
+	f, err := os.Open(s.Store.partialPath(h))
+	if errors.Is(err, fs.ErrNotExist) {
+		f, err = os.Open(s.Store.BlobPath(h)) // finished meanwhile: the same file, renamed
+	}
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	defer f.Close()
+	st, err := s.Store.partialState(h)
+	if err != nil {
+		if _, serr := os.Stat(s.Store.BlobPath(h)); serr != nil {
+			http.NotFound(w, r)
+			return
+		}
+		http.ServeContent(w, r, "", time.Time{}, f)
+		return
+	}
+	start, end, partial, ok := parseRange(r.Header.Get("Range"), st.Size)
+	if !ok {
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", st.Size))
+		http.Error(w, "range not satisfiable", http.StatusRequestedRangeNotSatisfiable)
+		return
+	}
+	verified := s.verifiedWaiter(h, st)
+	if st.Size > 0 && !verified(int(start/st.ChunkSize), r) {
+		w.Header().Set("Retry-After", "2")
+		http.Error(w, "not here yet: the chunk is still arriving", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Length", strconv.FormatInt(end-start+1, 10))
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if partial {
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, end, st.Size))
+		w.WriteHeader(http.StatusPartialContent)
+	} else {
+		w.WriteHeader(http.StatusOK)
+	}
+	if r.Method == http.MethodHead || st.Size == 0 {
+		return
+	}
+	buf := make([]byte, 1<<20)
+	for off := start; off <= end; {
+		i := int(off / st.ChunkSize)
+		if !verified(i, r) {
+			s.Log.Info("a chunk did not arrive in time; cutting the response", "blob", h, "chunk", i)
+			panic(http.ErrAbortHandler)
+		}
+		cOff, cLen := st.ChunkRange(i)
+		n := min(cOff+cLen, end+1) - off
+		if _, err := io.CopyBuffer(w, io.NewSectionReader(f, off, n), buf); err != nil {
+			return
+		}
+		off += n
+	}
+}
+
+// verifiedWaiter returns a function that reports whether chunk i of the partial blob h is
+// verified, waiting up to WaitAhead for it (polling the state the fetch writes). A blob that
+// completed meanwhile has every chunk.
+func (s *Server) verifiedWaiter(h manifests.Hash, st PartialState) func(int, *http.Request) bool {
+	return func(i int, r *http.Request) bool {
+		deadline := time.Now().Add(s.WaitAhead)
+		for {
+			if st.Has(i) {
+				return true
+			}
+			next, err := s.Store.partialState(h)
+			switch {
+			case err == nil && next.Size == st.Size && next.ChunkSize == st.ChunkSize:
+				st = next
+				if st.Has(i) {
+					return true
+				}
+			case errors.Is(err, fs.ErrNotExist):
+				if _, serr := os.Stat(s.Store.BlobPath(h)); serr == nil {
+					return true
+				}
+			}
+			if time.Now().After(deadline) {
+				return false
+			}
+			select {
+			case <-r.Context().Done():
+				return false
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// parseRange reads a single "bytes=" range against size: start, end (inclusive), whether
+// it was a range at all, and whether it is satisfiable. Several ranges are answered whole.
+func parseRange(h string, size int64) (start, end int64, partial, ok bool) {
+	spec, found := strings.CutPrefix(h, "bytes=")
+	if h == "" || !found || strings.Contains(spec, ",") {
+		return 0, size - 1, false, true
+	}
+	a, b, found := strings.Cut(strings.TrimSpace(spec), "-")
+	if !found {
+		return 0, 0, false, false
+	}
+	if a == "" { // suffix: the last b bytes
+		n, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || n <= 0 {
+			return 0, 0, false, false
+		}
+		return max(size-n, 0), size - 1, true, size > 0
+	}
+	s, err := strconv.ParseInt(a, 10, 64)
+	if err != nil || s < 0 || s >= size {
+		return 0, 0, false, false
+	}
+	e := size - 1
+	if b != "" {
+		if e, err = strconv.ParseInt(b, 10, 64); err != nil || e < s {
+			return 0, 0, false, false
+		}
+		e = min(e, size-1)
+	}
+	return s, e, true, true
+}
+
+// countingWriter counts the body bytes written.
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(b)
+	c.n.Add(int64(n))
+	return n, err
+}

@@ -1,0 +1,207 @@
+package peer
+
+import (
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/drepo-dev/drepo/manifests"
+)
+
+// Server serves a device's store to other devices, read-only:
+//
+//	GET /v1/index                      the last accepted index (also /v1/index.json)
+//	GET /v1/index.minisig              its signature (also /v1/index.json.minisig and
+//	                                   /v1/signatures/<sha256 of the index>.minisig)
+//	GET /v1/blobs/sha256/<h>           a blob, with Range; a blob still arriving is served
+//	                                   as its chunks are verified
+//	GET /v1/status                     JSON: what it holds, transfers, counters
+//	GET /metrics                       Prometheus text format
+//
+// At most Limit blob transfers run at once; the next request gets 503 with Retry-After.
+// Index, status and metrics requests do not count. Nothing a client sends names a path:
+// a blob is looked up by its parsed hash only.
+type Server struct {
+	Store *Store
+	// Limit is limit_of_connections (default 1).
+	Limit int
+	// WaitAhead bounds how long a range just beyond the verified chunks of a blob still
+	// arriving waits for them (default 10 s).
+	WaitAhead time.Duration
+	Log       *slog.Logger
+	// HTTPPort and HTTPSPort are what discovery answers carry (set by Run).
+	HTTPPort, HTTPSPort int
+
+	once      sync.Once
+	slots     chan struct{}
+	active    atomic.Int64
+	maxActive atomic.Int64
+	served    atomic.Int64
+	refused   atomic.Int64
+	transfers atomic.Int64
+	metrics   *metrics
+}
+
+func (s *Server) init() {
+	s.once.Do(func() {
+		if s.Limit < 1 {
+			s.Limit = 1
+		}
+		if s.WaitAhead <= 0 {
+			s.WaitAhead = 10 * time.Second
+		}
+		if s.Log == nil {
+			s.Log = slog.New(slog.DiscardHandler)
+		}
+		s.slots = make(chan struct{}, s.Limit)
+		s.metrics = newMetrics(s)
+	})
+}
+
+// FreeSlots is how many transfers the server would accept now.
+func (s *Server) FreeSlots() int {
+	s.init()
+	return s.Limit - len(s.slots)
+}
+
+// Handler returns the server's HTTP handler.
+func (s *Server) Handler() http.Handler {
+	s.init()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/index", s.serveIndex)
+	mux.HandleFunc("GET /v1/index.json", s.serveIndex)
+	mux.HandleFunc("GET /v1/index.minisig", s.serveSig)
+	mux.HandleFunc("GET /v1/index.json.minisig", s.serveSig)
+	mux.HandleFunc("GET /v1/signatures/{name}", s.serveSig)
+	mux.HandleFunc("GET /v1/blobs/sha256/{hash}", s.serveBlob)
+	mux.HandleFunc("GET /v1/status", s.serveStatus)
+	mux.Handle("GET /metrics", s.metrics.handler())
+	return logRequests(s.Log, mux)
+}
+
+func (s *Server) serveIndex(w http.ResponseWriter, r *http.Request) {
+	doc, _ := s.Store.Index()
+	if doc == nil {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	http.ServeContent(w, r, "index.json", time.Time{}, strings.NewReader(string(doc)))
+}
+
+func (s *Server) serveSig(w http.ResponseWriter, r *http.Request) {
+	doc, sig := s.Store.Index()
+	if sig == nil {
+		http.NotFound(w, r)
+		return
+	}
+	if name := r.PathValue("name"); name != "" && name != manifests.SumBytes(doc).String()+".minisig" {
+		http.NotFound(w, r)
+		return
+	}
+	http.ServeContent(w, r, "index.json.minisig", time.Time{}, strings.NewReader(string(sig)))
+}
+
+// Status is what GET /v1/status answers.
+type Status struct {
+	Complete           int             `json:"complete_blobs"`
+	Partial            []PartialStatus `json:"partial_blobs"`
+	Serial             uint64          `json:"index_serial"`
+	Limit              int             `json:"limit_of_connections"`
+	TransfersActive    int64           `json:"transfers_active"`
+	TransfersMaxActive int64           `json:"transfers_max_active"` // the most at once since start
+	Transfers          int64           `json:"transfers_total"`
+	RefusedBusy        int64           `json:"refused_busy_total"`
+	BytesServed        int64           `json:"bytes_served_total"`
+}
+
+// PartialStatus is one blob still arriving.
+type PartialStatus struct {
+	Blob     manifests.Hash `json:"blob"`
+	Size     int64          `json:"size"`
+	Verified int64          `json:"verified_bytes"`
+}
+
+func (s *Server) status() Status {
+	st := Status{Limit: s.Limit, TransfersActive: s.active.Load(), TransfersMaxActive: s.maxActive.Load(),
+		Transfers: s.transfers.Load(), RefusedBusy: s.refused.Load(), BytesServed: s.served.Load(), Partial: []PartialStatus{}}
+	if ents, err := os.ReadDir(filepath.Join(s.Store.Dir(), "blobs", "sha256")); err == nil {
+		st.Complete = len(ents)
+	}
+	if ps, err := s.Store.PartialBlobs(); err == nil {
+		for h, p := range ps {
+			st.Partial = append(st.Partial, PartialStatus{Blob: h, Size: p.Size, Verified: p.VerifiedBytes()})
+		}
+	}
+	if doc, _ := s.Store.Index(); doc != nil {
+		if x, err := manifests.DecodeIndex(doc); err == nil {
+			st.Serial = x.Serial
+		}
+	}
+	return st
+}
+
+func (s *Server) serveStatus(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(s.status())
+}
+
+// acquire takes a transfer slot, or answers 503 with Retry-After.
+func (s *Server) acquire(w http.ResponseWriter) bool {
+	select {
+	case s.slots <- struct{}{}:
+		n := s.active.Add(1)
+		for {
+			m := s.maxActive.Load()
+			if n <= m || s.maxActive.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		s.transfers.Add(1)
+		return true
+	default:
+		s.refused.Add(1)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "busy: limit_of_connections reached", http.StatusServiceUnavailable)
+		return false
+	}
+}
+
+func (s *Server) release() {
+	s.active.Add(-1)
+	<-s.slots
+}
+
+// holding reports what the store holds of blob h: complete, or verified bytes of a partial.
+func (s *Server) holding(h manifests.Hash) (complete bool, held int64, ok bool) {
+	if fi, err := os.Stat(s.Store.BlobPath(h)); err == nil && fi.Mode().IsRegular() {
+		return true, fi.Size(), true
+	}
+	st, err := s.Store.partialState(h)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			s.Log.Warn("a partial blob's state does not read", "blob", h, "err", err)
+		}
+		return false, 0, false
+	}
+	return false, st.VerifiedBytes(), true
+}
+
+// logRequests writes one line per request at debug level.
+func logRequests(log *slog.Logger, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		h.ServeHTTP(w, r)
+		log.Debug("request", "method", r.Method, "path", manifests.Printable(r.URL.Path), "remote", r.RemoteAddr, "duration_ms", time.Since(start).Milliseconds())
+	})
+}
