@@ -21,17 +21,17 @@ import (
 // ≥ S?" (S in the key's first 8 bytes; the answer's key holds the serial it has). flags bit 0:
 // the blob is complete (else partial, held_bytes verified).
 const (
-	discoMagic    = "DRPD"
-	discoVersion  = 1
-	RequestSize   = 64
-	answerSize    = 61
-	maxDatagram   = 512
-	typeRequest   = 1
-	typeAnswer    = 2
-	KindBlob      = 1
-	KindIndex     = 2
-	flagComplete  = 1
-	headerSize    = 4 + 1 + 1 + 8 + 1 + 32
+	discoMagic   = "DRPD"
+	discoVersion = 1
+	RequestSize  = 64
+	answerSize   = 61
+	maxDatagram  = 512
+	typeRequest  = 1
+	typeAnswer   = 2
+	KindBlob     = 1
+	KindIndex    = 2
+	flagComplete = 1
+	headerSize   = 4 + 1 + 1 + 8 + 1 + 32
 )
 
 // ErrDatagram: a datagram that is not a valid discovery message (it is dropped).
