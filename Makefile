@@ -58,7 +58,7 @@ demo: build
 	bin/drepo serve --root $$d/dav --htpasswd $$d/htpasswd --listen 127.0.0.1:0 2>$$d/serve.log & srv=$$!; \
 	for i in $$(seq 100); do url=$$(sed -n 's/.*serving WebDAV" url=\([^ ]*\).*/\1/p' $$d/serve.log); [ -n "$$url" ] && break; sleep 0.1; done; \
 	[ -n "$$url" ] || { cat $$d/serve.log; exit 1; }; echo "serving $$url"; \
-	printf 'source: %s\nsigning_key: demo.key\ntrusted_keys: [demo.pub]\nstate_dir: state\nstore: store\nrepositories:\n  - {name: main, url: "%smain/", priority: 10, username: demo, password_env: DEMO_PW}\n  - {name: staging, url: "%sstaging/", priority: -1, username: demo, password_env: DEMO_PW}\n' \
+	printf 'source: %s\nsigning_key: demo.key\ntrusted_keys: [demo.pub]\nstate_dir: state\nstore: store\npeers: {broadcast: false}\nrepositories:\n  - {name: main, url: "%smain/", priority: 10, username: demo, password_env: DEMO_PW}\n  - {name: staging, url: "%sstaging/", priority: -1, username: demo, password_env: DEMO_PW}\n' \
 	  "$(CURDIR)/testdata/apps" "$$url" "$$url" > $$d/drepo.yaml; \
 	export DEMO_PW=demo-password DREPO_CONFIG=$$d/drepo.yaml; \
 	echo "== drepo sync"; bin/drepo --log-level warn sync; \

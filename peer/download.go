@@ -170,7 +170,7 @@ func copyLocal(p *Partial, loc chunkLoc, off int64, want manifests.Hash) error {
 // run downloads chunks [a, b) of fl, trying the sources in order from where the last one
 // stopped; a chunk is marked only once it hashed to the manifest's chunk hash.
 func (f *fetcher) run(ctx context.Context, p *Partial, fl manifests.File, a, b int) error {
-	for _, s := range f.opt.Sources {
+	for s := range f.candidates(ctx, Query{Kind: KindBlob, Blob: fl.SHA256}) {
 		if f.banned[s.Name] {
 			continue
 		}

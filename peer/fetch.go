@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"log/slog"
 	"slices"
 	"strings"
@@ -180,6 +181,20 @@ func (f *fetcher) recordStats() {
 	}
 }
 
+// candidates yields the sources to try for q, in order, banned ones left out; the peer
+// group is asked (discovery) only when the loop reaches it.
+func (f *fetcher) candidates(ctx context.Context, q Query) iter.Seq[Source] {
+	return func(yield func(Source) bool) {
+		for _, group := range f.opt.Sources {
+			for _, s := range f.expand(ctx, group, q) {
+				if !f.banned[s.Name] && !yield(s) {
+					return
+				}
+			}
+		}
+	}
+}
+
 // sourceFailed records why a source failed; sending wrong bytes bans it for the run.
 func (f *fetcher) sourceFailed(s Source, what string, err error) {
 	r := f.report(s)
@@ -230,25 +245,33 @@ func (f *fetcher) index(ctx context.Context) (manifests.AppEntry, error) {
 	}
 	var best *cand
 	var newest *manifests.Index
-	for _, s := range f.opt.Sources {
-		doc, sig, err := mirror.ReadIndexDoc(ctx, s.Reader, readOpts)
-		if err != nil {
-			f.sourceFailed(s, "index", err)
-			continue
+	var highest uint64
+	for _, k := range trust.Keys {
+		highest = max(highest, k.Serial)
+	}
+sources:
+	for _, group := range f.opt.Sources {
+		for _, s := range f.expand(ctx, group, Query{Kind: KindIndex, Serial: highest}) {
+			doc, sig, err := mirror.ReadIndexDoc(ctx, s.Reader, readOpts)
+			if err != nil {
+				f.sourceFailed(s, "index", err)
+				continue
+			}
+			// an index from a peer needs a trusted signature, whatever allow_unsigned says
+			x, next, err := trust.Accept(f.opt.Keys, f.opt.AllowUnsigned && s.Kind != KindPeer, doc, sig, f.opt.Now())
+			if err != nil {
+				f.sourceFailed(s, "index refused", err)
+				continue
+			}
+			if newest == nil || x.Serial > newest.Serial {
+				newest = x
+			}
+			if _, ok := x.Find(f.opt.App, f.opt.Version); ok {
+				best = &cand{doc, sig, x, next}
+				break sources
+			}
+			f.log.Info("a source's index does not list the version; trying the next", "source", s.Name, "serial", x.Serial)
 		}
-		x, next, err := trust.Accept(f.opt.Keys, f.opt.AllowUnsigned, doc, sig, f.opt.Now())
-		if err != nil {
-			f.sourceFailed(s, "index refused", err)
-			continue
-		}
-		if newest == nil || x.Serial > newest.Serial {
-			newest = x
-		}
-		if _, ok := x.Find(f.opt.App, f.opt.Version); ok {
-			best = &cand{doc, sig, x, next}
-			break
-		}
-		f.log.Info("a source's index does not list the version; trying the next", "source", s.Name, "serial", x.Serial)
 	}
 	id := f.opt.App + "@" + f.opt.Version
 	if best == nil {
@@ -287,10 +310,7 @@ func (f *fetcher) manifest(ctx context.Context, e manifests.AppEntry) (*manifest
 	if m, _, err := f.opt.Store.Manifest(e.Manifest); err == nil && check(m) == nil {
 		return m, nil
 	}
-	for _, s := range f.opt.Sources {
-		if f.banned[s.Name] {
-			continue
-		}
+	for s := range f.candidates(ctx, Query{Kind: KindBlob, Blob: e.Manifest}) {
 		doc, err := mirror.ReadManifestDoc(ctx, s.Reader, e.Manifest, readOpts)
 		if err != nil {
 			f.sourceFailed(s, "manifest", err)

@@ -82,6 +82,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/index.json.minisig", s.serveSig)
 	mux.HandleFunc("GET /v1/signatures/{name}", s.serveSig)
 	mux.HandleFunc("GET /v1/blobs/sha256/{hash}", s.serveBlob)
+	mux.HandleFunc("GET /v1/blobs/sha256/{prefix}/{hash}", s.serveBlob) // the repository layout
 	mux.HandleFunc("GET /v1/status", s.serveStatus)
 	mux.Handle("GET /metrics", s.metrics.handler())
 	return logRequests(s.Log, mux)

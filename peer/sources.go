@@ -2,6 +2,7 @@ package peer
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/drepo-dev/drepo/manifests"
@@ -24,6 +25,22 @@ type Source struct {
 	Reader   mirror.Reader
 	// BlobName is where blob h is in this source's namespace.
 	BlobName func(h manifests.Hash) string
+
+	group *PeerGroup // the LAN's peers, found by discovery for each need
+}
+
+// WithPeers places the peer group among the sources: after every repository, or, with a
+// priority, before the repositories of lower priority.
+func WithPeers(sources []Source, peers Source, priority *int) []Source {
+	if priority == nil {
+		return append(slices.Clone(sources), peers)
+	}
+	peers.Priority = *priority
+	i := slices.IndexFunc(sources, func(s Source) bool { return s.Priority < *priority })
+	if i < 0 {
+		i = len(sources)
+	}
+	return slices.Insert(slices.Clone(sources), i, peers)
 }
 
 // Skip is a configured source that a fetch will not use, and why.

@@ -51,7 +51,7 @@ func fetch2GScenario() Scenario {
 			url := b.apache.URL + filepath.ToSlash(blob)
 			store, out := filepath.Join(b.dir, "store"), filepath.Join(b.dir, "out")
 			dev := filepath.Join(b.dir, "device.yaml")
-			cfg := fmt.Sprintf("trusted_keys: [%s.pub]\nstore: %s\nrepositories:\n  - {name: apache, url: %q, priority: 10}\n",
+			cfg := fmt.Sprintf("trusted_keys: [%s.pub]\nstore: %s\npeers: {enabled: false}\nrepositories:\n  - {name: apache, url: %q, priority: 10}\n",
 				filepath.Join(b.dir, "key"), store, b.apache.URL+"drepo/")
 			if err := os.WriteFile(dev, []byte(cfg), 0o644); err != nil {
 				b.apache.Stop()

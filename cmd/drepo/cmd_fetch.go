@@ -24,7 +24,9 @@ not be expired; it is stored before anything is fetched under it. Every chunk is
 against the manifest, every blob against its name. A fetch resumes from verified chunks,
 copies chunks the store holds in other versions instead of downloading them, and moves to
 the next repository on any failure (a repository that sent wrong bytes is not asked again
-in this run). --out lays the files out (hard links into the store, read-only; executables
+in this run). With peers.enabled, the LAN's peers (found by discovery) come after every
+repository, or where peers.priority puts them; an index from a peer needs a trusted
+signature, always. --out lays the files out (hard links into the store, read-only; executables
 copied), replacing the folder only if it holds nothing else, or with --force.
 Exit 0 fetched, 1 every source failed or refused (one line per source), 2 bad usage or config.
 
@@ -38,6 +40,7 @@ Examples:
 			&cli.BoolFlag{Name: "plan", Usage: "print the sources in the order they would be tried, and why others are skipped; fetch nothing"},
 			&cli.DurationFlag{Name: "stall", Value: 60 * time.Second, Usage: "move to the next source after `DURATION` with less than 64 KiB moved"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
+			&cli.BoolFlag{Name: "no-peers", Usage: "do not ask the LAN's peers"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -56,6 +59,24 @@ Examples:
 				return err
 			}
 			sources, skips := peer.PlanSources(repos, c.Duration("stall"))
+			var st *peer.Store
+			if cfg.Store != "" {
+				if st, err = peer.OpenStore(cfg.Store); err != nil {
+					return err
+				}
+			}
+			if cfg.Peers.Enabled && !c.Bool("no-peers") && st != nil {
+				g, err := cfg.peerGroup(st)
+				if err != nil {
+					return err
+				}
+				if g != nil {
+					g.Stall = c.Duration("stall")
+					sources = peer.WithPeers(sources, g.Source(0), cfg.Peers.Priority)
+				}
+			} else if !cfg.Peers.Enabled {
+				skips = append(skips, peer.Skip{Name: "peers", Reason: "peers.enabled is false"})
+			}
 			for _, s := range sources {
 				e.log.Debug("source", "name", s.Name, "kind", s.Kind, "priority", s.Priority)
 			}
@@ -69,12 +90,8 @@ Examples:
 			if err != nil {
 				return err
 			}
-			if cfg.Store == "" {
+			if st == nil {
 				return fmt.Errorf("%s: store: not set (the device's store folder): %w", cfg.path, errConfig)
-			}
-			st, err := peer.OpenStore(cfg.Store)
-			if err != nil {
-				return err
 			}
 			rep, err := peer.Fetch(c.Context, peer.FetchOptions{
 				Store: st, Sources: sources, Keys: keys, AllowUnsigned: cfg.AllowUnsigned,

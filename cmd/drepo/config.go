@@ -3,7 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"strconv"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -67,6 +69,12 @@ type Peers struct {
 	DiscoveryPort      int      `yaml:"discovery_port" json:"discovery_port"`
 	LimitOfConnections int      `yaml:"limit_of_connections" json:"limit_of_connections"`
 	Static             []string `yaml:"static,omitempty" json:"static,omitempty"`
+	// Broadcast sends discovery requests to the LAN's broadcast addresses; false keeps
+	// discovery to Static (tests on loopback, sites that forbid broadcast).
+	Broadcast bool `yaml:"broadcast" json:"broadcast"`
+	// Priority places the peers among the repositories for fetch: before those of lower
+	// priority. Unset: after every repository.
+	Priority *int `yaml:"priority,omitempty" json:"priority,omitempty"`
 }
 
 // Serve configures `drepo serve`; flags override it.
@@ -84,7 +92,7 @@ type Serve struct {
 // defaultConfig holds the values a key takes when the file leaves it out.
 func defaultConfig() Config {
 	return Config{
-		Peers: Peers{Enabled: true, HTTPPort: 22335, HTTPSPort: 22337, DiscoveryPort: 22336, LimitOfConnections: 1},
+		Peers: Peers{Enabled: true, HTTPPort: 22335, HTTPSPort: 22337, DiscoveryPort: 22336, LimitOfConnections: 1, Broadcast: true},
 		Serve: Serve{Listen: ":8080", DepthInfinity: true},
 	}
 }
@@ -209,8 +217,15 @@ func (c *Config) validate(d nodeDecoder) error {
 	if p.LimitOfConnections < 1 {
 		return d.errf("peers.limit_of_connections", "must be at least 1")
 	}
-	if p.HTTPS && (p.TLSCert == "" || p.TLSKey == "") {
-		return d.errf("peers.https", "needs peers.tls_cert and peers.tls_key")
+	for i, st := range p.Static {
+		if st == "" || strings.ContainsAny(st, " /") {
+			return d.errf(fmt.Sprintf("peers.static[%d]", i), "must be host or host:port")
+		}
+		if _, port, err := net.SplitHostPort(st); err == nil {
+			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+				return d.errf(fmt.Sprintf("peers.static[%d]", i), "port must be 1..65535")
+			}
+		}
 	}
 	if c.Keep.Versions < 0 {
 		return d.errf("keep.versions", "must be 0 (every version) or more")

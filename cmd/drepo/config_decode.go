@@ -94,6 +94,13 @@ func (d *nodeDecoder) value(n *yaml.Node, v reflect.Value, path string) error {
 			}
 		}
 		return nil
+	case v.Kind() == reflect.Pointer:
+		e := reflect.New(v.Type().Elem())
+		if err := d.value(n, e.Elem(), path); err != nil {
+			return err
+		}
+		v.Set(e)
+		return nil
 	case v.Kind() == reflect.Map && v.Type().Key().Kind() == reflect.String:
 		if n.Kind != yaml.MappingNode {
 			return d.errAt(n.Line, name, "must be a mapping of keys")

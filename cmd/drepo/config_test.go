@@ -24,7 +24,7 @@ func TestConfigErrorsNameFileLineField(t *testing.T) {
 		"not a list":    {"repositories: yes\n", "drepo.yaml:1: repositories: must be a list"},
 		"syntax":        {"source: [\n", "drepo.yaml: "},
 		"limit":         {"peers:\n  limit_of_connections: 0\n", "drepo.yaml:2: peers.limit_of_connections: must be at least 1"},
-		"https no cert": {"peers:\n  https: true\n", "peers.https: needs peers.tls_cert"},
+		"static port":   {"peers:\n  static: [\"10.1.2.3:99999\"]\n", "drepo.yaml:2: peers.static[0]: port must be 1..65535"},
 		"max upload":    {"serve:\n  max_upload: lots\n", "drepo.yaml:2: serve.max_upload: size"},
 		"alias":         {"source: &a /x\nstore: *a\n", "aliases are not supported"},
 	}

@@ -91,7 +91,7 @@ func deviceSetup(t *testing.T, files map[string][]byte, chunk int64, url func(se
 		u = url(s.URL)
 	}
 	cfg = filepath.Join(dir, "device.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("trusted_keys: [k.pub]\nstore: store\nrepositories:\n  - {name: r, url: %q, priority: 1}\n", u)), 0o644)
+	os.WriteFile(cfg, []byte(fmt.Sprintf("trusted_keys: [k.pub]\nstore: store\npeers: {broadcast: false}\nrepositories:\n  - {name: r, url: %q, priority: 1}\n", u)), 0o644)
 	return cfg, s, m
 }
 
@@ -207,7 +207,7 @@ func TestFetchCLI(t *testing.T) {
 		}
 	}
 	down := filepath.Join(filepath.Dir(cfg), "down.yaml")
-	os.WriteFile(down, []byte("trusted_keys: [k.pub]\nstore: store2\nrepositories:\n  - {name: r, url: \"http://127.0.0.1:1/\", priority: 1}\n  - {name: r2, url: \"http://127.0.0.1:2/\"}\n"), 0o644)
+	os.WriteFile(down, []byte("trusted_keys: [k.pub]\nstore: store2\npeers: {broadcast: false}\nrepositories:\n  - {name: r, url: \"http://127.0.0.1:1/\", priority: 1}\n  - {name: r2, url: \"http://127.0.0.1:2/\"}\n"), 0o644)
 	code, _, errs = drepo(t, "--config", down, "fetch", "app@1")
 	if code != exitFailure || !strings.Contains(errs, "r (repository): index:") || !strings.Contains(errs, "r2 (repository): index:") {
 		t.Fatalf("unreachable repositories: exit %d\n%s", code, errs)

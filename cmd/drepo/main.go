@@ -178,6 +178,8 @@ Exit codes: 0 success, 1 the job ran and found or caused a failure, 2 bad usage 
 			lsCommand(e),
 			fetchCommand(e),
 			storeCommand(e),
+			peerCommand(e),
+			discoverCommand(e),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return fmt.Errorf("%v: %w", err, errUsage)

@@ -1,0 +1,117 @@
+package peer
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// DaemonOptions configure Run (drepo peer).
+type DaemonOptions struct {
+	Store *Store
+	Limit int // limit_of_connections
+	// Addresses to listen on: host:port (HTTP, default :22335), HTTPS (default :22337),
+	// discovery UDP (default :22336).
+	HTTPAddr, HTTPSAddr, DiscoveryAddr string
+	HTTPS                              bool
+	TLSCert, TLSKey                    string
+	Log                                *slog.Logger
+	// Ready, if set, is told the bound addresses (tests use port 0); https is nil when
+	// HTTPS did not start.
+	Ready func(http, https, discovery net.Addr)
+}
+
+// Run serves the store until ctx ends: HTTP, HTTPS when asked (a missing or unreadable
+// certificate or key stops HTTPS only, saying why, while HTTP serves on), and discovery.
+func Run(ctx context.Context, opt DaemonOptions) error {
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	srv := &Server{Store: opt.Store, Limit: opt.Limit, Log: opt.Log}
+	instance, err := opt.Store.Instance()
+	if err != nil {
+		return err
+	}
+	hl, err := net.Listen("tcp", opt.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("peer: HTTP %s: %w", opt.HTTPAddr, err)
+	}
+	srv.HTTPPort = hl.Addr().(*net.TCPAddr).Port
+	var tl net.Listener
+	if opt.HTTPS {
+		cfg, err := loadTLS(opt.TLSCert, opt.TLSKey)
+		if err == nil {
+			var l net.Listener
+			if l, err = net.Listen("tcp", opt.HTTPSAddr); err == nil {
+				tl = tls.NewListener(l, cfg)
+				srv.HTTPSPort = l.Addr().(*net.TCPAddr).Port
+			}
+		}
+		if err != nil {
+			opt.Log.Error("HTTPS not started; HTTP serves on", "err", err)
+		}
+	}
+	ul, err := net.ListenPacket("udp4", opt.DiscoveryAddr)
+	if err != nil {
+		hl.Close()
+		if tl != nil {
+			tl.Close()
+		}
+		return fmt.Errorf("peer: discovery %s: %w", opt.DiscoveryAddr, err)
+	}
+	if opt.Ready != nil {
+		var ta net.Addr
+		if tl != nil {
+			ta = tl.Addr()
+		}
+		opt.Ready(hl.Addr(), ta, ul.LocalAddr())
+	}
+	h := srv.Handler()
+	g, gctx := errgroup.WithContext(ctx)
+	serve := func(l net.Listener) {
+		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
+		g.Go(func() error {
+			if err := hs.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			return hs.Shutdown(sctx)
+		})
+	}
+	serve(hl)
+	if tl != nil {
+		serve(tl)
+	}
+	resp := &Responder{Server: srv, Instance: instance, Log: opt.Log}
+	g.Go(func() error { return resp.Serve(gctx, ul) })
+	opt.Log.Info("peer serving", "http", hl.Addr().String(), "https", srv.HTTPSPort, "discovery", ul.LocalAddr().String(), "limit_of_connections", srv.Limit)
+	return g.Wait()
+}
+
+// loadTLS loads the device's certificate and key; each missing or unreadable file is named.
+func loadTLS(cert, key string) (*tls.Config, error) {
+	if cert == "" || key == "" {
+		return nil, errors.New("peer: HTTPS needs peers.tls_cert and peers.tls_key")
+	}
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		return nil, fmt.Errorf("peer: HTTPS certificate %s / key %s: %w", cert, key, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// Port formats a port for a listen address.
+func Port(p int) string { return ":" + strconv.Itoa(p) }

@@ -1,0 +1,94 @@
+package peer
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/drepo-dev/drepo/manifests"
+	"github.com/drepo-dev/drepo/mirror"
+)
+
+// PeerGroup is the LAN's peers as one fetch source: for each thing a fetch needs (the
+// index, a manifest, a blob) it asks by discovery who has it and tries those that answer,
+// best first. Peers are untrusted transport: their bytes are checked like a repository's,
+// and an index from a peer needs a trusted signature even with allow_unsigned.
+type PeerGroup struct {
+	Targets  []*net.UDPAddr // broadcast addresses and static peers
+	Instance uint64         // this device's store instance (its own answers are ignored)
+	Wait     time.Duration  // how long answers are collected (default 500 ms)
+	Stall    time.Duration  // as for repositories
+}
+
+// Source is the group as a fetch source.
+func (g *PeerGroup) Source(priority int) Source {
+	return Source{Name: "peers", Kind: KindPeer, Priority: priority, group: g}
+}
+
+// candidates asks who has what q names and returns them as sources, ranked: complete
+// before partial, more verified bytes first, only those with a free transfer slot, random
+// among equals (to spread load).
+func (g *PeerGroup) candidates(ctx context.Context, q Query) ([]Source, error) {
+	q.Instance = g.Instance
+	wait := g.Wait
+	if wait <= 0 {
+		wait = 500 * time.Millisecond
+	}
+	found, err := Discover(ctx, q, g.Targets, wait)
+	if err != nil {
+		return nil, err
+	}
+	var usable []Found
+	for _, f := range found {
+		if f.FreeSlots > 0 {
+			usable = append(usable, f)
+		}
+	}
+	rand.Shuffle(len(usable), func(i, j int) { usable[i], usable[j] = usable[j], usable[i] })
+	slices.SortStableFunc(usable, func(a, b Found) int {
+		switch {
+		case a.Complete != b.Complete:
+			if a.Complete {
+				return -1
+			}
+			return 1
+		case a.Held != b.Held:
+			if a.Held > b.Held {
+				return -1
+			}
+			return 1
+		}
+		return 0
+	})
+	var out []Source
+	for _, f := range usable {
+		host := net.JoinHostPort(f.IP.String(), strconv.Itoa(int(f.HTTPPort)))
+		r, err := mirror.OpenReader(mirror.Repository{Name: "peer " + host, URL: "http://" + host + "/v1/"}, 1)
+		if err != nil {
+			continue
+		}
+		r.Stall = g.Stall
+		out = append(out, Source{Name: "peer " + host, Kind: KindPeer, Reader: r, BlobName: manifests.BlobPath})
+	}
+	return out, nil
+}
+
+// expand turns a source into the sources to try for q: itself, or the peers that answer.
+func (f *fetcher) expand(ctx context.Context, s Source, q Query) []Source {
+	if s.group == nil {
+		return []Source{s}
+	}
+	cands, err := s.group.candidates(ctx, q)
+	if err != nil {
+		f.sourceFailed(s, "discovery", err)
+		return nil
+	}
+	if len(cands) == 0 {
+		f.sourceFailed(s, "discovery", fmt.Errorf("no peer with a free slot answered"))
+	}
+	return cands
+}

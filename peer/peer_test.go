@@ -1,0 +1,322 @@
+package peer
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"aead.dev/minisign"
+	"github.com/drepo-dev/drepo/manifests"
+)
+
+// daemon runs a peer on 127.0.0.1 (free ports) for the test; it returns the HTTP base URL
+// and the discovery address.
+func daemon(t *testing.T, st *Store, limit int, log io.Writer, mod func(*DaemonOptions)) (string, *net.UDPAddr) {
+	t.Helper()
+	if log == nil {
+		log = io.Discard
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan [2]net.Addr, 1)
+	opt := DaemonOptions{Store: st, Limit: limit, HTTPAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", DiscoveryAddr: "127.0.0.1:0",
+		Log: slog.New(slog.NewTextHandler(log, nil)), Ready: func(h, _, d net.Addr) { ready <- [2]net.Addr{h, d} }}
+	if mod != nil {
+		mod(&opt)
+	}
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, opt) }()
+	var addrs [2]net.Addr
+	select {
+	case addrs = <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("peer did not start: %v", err)
+	}
+	t.Cleanup(func() { cancel(); <-done })
+	return "http://" + addrs[0].String() + "/", addrs[1].(*net.UDPAddr)
+}
+
+// partialStore makes a store holding blob data as a partial blob with the first verified
+// chunks verified (written and recorded), the rest absent.
+func partialStore(t *testing.T, data []byte, chunk int64, verified int) (*Store, *Partial, manifests.Hash) {
+	st := newStore(t)
+	h := manifests.SumBytes(data)
+	p, err := st.OpenPartial(h, int64(len(data)), chunk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < verified; i++ {
+		markChunk(t, p, data, chunk, i)
+	}
+	if err := p.Persist(); err != nil {
+		t.Fatal(err)
+	}
+	return st, p, h
+}
+
+func markChunk(t *testing.T, p *Partial, data []byte, chunk int64, i int) {
+	off := int64(i) * chunk
+	end := min(off+chunk, int64(len(data)))
+	if _, err := p.WriteAt(data[off:end], off); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Verified(i); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func get(t *testing.T, url, rng string) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if rng != "" {
+		req.Header.Set("Range", rng)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+// With limit_of_connections 1, a second transfer gets 503 with Retry-After while the first
+// runs, and is served once it ended; status and metrics do not count.
+func TestPeerLimitOfConnections(t *testing.T) {
+	data := randBytes(8<<20, 40)
+	st := newStore(t)
+	h := manifests.SumBytes(data)
+	os.WriteFile(st.BlobPath(h), data, 0o444)
+	base, _ := daemon(t, st, 1, nil, nil)
+	url := base + "v1/blobs/sha256/" + h.String()
+	resp, err := http.Get(url) // the first transfer: headers read, body not yet
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("first: %v %v", resp, err)
+	}
+	second, _ := get(t, url, "")
+	if second.StatusCode != http.StatusServiceUnavailable || second.Header.Get("Retry-After") == "" {
+		t.Fatalf("second transfer while the first runs: %d, Retry-After %q", second.StatusCode, second.Header.Get("Retry-After"))
+	}
+	if r, _ := get(t, base+"v1/status", ""); r.StatusCode != 200 {
+		t.Fatalf("status while busy: %d", r.StatusCode)
+	}
+	if r, b := get(t, base+"metrics", ""); r.StatusCode != 200 || !strings.Contains(string(b), "drepo_peer_transfers_refused_busy_total 1") {
+		t.Fatalf("metrics while busy: %d\n%s", r.StatusCode, b)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Equal(body, data) {
+		t.Fatal("first transfer: wrong bytes")
+	}
+	var third *http.Response
+	for i := 0; i < 100; i++ { // the server releases the slot as the handler returns
+		if third, _ = get(t, url, "bytes=0-9"); third.StatusCode != http.StatusServiceUnavailable {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if third.StatusCode != http.StatusPartialContent {
+		t.Fatalf("after the first ended: %d", third.StatusCode)
+	}
+	_, sb := get(t, base+"v1/status", "")
+	if !strings.Contains(string(sb), `"transfers_max_active": 1`) {
+		t.Fatalf("status: %s", sb)
+	}
+}
+
+// A blob still arriving is served within its verified chunks at once; a range just beyond
+// them waits for the next chunk; one that does not come in WaitAhead gets 503.
+func TestPeerServesWhileDownloading(t *testing.T) {
+	const chunk = 64 << 10
+	data := randBytes(8*chunk, 41)
+	st, p, h := partialStore(t, data, chunk, 3)
+	base, _ := daemon(t, st, 2, nil, nil)
+	url := base + "v1/blobs/sha256/" + h.String()
+	r, b := get(t, url, fmt.Sprintf("bytes=%d-%d", chunk, 3*chunk-1))
+	if r.StatusCode != http.StatusPartialContent || !bytes.Equal(b, data[chunk:3*chunk]) {
+		t.Fatalf("inside the verified chunks: %d, %d bytes", r.StatusCode, len(b))
+	}
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		markChunk(t, p, data, chunk, 3)
+		p.Persist()
+	}()
+	r, b = get(t, url, fmt.Sprintf("bytes=%d-%d", 3*chunk, 4*chunk-1))
+	if r.StatusCode != http.StatusPartialContent || !bytes.Equal(b, data[3*chunk:4*chunk]) {
+		t.Fatalf("just beyond, then verified: %d, %d bytes", r.StatusCode, len(b))
+	}
+	srv := &Server{Store: st, WaitAhead: 200 * time.Millisecond}
+	ts := &http.Server{Handler: srv.Handler()}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go ts.Serve(ln)
+	defer ts.Close()
+	r, _ = get(t, fmt.Sprintf("http://%s/v1/blobs/sha256/%s", ln.Addr(), h), fmt.Sprintf("bytes=%d-", 6*chunk))
+	if r.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("a chunk that does not come: %d", r.StatusCode)
+	}
+}
+
+// HTTPS without its key does not start, and says why; HTTP serves on.
+func TestPeerHTTPSWithoutKey(t *testing.T) {
+	var log syncBuffer
+	st := newStore(t)
+	gotHTTPS := make(chan net.Addr, 1)
+	base, _ := daemon(t, st, 1, &log, func(o *DaemonOptions) {
+		o.HTTPS, o.TLSCert, o.TLSKey = true, filepath.Join(t.TempDir(), "device.pem"), filepath.Join(t.TempDir(), "missing.key")
+		ready := o.Ready
+		o.Ready = func(h, s, d net.Addr) { gotHTTPS <- s; ready(h, s, d) }
+	})
+	if a := <-gotHTTPS; a != nil {
+		t.Fatalf("HTTPS started on %v without a key", a)
+	}
+	if !strings.Contains(log.String(), "HTTPS not started") || !strings.Contains(log.String(), "missing.key") {
+		t.Fatalf("the log does not say why:\n%s", log.String())
+	}
+	if r, _ := get(t, base+"v1/status", ""); r.StatusCode != 200 {
+		t.Fatalf("HTTP: %d", r.StatusCode)
+	}
+}
+
+// Paths that try to leave the store are refused: only a parsed hash names a blob.
+func TestPeerRefusesPathEscapes(t *testing.T) {
+	st := newStore(t)
+	os.WriteFile(filepath.Join(st.Dir(), "trust.json"), []byte("secret-ish"), 0o644)
+	base, _ := daemon(t, st, 1, nil, nil)
+	host := strings.TrimSuffix(strings.TrimPrefix(base, "http://"), "/")
+	for _, path := range []string{"/v1/blobs/sha256/../../etc/passwd", "/v1/blobs/sha256/..%2f..%2ftrust.json", "/v1/blobs/sha256/%2e%2e/trust.json",
+		"/v1/blobs/sha256/../trust.json", "/v1/blobs/sha256/ab/../../../trust.json", "/v1/blobs/sha256/" + strings.Repeat("a", 64) + "/../../trust.json",
+		"/v1/../trust.json", "/v1/blobs/sha256/" + strings.Repeat("A", 64), "/v1/signatures/..%2ftrust.json"} {
+		conn, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		conn.Close()
+		if resp.StatusCode == 200 || bytes.Contains(b, []byte("secret-ish")) {
+			t.Errorf("%s: %d %q", path, resp.StatusCode, b)
+		}
+	}
+}
+
+// A discovery answer to a forged request is never larger than the request; malformed,
+// oversized and own requests get no answer.
+func TestDiscoveryNoAmplification(t *testing.T) {
+	data := randBytes(1000, 42)
+	st := newStore(t)
+	h := manifests.SumBytes(data)
+	os.WriteFile(st.BlobPath(h), data, 0o444)
+	_, disco := daemon(t, st, 1, nil, nil)
+	conn, err := net.DialUDP("udp4", nil, disco)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ask := func(b []byte) []byte {
+		conn.Write(b)
+		conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		buf := make([]byte, 2048)
+		n, err := conn.Read(buf)
+		if err != nil {
+			return nil
+		}
+		return buf[:n]
+	}
+	forged := EncodeQuery(Query{Instance: 12345, Kind: KindBlob, Blob: h})
+	ans := ask(forged)
+	if ans == nil || len(ans) > len(forged) {
+		t.Fatalf("answer of %d bytes to a request of %d", len(ans), len(forged))
+	}
+	a, err := DecodeAnswer(ans)
+	if err != nil || !a.Complete || a.Held != 1000 || a.FreeSlots != 1 {
+		t.Fatalf("answer: %+v %v", a, err)
+	}
+	own, _ := st.Instance()
+	for name, b := range map[string][]byte{
+		"truncated": forged[:30],
+		"oversized": append(bytes.Clone(forged), make([]byte, 1000)...),
+		"garbage":   bytes.Repeat([]byte{0xff}, 64),
+		"own":       EncodeQuery(Query{Instance: own, Kind: KindBlob, Blob: h}),
+		"not held":  EncodeQuery(Query{Instance: 1, Kind: KindBlob, Blob: manifests.SumBytes(nil)}),
+		"no index":  EncodeQuery(Query{Instance: 1, Kind: KindIndex, Serial: 1}),
+		"an answer": ans,
+	} {
+		if got := ask(b); got != nil {
+			t.Errorf("%s: answered %d bytes", name, len(got))
+		}
+	}
+}
+
+// Peers as the only source (no repository reachable), found through a static peer on
+// 127.0.0.1: the fetch completes from them; a peer that sends wrong bytes is dropped and
+// another serves; an index from a peer is accepted only with a trusted signature.
+func TestFetchFromPeers(t *testing.T) {
+	w := newWorld(t)
+	data := randBytes(6*testChunk+99, 43)
+	w.publish("app", "1", map[string][]byte{"f": data})
+	h := manifests.SumBytes(data)
+	// device A: fetched from the repository, then corrupted on disk (a bad peer)
+	stA := newStore(t)
+	if _, err := w.fetch(stA, "app", "1", source(t, "origin", w.srv.URL, 0)); err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Clone(data)
+	bad[3*testChunk+5] ^= 1
+	os.Chmod(stA.BlobPath(h), 0o644)
+	os.WriteFile(stA.BlobPath(h), bad, 0o444)
+	// device B: holds the blob as a fully verified partial (a good peer, ranked after A)
+	stB := newStore(t)
+	if _, err := w.fetch(stB, "app", "1", source(t, "origin", w.srv.URL, 0)); err != nil {
+		t.Fatal(err)
+	}
+	os.Rename(stB.BlobPath(h), filepath.Join(stB.Dir(), "partial", h.String()))
+	full, _ := NewPartialState(int64(len(data)), testChunk)
+	for i := range full.Chunks() {
+		full.Set(i)
+	}
+	os.WriteFile(filepath.Join(stB.Dir(), "partial", h.String()+".state"), full.Encode(), 0o644)
+	_, discoA := daemon(t, stA, 1, nil, nil)
+	_, discoB := daemon(t, stB, 1, nil, nil)
+	stC := newStore(t)
+	id, _ := stC.Instance()
+	g := &PeerGroup{Targets: []*net.UDPAddr{discoA, discoB}, Instance: id, Wait: 300 * time.Millisecond, Stall: time.Second}
+	rep, err := Fetch(context.Background(), FetchOptions{Store: stC, Keys: []minisign.PublicKey{w.pub}, App: "app", Version: "1",
+		Sources: WithPeers([]Source{source(t, "down", "http://127.0.0.1:1/", 10)}, g.Source(0), nil)})
+	if err != nil {
+		t.Fatalf("fetch from peers: %v\n%+v", err, rep)
+	}
+	if b, _ := os.ReadFile(stC.BlobPath(h)); !bytes.Equal(b, data) {
+		t.Fatal("wrong bytes in the store")
+	}
+	var banned []string
+	for _, s := range rep.Sources {
+		if s.Banned {
+			banned = append(banned, s.Name)
+		}
+	}
+	if len(banned) != 1 {
+		t.Fatalf("want the corrupt peer banned, got %v (%+v)", banned, rep.Sources)
+	}
+	// an unsigned index from a peer is refused even with allow_unsigned
+	os.Remove(filepath.Join(stA.Dir(), "index.json.minisig"))
+	os.Remove(filepath.Join(stB.Dir(), "index.json.minisig"))
+	_, err = Fetch(context.Background(), FetchOptions{Store: newStore(t), AllowUnsigned: true, App: "app", Version: "1",
+		Sources: []Source{(&PeerGroup{Targets: []*net.UDPAddr{discoA, discoB}, Instance: 7, Wait: 300 * time.Millisecond}).Source(0)}})
+	if err == nil || !strings.Contains(err.Error(), "no trusted_keys configured") {
+		t.Fatalf("unsigned index from peers: %v", err)
+	}
+}
