@@ -69,6 +69,16 @@ demo: build
 	echo "== drepo fetch hello@1.0 --out out"; bin/drepo --log-level warn fetch hello@1.0 --out $$d/out; \
 	echo "== drepo store ls"; bin/drepo store ls; \
 	echo "== fetched files"; (cd $$d/out && find . -type f -exec ls -l {} + | sed 's|  *| |g'); \
+	echo "== drepo peer (the first device shares its store on 127.0.0.1; broadcast off)"; \
+	bin/drepo peer --host 127.0.0.1 --http-port 0 --https-port 0 --discovery-port 0 2>$$d/peer.log & peer=$$!; \
+	trap '[ -n "$$srv" ] && kill $$srv 2>/dev/null; kill $$peer 2>/dev/null; rm -rf "$$d"' EXIT; \
+	for i in $$(seq 100); do disco=$$(sed -n 's/.*peer ready.*discovery=\([^ ]*\).*/\1/p' $$d/peer.log); [ -n "$$disco" ] && break; sleep 0.1; done; \
+	[ -n "$$disco" ] || { cat $$d/peer.log; exit 1; }; echo "peer discovery on $$disco"; \
+	echo "== the repository server stops"; kill $$srv; wait $$srv 2>/dev/null || true; srv=""; \
+	printf 'trusted_keys: [demo.pub]\nstore: store2\npeers: {broadcast: false, static: ["%s"]}\nrepositories:\n  - {name: main, url: "%smain/", priority: 10}\n' "$$disco" "$$url" > $$d/device2.yaml; \
+	echo "== drepo fetch hello@1.0 on a second device (from the peer)"; \
+	DREPO_CONFIG=$$d/device2.yaml bin/drepo --log-level error fetch hello@1.0 --out $$d/out2; \
+	echo "== files on the second device"; (cd $$d/out2 && find . -type f -exec ls -l {} + | sed 's|  *| |g'); \
 	echo "== demo done"
 
 # bench: SCENARIOS=hash by default; all: hash serve-put serve-get sync-2g many-first many-noop

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"aead.dev/minisign"
@@ -73,7 +74,9 @@ type fetcher struct {
 	srcRep map[string]*SourceReport
 	order  []string // sources in the order they entered the report
 	banned map[string]bool
+	down   map[string]bool  // refused the connection: not asked again in this run
 	bad    map[string]int64 // chunks (or manifests) that failed their hash, by source
+	found  map[Query]foundPeers
 	chunks map[manifests.Hash]chunkLoc
 }
 
@@ -96,7 +99,8 @@ func Fetch(ctx context.Context, opt FetchOptions) (*FetchReport, error) {
 		opt.Log.Warn("fetching WITHOUT signature checks (allow_unsigned: true and no trusted_keys): anyone who controls a repository controls this device")
 	}
 	f := &fetcher{opt: opt, log: opt.Log, rep: &FetchReport{App: opt.App, Version: opt.Version},
-		srcRep: map[string]*SourceReport{}, banned: map[string]bool{}, bad: map[string]int64{}}
+		srcRep: map[string]*SourceReport{}, banned: map[string]bool{}, down: map[string]bool{}, bad: map[string]int64{},
+		found: map[Query]foundPeers{}}
 	defer func() {
 		for _, s := range f.order {
 			f.rep.Sources = append(f.rep.Sources, *f.srcRep[s])
@@ -186,8 +190,11 @@ func (f *fetcher) recordStats() {
 func (f *fetcher) candidates(ctx context.Context, q Query) iter.Seq[Source] {
 	return func(yield func(Source) bool) {
 		for _, group := range f.opt.Sources {
+			if f.down[group.Name] {
+				continue
+			}
 			for _, s := range f.expand(ctx, group, q) {
-				if !f.banned[s.Name] && !yield(s) {
+				if !f.banned[s.Name] && !f.down[s.Name] && !yield(s) {
 					return
 				}
 			}
@@ -200,6 +207,9 @@ func (f *fetcher) sourceFailed(s Source, what string, err error) {
 	r := f.report(s)
 	msg := manifests.Printable(fmt.Sprintf("%s: %v", what, err))
 	r.Errors = append(r.Errors, msg)
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
+		f.down[s.Name] = true // not there at all: not asked again in this run
+	}
 	if errors.Is(err, mirror.ErrCorrupt) {
 		f.bad[s.Name]++
 		f.banned[s.Name] = true

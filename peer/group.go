@@ -77,16 +77,30 @@ func (g *PeerGroup) candidates(ctx context.Context, q Query) ([]Source, error) {
 	return out, nil
 }
 
+// foundPeers is a discovery result the fetch keeps for a while.
+type foundPeers struct {
+	at    time.Time
+	peers []Source
+}
+
+// rediscoverAfter: a fetch asks again for the same thing after this long (peers that were
+// partial hold more by then).
+const rediscoverAfter = 5 * time.Second
+
 // expand turns a source into the sources to try for q: itself, or the peers that answer.
 func (f *fetcher) expand(ctx context.Context, s Source, q Query) []Source {
 	if s.group == nil {
 		return []Source{s}
+	}
+	if c, ok := f.found[q]; ok && time.Since(c.at) < rediscoverAfter {
+		return c.peers
 	}
 	cands, err := s.group.candidates(ctx, q)
 	if err != nil {
 		f.sourceFailed(s, "discovery", err)
 		return nil
 	}
+	f.found[q] = foundPeers{at: time.Now(), peers: cands}
 	if len(cands) == 0 {
 		f.sourceFailed(s, "discovery", fmt.Errorf("no peer with a free slot answered"))
 	}

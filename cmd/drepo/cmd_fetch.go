@@ -148,7 +148,13 @@ func printFetch(e *env, rep *peer.FetchReport) {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SOURCE\tKIND\tBYTES\tPROBLEMS")
 	for _, s := range rep.Sources {
-		problems := strings.Join(s.Errors, "; ")
+		problems := ""
+		if len(s.Errors) > 0 {
+			problems = s.Errors[0]
+			if len(s.Errors) > 1 {
+				problems += fmt.Sprintf(" (+%d more)", len(s.Errors)-1)
+			}
+		}
 		if s.Banned {
 			problems = "SENT WRONG BYTES: " + problems
 		}
