@@ -170,20 +170,13 @@ func copyLocal(p *Partial, loc chunkLoc, off int64, want manifests.Hash) error {
 // run downloads chunks [a, b) of fl, trying the sources in order from where the last one
 // stopped; a chunk is marked only once it hashed to the manifest's chunk hash.
 func (f *fetcher) run(ctx context.Context, p *Partial, fl manifests.File, a, b int) error {
-	for s := range f.candidates(ctx, Query{Kind: KindBlob, Blob: fl.SHA256}) {
-		if f.banned[s.Name] {
-			continue
-		}
+	return f.each(ctx, Query{Kind: KindBlob, Blob: fl.SHA256}, fmt.Sprintf("%s (blob %s)", fl.Path, fl.SHA256), func(s Source) error {
 		err := f.tryRun(ctx, s, p, fl, &a, b)
-		if err == nil {
-			return nil
+		if err != nil {
+			f.sourceFailed(s, fl.Path, err)
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		f.sourceFailed(s, fl.Path, err)
-	}
-	return f.noSource(fmt.Sprintf("%s (blob %s)", fl.Path, fl.SHA256))
+		return err
+	})
 }
 
 // tryRun reads chunks *a..b-1 from one source with one ranged GET, advancing *a past each

@@ -7,6 +7,7 @@ import (
 	"io"
 	"iter"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"syscall"
@@ -77,6 +78,7 @@ type fetcher struct {
 	down   map[string]bool  // refused the connection: not asked again in this run
 	bad    map[string]int64 // chunks (or manifests) that failed their hash, by source
 	found  map[Query]foundPeers
+	busy   bool // a source in the current round was only busy
 	chunks map[manifests.Hash]chunkLoc
 }
 
@@ -320,25 +322,68 @@ func (f *fetcher) manifest(ctx context.Context, e manifests.AppEntry) (*manifest
 	if m, _, err := f.opt.Store.Manifest(e.Manifest); err == nil && check(m) == nil {
 		return m, nil
 	}
-	for s := range f.candidates(ctx, Query{Kind: KindBlob, Blob: e.Manifest}) {
+	var m *manifests.Manifest
+	err := f.each(ctx, Query{Kind: KindBlob, Blob: e.Manifest}, "manifest of "+e.App+"@"+e.Version, func(s Source) error {
 		doc, err := mirror.ReadManifestDoc(ctx, s.Reader, e.Manifest, readOpts)
 		if err != nil {
 			f.sourceFailed(s, "manifest", err)
-			continue
+			return err
 		}
-		m, err := manifests.DecodeManifest(doc)
+		m, err = manifests.DecodeManifest(doc)
 		if err == nil {
 			err = check(m)
 		}
 		if err != nil {
-			f.sourceFailed(s, "manifest", fmt.Errorf("%w: %w", mirror.ErrCorrupt, err))
-			continue
+			err = fmt.Errorf("%w: %w", mirror.ErrCorrupt, err)
+			f.sourceFailed(s, "manifest", err)
+			return err
 		}
 		f.report(s).Bytes += int64(len(doc))
-		if err := f.opt.Store.PutManifest(e.Manifest, doc); err != nil {
-			return nil, err
+		return f.opt.Store.PutManifest(e.Manifest, doc)
+	})
+	return m, err
+}
+
+// BusyWait bounds how long a fetch keeps trying when the only sources left are busy
+// (503, or peers without a free slot): on a LAN where every peer serves one transfer at a
+// time, a device waits its turn instead of failing.
+const BusyWait = 10 * time.Minute
+
+// each tries fn on the sources for q in order until one succeeds. When all failed and some
+// were only busy (or were peers that stopped short), it waits (1–2 s, Retry-After up to 10 s) and asks again, for up to
+// BusyWait; otherwise the error names every source.
+func (f *fetcher) each(ctx context.Context, q Query, what string, fn func(Source) error) error {
+	deadline := time.Now().Add(BusyWait)
+	for {
+		f.busy = false
+		for s := range f.candidates(ctx, q) {
+			err := fn(s)
+			if err == nil {
+				return nil
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var se *mirror.StatusError
+			if errors.As(err, &se) && (se.Code == 503 || se.Code == 429) {
+				f.busy = true
+			}
+			// a peer that stopped short is most likely still fetching what it serves:
+			// worth asking again (one that sent wrong bytes is banned instead)
+			if s.Kind == KindPeer && !errors.Is(err, mirror.ErrCorrupt) {
+				f.busy = true
+			}
 		}
-		return m, nil
+		if !f.busy || time.Now().After(deadline) {
+			return f.noSource(what)
+		}
+		wait := time.Second + rand.N(time.Second)
+		f.log.Debug("every source left is busy; waiting for a free one", "what", what, "wait", wait)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		clear(f.found) // ask the peers again: who holds what has changed
 	}
-	return nil, f.noSource("manifest of " + e.App + "@" + e.Version)
 }

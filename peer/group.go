@@ -32,7 +32,7 @@ func (g *PeerGroup) Source(priority int) Source {
 // candidates asks who has what q names and returns them as sources, ranked: complete
 // before partial, more verified bytes first, only those with a free transfer slot, random
 // among equals (to spread load).
-func (g *PeerGroup) candidates(ctx context.Context, q Query) ([]Source, error) {
+func (g *PeerGroup) candidates(ctx context.Context, q Query) (peers []Source, allBusy bool, err error) {
 	q.Instance = g.Instance
 	wait := g.Wait
 	if wait <= 0 {
@@ -40,7 +40,7 @@ func (g *PeerGroup) candidates(ctx context.Context, q Query) ([]Source, error) {
 	}
 	found, err := Discover(ctx, q, g.Targets, wait)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	var usable []Found
 	for _, f := range found {
@@ -74,7 +74,7 @@ func (g *PeerGroup) candidates(ctx context.Context, q Query) ([]Source, error) {
 		r.Stall = g.Stall
 		out = append(out, Source{Name: "peer " + host, Kind: KindPeer, Reader: r, BlobName: manifests.BlobPath})
 	}
-	return out, nil
+	return out, len(found) > 0 && len(usable) == 0, nil
 }
 
 // foundPeers is a discovery result the fetch keeps for a while.
@@ -95,7 +95,7 @@ func (f *fetcher) expand(ctx context.Context, s Source, q Query) []Source {
 	if c, ok := f.found[q]; ok && time.Since(c.at) < rediscoverAfter {
 		return c.peers
 	}
-	cands, err := s.group.candidates(ctx, q)
+	cands, busy, err := s.group.candidates(ctx, q)
 	if err != nil {
 		f.sourceFailed(s, "discovery", err)
 		return nil
@@ -103,6 +103,9 @@ func (f *fetcher) expand(ctx context.Context, s Source, q Query) []Source {
 	f.found[q] = foundPeers{at: time.Now(), peers: cands}
 	if len(cands) == 0 {
 		f.sourceFailed(s, "discovery", fmt.Errorf("no peer with a free slot answered"))
+		if busy {
+			f.busy = true // peers hold it but are all busy: wait for one
+		}
 	}
 	return cands
 }
