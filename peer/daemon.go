@@ -23,6 +23,7 @@ type DaemonOptions struct {
 	HTTPAddr, HTTPSAddr, DiscoveryAddr string
 	HTTPS                              bool
 	TLSCert, TLSKey                    string
+	CompleteOnly                       bool // Server.CompleteOnly
 	Log                                *slog.Logger
 	// Ready, if set, is told the bound addresses (tests use port 0); https is nil when
 	// HTTPS did not start.
@@ -35,7 +36,7 @@ func Run(ctx context.Context, opt DaemonOptions) error {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
-	srv := &Server{Store: opt.Store, Limit: opt.Limit, Log: opt.Log}
+	srv := &Server{Store: opt.Store, Limit: opt.Limit, Log: opt.Log, CompleteOnly: opt.CompleteOnly}
 	instance, err := opt.Store.Instance()
 	if err != nil {
 		return err

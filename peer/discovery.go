@@ -95,7 +95,7 @@ func (r *Responder) Answer(b []byte, src string, now time.Time) []byte {
 	switch q.Kind {
 	case KindBlob:
 		complete, held, ok := r.Server.holding(q.Blob)
-		if !ok || held == 0 {
+		if !ok {
 			return nil
 		}
 		a.Blob, a.Complete, a.Held = q.Blob, complete, held

@@ -22,6 +22,11 @@ type PeerGroup struct {
 	Instance uint64         // this device's store instance (its own answers are ignored)
 	Wait     time.Duration  // how long answers are collected (default 500 ms)
 	Stall    time.Duration  // as for repositories
+	// Settle, when set, makes a fetch that found no peer holding something wait a random
+	// time up to Settle and ask once more before it goes to the sources after the peers:
+	// devices that start together then mostly find the one that started first, and the
+	// WAN carries the bytes once. Set when peers come before a repository.
+	Settle time.Duration
 }
 
 // Source is the group as a fetch source.
@@ -96,6 +101,14 @@ func (f *fetcher) expand(ctx context.Context, s Source, q Query) []Source {
 		return c.peers
 	}
 	cands, busy, err := s.group.candidates(ctx, q)
+	if err == nil && len(cands) == 0 && !busy && s.group.Settle > 0 {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(rand.N(s.group.Settle)):
+		}
+		cands, busy, err = s.group.candidates(ctx, q)
+	}
 	if err != nil {
 		f.sourceFailed(s, "discovery", err)
 		return nil

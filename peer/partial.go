@@ -35,7 +35,8 @@ type Partial struct {
 // size and chunk size is there; otherwise it starts afresh.
 func (s *Store) OpenPartial(h manifests.Hash, size, chunkSize int64) (*Partial, error) {
 	st, err := s.partialState(h)
-	if err != nil || st.Size != size || st.ChunkSize != chunkSize {
+	fresh := err != nil || st.Size != size || st.ChunkSize != chunkSize
+	if fresh {
 		if st, err = NewPartialState(size, chunkSize); err != nil {
 			return nil, err
 		}
@@ -53,6 +54,14 @@ func (s *Store) OpenPartial(h manifests.Hash, size, chunkSize int64) (*Partial, 
 	}
 	p := &Partial{s: s, h: h, f: f, path: path, st: st, persistT: time.Now()}
 	p.changed = sync.NewCond(&p.mu)
+	if fresh {
+		// written at once, so this device's peer server announces the blob it is now
+		// fetching, and the LAN streams from it instead of going to the WAN too
+		if err := p.Persist(); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
 	return p, nil
 }
 

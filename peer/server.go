@@ -39,6 +39,9 @@ type Server struct {
 	Log       *slog.Logger
 	// HTTPPort and HTTPSPort are what discovery answers carry (set by Run).
 	HTTPPort, HTTPSPort int
+	// CompleteOnly serves and announces complete blobs only: the whole-file cascade other
+	// tools do (for comparison; off by default).
+	CompleteOnly bool
 
 	once      sync.Once
 	slots     chan struct{}
@@ -184,9 +187,19 @@ func (s *Server) release() {
 }
 
 // holding reports what the store holds of blob h: complete, or verified bytes of a partial.
+// A partial with nothing verified yet counts while its fetch is alive (its state written in
+// the last activeFetch): other devices then stream from it instead of all going to the WAN.
 func (s *Server) holding(h manifests.Hash) (complete bool, held int64, ok bool) {
 	if fi, err := os.Stat(s.Store.BlobPath(h)); err == nil && fi.Mode().IsRegular() {
 		return true, fi.Size(), true
+	}
+	if s.CompleteOnly {
+		return false, 0, false
+	}
+	if fi, err := os.Stat(s.Store.partialPath(h) + ".state"); err != nil || time.Since(fi.ModTime()) > activeFetch {
+		if st, err := s.Store.partialState(h); err != nil || st.VerifiedBytes() == 0 {
+			return false, 0, false
+		}
 	}
 	st, err := s.Store.partialState(h)
 	if err != nil {
@@ -197,6 +210,9 @@ func (s *Server) holding(h manifests.Hash) (complete bool, held int64, ok bool) 
 	}
 	return false, st.VerifiedBytes(), true
 }
+
+// activeFetch: a partial blob whose state was written this recently is being fetched.
+const activeFetch = 30 * time.Second
 
 // logRequests writes one line per request at debug level.
 func logRequests(log *slog.Logger, h http.Handler) http.Handler {

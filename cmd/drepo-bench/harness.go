@@ -36,6 +36,7 @@ type Prepared struct {
 	Note     string // what was measured (sizes, versions), printed above the table
 	Commands []Command
 	Cleanup  func()
+	NoWarmup bool // a round takes minutes: measure from the first
 }
 
 // Command is one contender. Before runs untimed ahead of every run (to reset state);
@@ -45,12 +46,16 @@ type Command struct {
 	Argv   []string
 	Before func() error
 	RSS    func() int64
+	// Run, instead of Argv, is a whole orchestration timed as one (the LAN scenario); its
+	// note (e.g. bytes the repository served) goes into the table.
+	Run func(ctx context.Context) (note string, err error)
 }
 
 // Sample is one timed run.
 type Sample struct {
 	Seconds float64 `json:"seconds"`
 	RSS     int64   `json:"peak_rss_bytes"`
+	Note    string  `json:"note,omitempty"`
 }
 
 // Row is one command's results.
@@ -90,7 +95,11 @@ func runScenario(ctx context.Context, env *Env, sc Scenario, runs int) (Result, 
 	for i, c := range p.Commands {
 		rows[i] = Row{Name: c.Name, Argv: c.Argv}
 	}
-	for round := 0; round <= runs; round++ {
+	first := 0
+	if p.NoWarmup {
+		first = 1
+	}
+	for round := first; round <= runs; round++ {
 		for k := range p.Commands {
 			i := (k + round) % len(p.Commands)
 			s, err := runOnce(ctx, p.Commands[i])
@@ -101,7 +110,7 @@ func runScenario(ctx context.Context, env *Env, sc Scenario, runs int) (Result, 
 				fmt.Fprintf(os.Stderr, "   warm-up %-28s %7.2f s\n", p.Commands[i].Name, s.Seconds)
 				continue
 			}
-			fmt.Fprintf(os.Stderr, "   run %d   %-28s %7.2f s  %6.1f MiB\n", round, p.Commands[i].Name, s.Seconds, float64(s.RSS)/(1<<20))
+			fmt.Fprintf(os.Stderr, "   run %d   %-28s %7.2f s  %6.1f MiB  %s\n", round, p.Commands[i].Name, s.Seconds, float64(s.RSS)/(1<<20), s.Note)
 			rows[i].Samples = append(rows[i].Samples, s)
 		}
 	}
@@ -135,6 +144,11 @@ func runOnce(ctx context.Context, c Command) (Sample, error) {
 		if err := c.Before(); err != nil {
 			return Sample{}, fmt.Errorf("before: %w", err)
 		}
+	}
+	if c.Run != nil {
+		start := time.Now()
+		note, err := c.Run(ctx)
+		return Sample{Seconds: time.Since(start).Seconds(), Note: note}, err
 	}
 	cmd := exec.CommandContext(ctx, c.Argv[0], c.Argv[1:]...)
 	var stderr strings.Builder
@@ -175,6 +189,11 @@ func printTable(w io.Writer, r Result) {
 		fmt.Fprintf(tw, "%s\t%.2f\t%.2f–%.2f\t%.2f\t%.1f\t\n", row.Name, row.Median, row.Min, row.Max, row.Ratio, float64(row.PeakRSS)/(1<<20))
 	}
 	_ = tw.Flush()
+	for _, row := range r.Rows {
+		if n := len(row.Samples); n > 0 && row.Samples[n-1].Note != "" {
+			fmt.Fprintf(w, "  %s: %s\n", row.Name, row.Samples[n-1].Note)
+		}
+	}
 	fmt.Fprintln(w)
 }
 

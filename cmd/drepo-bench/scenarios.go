@@ -11,6 +11,7 @@ func scenarios() []Scenario {
 		manyScenario("noop"),
 		manyScenario("verify"),
 		fetch2GScenario(),
+		lanScenario(),
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -73,6 +74,9 @@ Examples:
 				if g != nil {
 					g.Stall = c.Duration("stall")
 					sources = peer.WithPeers(sources, g.Source(0), cfg.Peers.Priority)
+					if p := cfg.Peers.Priority; p != nil && slices.ContainsFunc(sources, func(s peer.Source) bool { return s.Kind == peer.KindRepository && s.Priority < *p }) {
+						g.Settle = 2 * time.Second // peers before a repository: let the first starter lead
+					}
 				}
 			} else if !cfg.Peers.Enabled {
 				skips = append(skips, peer.Skip{Name: "peers", Reason: "peers.enabled is false"})

@@ -30,6 +30,7 @@ Examples:
 			&cli.IntFlag{Name: "http-port", Value: -1, Usage: "override peers.http_port (0: any free port)"},
 			&cli.IntFlag{Name: "https-port", Value: -1, Usage: "override peers.https_port"},
 			&cli.IntFlag{Name: "discovery-port", Value: -1, Usage: "override peers.discovery_port"},
+			&cli.BoolFlag{Name: "complete-only", Usage: "serve and announce complete blobs only (the whole-file cascade; for comparison)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -56,7 +57,7 @@ Examples:
 			return peer.Run(c.Context, peer.DaemonOptions{
 				Store: st, Limit: p.LimitOfConnections, HTTPAddr: port("http-port", p.HTTPPort),
 				HTTPSAddr: port("https-port", p.HTTPSPort), DiscoveryAddr: port("discovery-port", p.DiscoveryPort),
-				HTTPS: p.HTTPS, TLSCert: p.TLSCert, TLSKey: p.TLSKey, Log: e.log,
+				HTTPS: p.HTTPS, TLSCert: p.TLSCert, TLSKey: p.TLSKey, Log: e.log, CompleteOnly: c.Bool("complete-only"),
 				Ready: func(h, s, d net.Addr) {
 					e.log.Info("peer ready", "http", h.String(), "discovery", d.String())
 				},

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drepo-dev/drepo/webdavsrv/davtest"
+)
+
+// lanScenario: N devices in network namespaces, each link shaped with tc tbf, a repository
+// on one more host; the time until all N hold a 256 MiB app and the bytes the repository
+// served, for drepo as built (peers before the repository, serving while downloading), the
+// whole-file cascade (peers serve complete blobs only), every device from the repository,
+// and one device alone. Needs root, iproute2 and tc; everything stays in the namespaces.
+func lanScenario() Scenario {
+	return Scenario{
+		Name: "lan",
+		Doc:  "16 devices, 100 Mbit/s links (tc tbf), a 256 MiB app on one repository host: time until all hold it (root)",
+		Setup: func(ctx context.Context, env *Env) (*Prepared, error) {
+			if os.Geteuid() != 0 {
+				return nil, errors.New("lan needs root (network namespaces, tc)")
+			}
+			n, size, rate := 16, int64(256<<20), "100mbit"
+			if v, err := strconv.Atoi(os.Getenv("DREPO_BENCH_LAN_N")); err == nil && v > 0 {
+				n = v // a quicker look
+			}
+			dir := filepath.Join(env.Workdir, "lan")
+			_ = os.RemoveAll(dir)
+			src := filepath.Join(dir, "source", "os", "1.0")
+			if err := os.MkdirAll(src, 0o755); err != nil {
+				return nil, err
+			}
+			if err := ensureRandomFile(filepath.Join(src, "image.bin"), size); err != nil {
+				return nil, err
+			}
+			repo := filepath.Join(dir, "repo")
+			if err := publishLocal(ctx, env.Drepo, dir, repo); err != nil {
+				return nil, err
+			}
+			lan, err := davtest.NewLAN(davtest.LANPrefix("b"), n+1, rate)
+			if err != nil {
+				return nil, err
+			}
+			repoLog := filepath.Join(dir, "repo.log")
+			logf, err := os.Create(repoLog)
+			if err != nil {
+				lan.Close()
+				return nil, err
+			}
+			sctx, stop := context.WithCancel(context.Background())
+			serve := lan.Command(sctx, 0, env.Drepo, "serve", "--root", repo, "--no-auth", "--no-auth-any-address", "--listen", lan.Addr(0)+":8080")
+			serve.Stderr = logf
+			if err := serve.Start(); err != nil {
+				stop()
+				lan.Close()
+				return nil, err
+			}
+			cleanup := func() { stop(); _ = serve.Wait(); logf.Close(); lan.Close() }
+			l := &lanBench{env: env, lan: lan, dir: dir, n: n, size: size, repoLog: repoLog}
+			for i := 1; i <= n; i++ {
+				cfg := fmt.Sprintf("trusted_keys: [%s]\nstore: %s\npeers: {broadcast: true, priority: 20, limit_of_connections: 1}\nrepositories:\n  - {name: wan, url: \"http://%s:8080/\", priority: 10}\n",
+					filepath.Join(dir, "key.pub"), filepath.Join(dir, fmt.Sprintf("store%d", i)), lan.Addr(0))
+				if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("device%d.yaml", i)), []byte(cfg), 0o644); err != nil {
+					cleanup()
+					return nil, err
+				}
+			}
+			return &Prepared{
+				Note:     fmt.Sprintf("%d devices and a repository host in network namespaces, every link %s both ways (tc tbf), one %d MiB file", n, rate, size>>20),
+				Cleanup:  cleanup,
+				NoWarmup: true,
+				Commands: []Command{
+					{Name: "drepo: serve while downloading", Run: func(ctx context.Context) (string, error) { return l.round(ctx, "stream") }},
+					{Name: "one device alone, from the repository", Run: func(ctx context.Context) (string, error) { return l.round(ctx, "alone") }},
+					{Name: "whole-file cascade (complete blobs only)", Run: func(ctx context.Context) (string, error) { return l.round(ctx, "cascade") }},
+					{Name: "every device from the repository", Run: func(ctx context.Context) (string, error) { return l.round(ctx, "repository") }},
+				},
+			}, nil
+		},
+	}
+}
+
+type lanBench struct {
+	env     *Env
+	lan     *davtest.LAN
+	dir     string
+	n       int
+	size    int64
+	repoLog string
+}
+
+// publishLocal signs and syncs the source into repo through a drepo serve on loopback.
+func publishLocal(ctx context.Context, drepo, dir, repo string) error {
+	if out, err := exec.CommandContext(ctx, drepo, "keygen", "--out", filepath.Join(dir, "key")).CombinedOutput(); err != nil {
+		return fmt.Errorf("keygen: %v %s", err, out)
+	}
+	if err := os.MkdirAll(repo, 0o755); err != nil {
+		return err
+	}
+	port, err := davtest.FreePort()
+	if err != nil {
+		return err
+	}
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	serve := exec.CommandContext(sctx, drepo, "serve", "--root", repo, "--no-auth", "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	if err := serve.Start(); err != nil {
+		return err
+	}
+	defer serve.Wait()
+	cfg := filepath.Join(dir, "admin.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("source: %s\nsigning_key: %s\nstate_dir: %s\nrepositories:\n  - {name: r, url: \"http://127.0.0.1:%d/\"}\n",
+		filepath.Join(dir, "source"), filepath.Join(dir, "key.key"), filepath.Join(dir, "state"), port)), 0o644); err != nil {
+		return err
+	}
+	var last error
+	for range 50 {
+		out, err := exec.CommandContext(ctx, drepo, "--config", cfg, "--log-level", "error", "sync").CombinedOutput()
+		if err == nil {
+			return nil
+		}
+		last = fmt.Errorf("sync: %v %s", err, out)
+		time.Sleep(100 * time.Millisecond)
+	}
+	return last
+}
+
+// round runs one mode: every device (or one) fetches at once; it returns when all hold the
+// app, with the bytes the repository served.
+func (l *lanBench) round(ctx context.Context, mode string) (string, error) {
+	for i := 1; i <= l.n; i++ {
+		if err := os.RemoveAll(filepath.Join(l.dir, fmt.Sprintf("store%d", i))); err != nil {
+			return "", err
+		}
+	}
+	before := repoBytes(l.repoLog)
+	devices := l.n
+	if mode == "alone" {
+		devices = 1
+	}
+	dctx, stop := context.WithCancel(ctx)
+	var daemons sync.WaitGroup
+	defer func() { stop(); daemons.Wait() }()
+	if mode == "stream" || mode == "cascade" {
+		for i := 1; i <= devices; i++ {
+			args := []string{"--config", filepath.Join(l.dir, fmt.Sprintf("device%d.yaml", i)), "--log-level", "error", "peer"}
+			if mode == "cascade" {
+				args = append(args, "--complete-only")
+			}
+			d := l.lan.Command(dctx, i, l.env.Drepo, args...)
+			if err := d.Start(); err != nil {
+				return "", err
+			}
+			daemons.Add(1)
+			go func() { defer daemons.Done(); _ = d.Wait() }()
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	errs := make([]error, devices+1)
+	var wg sync.WaitGroup
+	for i := 1; i <= devices; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			args := []string{"--config", filepath.Join(l.dir, fmt.Sprintf("device%d.yaml", i)), "--log-level", "error", "fetch", "os@1.0"}
+			if mode == "repository" || mode == "alone" {
+				args = append(args, "--no-peers")
+			}
+			if out, err := l.lan.Command(ctx, i, l.env.Drepo, args...).CombinedOutput(); err != nil {
+				errs[i] = fmt.Errorf("device %d: %T %v (ctx %v) %s", i, err, err, context.Cause(ctx), out)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return "", err
+	}
+	time.Sleep(200 * time.Millisecond) // the access log's last lines
+	served := repoBytes(l.repoLog) - before
+	return fmt.Sprintf("repository served %d MiB = %.2f× the app", served>>20, float64(served)/float64(l.size)), nil
+}
+
+// repoBytes sums the bytes of the GETs in drepo serve's access log.
+func repoBytes(log string) int64 {
+	f, err := os.Open(log)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	var total int64
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.Contains(line, "method=GET") {
+			continue
+		}
+		for _, field := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(field, "bytes="); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				total += n
+			}
+		}
+	}
+	return total
+}
