@@ -24,11 +24,15 @@ type Partial struct {
 	f    *os.File
 	path string
 
-	mu       sync.Mutex
-	st       PartialState
-	pending  int       // chunks marked since the last Persist
-	persistT time.Time // when the state was last written
-	changed  *sync.Cond
+	mu         sync.Mutex
+	st         PartialState
+	pending    int       // chunks marked since the last Persist
+	persistT   time.Time // when the state was last written
+	changed    *sync.Cond
+	announced  bool           // a state file exists, so this device's peer server offers the blob
+	persisting bool           // a background Persist runs
+	persistErr error          // the last background Persist's failure
+	bg         sync.WaitGroup // the background Persist
 }
 
 // OpenPartial opens the partial blob h, resuming its verified chunks when a state of the same
@@ -52,16 +56,8 @@ func (s *Store) OpenPartial(h manifests.Hash, size, chunkSize int64) (*Partial, 
 			return nil, fmt.Errorf("peer: partial %s: %w", h, err)
 		}
 	}
-	p := &Partial{s: s, h: h, f: f, path: path, st: st, persistT: time.Now()}
+	p := &Partial{s: s, h: h, f: f, path: path, st: st, persistT: time.Now(), announced: !fresh}
 	p.changed = sync.NewCond(&p.mu)
-	if fresh {
-		// written at once, so this device's peer server announces the blob it is now
-		// fetching, and the LAN streams from it instead of going to the WAN too
-		if err := p.Persist(); err != nil {
-			f.Close()
-			return nil, err
-		}
-	}
 	return p, nil
 }
 
@@ -80,19 +76,30 @@ func (p *Partial) WriteAt(b []byte, off int64) (int, error) { return p.f.WriteAt
 // ReadAt reads from the partial file (verified chunks only are meaningful).
 func (p *Partial) ReadAt(b []byte, off int64) (int, error) { return p.f.ReadAt(b, off) }
 
-// Verified marks chunk i verified and persists the state every persistEvery chunks or
-// persistAfter, whichever comes first.
+// Verified marks chunk i verified and, every persistEvery chunks or persistAfter, whichever
+// comes first, persists the state in the background: the download goes on while the disk
+// catches up.
 func (p *Partial) Verified(i int) error {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.st.Set(i)
 	p.pending++
-	due := p.pending >= persistEvery || time.Since(p.persistT) >= persistAfter
 	p.changed.Broadcast()
-	p.mu.Unlock()
-	if due {
-		return p.Persist()
+	if (p.pending >= persistEvery || time.Since(p.persistT) >= persistAfter) && !p.persisting {
+		p.persisting = true
+		p.bg.Add(1)
+		go func() {
+			defer p.bg.Done()
+			err := p.Persist()
+			p.mu.Lock()
+			p.persisting = false
+			if err != nil {
+				p.persistErr = err
+			}
+			p.mu.Unlock()
+		}()
 	}
-	return nil
+	return p.persistErr
 }
 
 // How often the state is written: losing the chunks since then to a crash costs at most this
@@ -103,16 +110,34 @@ const (
 	persistAfter = 500 * time.Millisecond
 )
 
-// Persist makes the written bytes durable, then records the verified chunks (atomically).
-func (p *Partial) Persist() error {
-	if err := p.f.Sync(); err != nil {
-		return fmt.Errorf("peer: partial %s: fsync: %w", p.h, err)
+// Announce writes the state of a fresh partial blob at once, so this device's peer server
+// offers it from the first byte: called when the fetch starts downloading it from a
+// repository, the LAN then streams from this device instead of going to the WAN too. (Not
+// when streaming from a peer: two devices announcing to each other would wait on each other.)
+func (p *Partial) Announce() error {
+	p.mu.Lock()
+	done := p.announced
+	p.announced = true
+	p.mu.Unlock()
+	if done {
+		return nil
 	}
+	return p.Persist()
+}
+
+// Persist records the chunks verified so far: it takes their list first, then makes the
+// written bytes durable, then writes the list (atomically), so the state never names a
+// chunk whose bytes might not be on disk.
+func (p *Partial) Persist() error {
 	p.mu.Lock()
 	b := p.st.Encode()
 	p.pending = 0
 	p.persistT = time.Now()
+	p.announced = true
 	p.mu.Unlock()
+	if err := p.f.Sync(); err != nil {
+		return fmt.Errorf("peer: partial %s: fsync: %w", p.h, err)
+	}
 	return manifests.WriteFileAtomic(p.path+".state", b, 0o644)
 }
 
@@ -140,6 +165,7 @@ func (p *Partial) wake() {
 
 // Close persists what is verified and closes the file (the partial stays for a resume).
 func (p *Partial) Close() error {
+	p.bg.Wait()
 	err := p.Persist()
 	if cerr := p.f.Close(); err == nil {
 		err = cerr
@@ -154,6 +180,7 @@ var errWholeHash = errors.New("the whole file does not hash to its name")
 // Finish checks that every chunk is verified and that whole, the SHA-256 of the file in
 // order, is the blob's name; then moves it under its final name and drops its state.
 func (p *Partial) Finish(whole manifests.Hash) error {
+	p.bg.Wait()
 	st := p.State()
 	if !st.Complete() {
 		return fmt.Errorf("peer: blob %s: %d of %d chunks verified", p.h, st.Count(), st.Chunks())

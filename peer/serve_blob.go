@@ -74,7 +74,10 @@ func (s *Server) servePartial(w http.ResponseWriter, r *http.Request, h manifest
 		return
 	}
 	verified := s.verifiedWaiter(h, st)
-	if st.Size > 0 && !verified(int(start/st.ChunkSize), r) {
+	// the first chunk waits less than a client's answer deadline (10 s), so a client hears
+	// 503 and asks elsewhere rather than giving up on its own
+	first := s.verifiedWaiterFor(h, st, min(s.WaitAhead, firstChunkWait))
+	if st.Size > 0 && !first(int(start/st.ChunkSize), r) {
 		w.Header().Set("Retry-After", "2")
 		http.Error(w, "not here yet: the chunk is still arriving", http.StatusServiceUnavailable)
 		return
@@ -110,8 +113,15 @@ func (s *Server) servePartial(w http.ResponseWriter, r *http.Request, h manifest
 // verified, waiting up to WaitAhead for it (polling the state the fetch writes). A blob that
 // completed meanwhile has every chunk.
 func (s *Server) verifiedWaiter(h manifests.Hash, st PartialState) func(int, *http.Request) bool {
+	return s.verifiedWaiterFor(h, st, s.WaitAhead)
+}
+
+// firstChunkWait bounds the wait before a response starts.
+const firstChunkWait = 5 * time.Second
+
+func (s *Server) verifiedWaiterFor(h manifests.Hash, st PartialState, wait time.Duration) func(int, *http.Request) bool {
 	return func(i int, r *http.Request) bool {
-		deadline := time.Now().Add(s.WaitAhead)
+		deadline := time.Now().Add(wait)
 		for {
 			if st.Has(i) {
 				return true

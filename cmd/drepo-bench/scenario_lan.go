@@ -116,7 +116,7 @@ func publishLocal(ctx context.Context, drepo, dir, repo string) error {
 	if err := serve.Start(); err != nil {
 		return err
 	}
-	defer serve.Wait()
+	defer func() { stop(); _ = serve.Wait() }()
 	cfg := filepath.Join(dir, "admin.yaml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("source: %s\nsigning_key: %s\nstate_dir: %s\nrepositories:\n  - {name: r, url: \"http://127.0.0.1:%d/\"}\n",
 		filepath.Join(dir, "source"), filepath.Join(dir, "key.key"), filepath.Join(dir, "state"), port)), 0o644); err != nil {
@@ -171,12 +171,18 @@ func (l *lanBench) round(ctx context.Context, mode string) (string, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			args := []string{"--config", filepath.Join(l.dir, fmt.Sprintf("device%d.yaml", i)), "--log-level", "error", "fetch", "os@1.0"}
+			args := []string{"--config", filepath.Join(l.dir, fmt.Sprintf("device%d.yaml", i)), "--log-level", "info", "fetch", "os@1.0", "--json"}
 			if mode == "repository" || mode == "alone" {
 				args = append(args, "--no-peers")
 			}
-			if out, err := l.lan.Command(ctx, i, l.env.Drepo, args...).CombinedOutput(); err != nil {
-				errs[i] = fmt.Errorf("device %d: %T %v (ctx %v) %s", i, err, err, context.Cause(ctx), out)
+			cmd := l.lan.Command(ctx, i, l.env.Drepo, args...)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			// each device's report and log, for a look after the run
+			_ = os.WriteFile(filepath.Join(l.dir, fmt.Sprintf("%s-device%d.json", mode, i)), append(out, []byte(stderr.String())...), 0o644)
+			if err != nil {
+				errs[i] = fmt.Errorf("device %d: %v %s", i, err, stderr.String())
 			}
 		}()
 	}
