@@ -185,11 +185,6 @@ func (f *fetcher) tryRun(ctx context.Context, s Source, p *Partial, fl manifests
 	st := p.State()
 	start, _ := st.ChunkRange(*a)
 	lastOff, lastN := st.ChunkRange(b - 1)
-	if s.Kind == KindRepository {
-		if err := p.Announce(); err != nil {
-			return err
-		}
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	rc, err := s.Reader.Open(ctx, s.BlobName(fl.SHA256), start, lastOff+lastN-start)

@@ -49,6 +49,12 @@ func (g *PeerGroup) candidates(ctx context.Context, q Query) (peers []Source, al
 	}
 	var usable []Found
 	for _, f := range found {
+		// a peer that holds nothing yet is only starting too: of two such devices the one
+		// with the lower instance id leads (fetches from the sources after the peers) and
+		// the other follows it, so none waits on another that waits on it
+		if q.Kind == KindBlob && f.Held == 0 && !f.Complete && f.Instance > g.Instance {
+			continue
+		}
 		if f.FreeSlots > 0 {
 			usable = append(usable, f)
 		}
@@ -79,7 +85,9 @@ func (g *PeerGroup) candidates(ctx context.Context, q Query) (peers []Source, al
 		r.Stall = g.Stall
 		out = append(out, Source{Name: "peer " + host, Kind: KindPeer, Reader: r, BlobName: manifests.BlobPath})
 	}
-	return out, len(found) > 0 && len(usable) == 0, nil
+	return out, len(usable) == 0 && slices.ContainsFunc(found, func(f Found) bool {
+		return f.FreeSlots == 0 && (q.Kind != KindBlob || f.Held > 0 || f.Complete || f.Instance < g.Instance)
+	}), nil
 }
 
 // foundPeers is a discovery result the fetch keeps for a while.

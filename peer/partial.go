@@ -58,6 +58,13 @@ func (s *Store) OpenPartial(h manifests.Hash, size, chunkSize int64) (*Partial, 
 	}
 	p := &Partial{s: s, h: h, f: f, path: path, st: st, persistT: time.Now(), announced: !fresh}
 	p.changed = sync.NewCond(&p.mu)
+	// announced at once: this device's peer server offers the blob from the first byte, so
+	// devices that start together can agree on one of them to fetch it (PeerGroup ranks a
+	// holder of nothing yet only if its instance id is lower: no two wait on each other)
+	if err := p.Announce(); err != nil {
+		f.Close()
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -111,9 +118,7 @@ const (
 )
 
 // Announce writes the state of a fresh partial blob at once, so this device's peer server
-// offers it from the first byte: called when the fetch starts downloading it from a
-// repository, the LAN then streams from this device instead of going to the WAN too. (Not
-// when streaming from a peer: two devices announcing to each other would wait on each other.)
+// offers it from the first byte.
 func (p *Partial) Announce() error {
 	p.mu.Lock()
 	done := p.announced

@@ -74,16 +74,27 @@ func lanScenario() Scenario {
 					return nil, err
 				}
 			}
+			cmds := []Command{
+				{Name: "drepo: serve while downloading", Run: func(ctx context.Context) (string, error) { return l.round(ctx, "stream") }},
+				{Name: "one device alone, from the repository", Run: func(ctx context.Context) (string, error) { return l.round(ctx, "alone") }},
+				{Name: "whole-file cascade (complete blobs only)", Run: func(ctx context.Context) (string, error) { return l.round(ctx, "cascade") }},
+				{Name: "every device from the repository", Run: func(ctx context.Context) (string, error) { return l.round(ctx, "repository") }},
+			}
+			// DREPO_BENCH_LAN_MODES=stream,alone measures only those (the slow modes take minutes)
+			if m := os.Getenv("DREPO_BENCH_LAN_MODES"); m != "" {
+				var keep []Command
+				for i, mode := range []string{"stream", "alone", "cascade", "repository"} {
+					if strings.Contains(m, mode) {
+						keep = append(keep, cmds[i])
+					}
+				}
+				cmds = keep
+			}
 			return &Prepared{
 				Note:     fmt.Sprintf("%d devices and a repository host in network namespaces, every link %s both ways (tc tbf), one %d MiB file", n, rate, size>>20),
 				Cleanup:  cleanup,
 				NoWarmup: true,
-				Commands: []Command{
-					{Name: "drepo: serve while downloading", Run: func(ctx context.Context) (string, error) { return l.round(ctx, "stream") }},
-					{Name: "one device alone, from the repository", Run: func(ctx context.Context) (string, error) { return l.round(ctx, "alone") }},
-					{Name: "whole-file cascade (complete blobs only)", Run: func(ctx context.Context) (string, error) { return l.round(ctx, "cascade") }},
-					{Name: "every device from the repository", Run: func(ctx context.Context) (string, error) { return l.round(ctx, "repository") }},
-				},
+				Commands: cmds,
 			}, nil
 		},
 	}
