@@ -170,6 +170,8 @@ func copyLocal(p *Partial, loc chunkLoc, off int64, want manifests.Hash) error {
 // run downloads chunks [a, b) of fl, trying the sources in order from where the last one
 // stopped; a chunk is marked only once it hashed to the manifest's chunk hash.
 func (f *fetcher) run(ctx context.Context, p *Partial, fl manifests.File, a, b int) error {
+	f.settle = true
+	defer func() { f.settle = false }()
 	return f.each(ctx, Query{Kind: KindBlob, Blob: fl.SHA256}, fmt.Sprintf("%s (blob %s)", fl.Path, fl.SHA256), func(s Source) error {
 		err := f.tryRun(ctx, s, p, fl, &a, b)
 		if err != nil {

@@ -79,6 +79,7 @@ type fetcher struct {
 	bad    map[string]int64 // chunks (or manifests) that failed their hash, by source
 	found  map[Query]foundPeers
 	busy   bool // a source in the current round was only busy
+	settle bool // the need is a file's blob: worth the settle wait (index and manifests are not)
 	chunks map[manifests.Hash]chunkLoc
 }
 

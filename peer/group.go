@@ -109,7 +109,7 @@ func (f *fetcher) expand(ctx context.Context, s Source, q Query) []Source {
 		return c.peers
 	}
 	cands, busy, err := s.group.candidates(ctx, q)
-	if err == nil && len(cands) == 0 && !busy && s.group.Settle > 0 {
+	if err == nil && len(cands) == 0 && !busy && s.group.Settle > 0 && f.settle {
 		select {
 		case <-ctx.Done():
 			return nil
