@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/drepo-dev/drepo/manifests"
+	"golang.org/x/sys/unix"
 )
 
 // Partial is a blob being fetched: a sparse file in partial/ and its state. Bytes are
@@ -77,8 +78,20 @@ func (p *Partial) State() PartialState {
 	return c
 }
 
-// WriteAt writes bytes of a chunk not yet verified.
-func (p *Partial) WriteAt(b []byte, off int64) (int, error) { return p.f.WriteAt(b, off) }
+// WriteAt writes bytes of a chunk not yet verified, and starts their writeback every
+// writebackWindow bytes (sync_file_range, without waiting): the periodic fsync of Persist,
+// and the last one, then find little left to do, and writes do not stall behind them.
+func (p *Partial) WriteAt(b []byte, off int64) (int, error) {
+	n, err := p.f.WriteAt(b, off)
+	if end := off + int64(n); end/writebackWindow != off/writebackWindow {
+		start := (off / writebackWindow) * writebackWindow
+		_ = unix.SyncFileRange(int(p.f.Fd()), start, end-start, unix.SYNC_FILE_RANGE_WRITE)
+	}
+	return n, err
+}
+
+// writebackWindow: how much is written before its writeback is started.
+const writebackWindow = 8 << 20
 
 // ReadAt reads from the partial file (verified chunks only are meaningful).
 func (p *Partial) ReadAt(b []byte, off int64) (int, error) { return p.f.ReadAt(b, off) }

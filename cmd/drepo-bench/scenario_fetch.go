@@ -70,6 +70,8 @@ func fetch2GScenario() Scenario {
 				{Name: "drepo fetch --out", Argv: []string{env.Drepo, "--config", dev, "--log-level", "error", "fetch", "base_system@12.7.4", "--out", out}, Before: fresh},
 				{Name: "curl -o", Argv: []string{"curl", "-sSf", "-o", dl, url}, Before: fresh},
 				{Name: "curl | sha256sum (floor)", Argv: []string{"sh", "-c", "curl -sSf " + url + " | sha256sum"}},
+				// drepo's store is durable (fsync before the rename); this is curl made durable too
+				{Name: "curl -o && sync (durable)", Argv: []string{"sh", "-c", "curl -sSf -o " + dl + " " + url + " && sync " + dl}, Before: fresh},
 			}
 			if _, err := exec.LookPath("aria2c"); err == nil {
 				cmds = append(cmds, Command{Name: "aria2c", Argv: []string{"aria2c", "-q", "--allow-overwrite=true", "--file-allocation=none",
