@@ -88,18 +88,6 @@ func boundOrDeclaration(err error) bool {
 
 // referenceMultistatus reads a multistatus with plain encoding/xml and no bounds.
 func referenceMultistatus(w *WebDAV, b []byte, fn func(FileInfo)) error {
-	type xmlResponse struct {
-		Href     string `xml:"DAV: href"`
-		Propstat []struct {
-			Status string `xml:"DAV: status"`
-			Prop   struct {
-				Type struct {
-					Collection *struct{} `xml:"DAV: collection"`
-				} `xml:"DAV: resourcetype"`
-				Length string `xml:"DAV: getcontentlength"`
-			} `xml:"DAV: prop"`
-		} `xml:"DAV: propstat"`
-	}
 	dec := xml.NewDecoder(bytes.NewReader(b))
 	for {
 		tok, err := dec.Token()
@@ -113,11 +101,10 @@ func referenceMultistatus(w *WebDAV, b []byte, fn func(FileInfo)) error {
 		if !ok || se.Name.Space != "DAV:" || se.Name.Local != "response" {
 			continue
 		}
-		var x xmlResponse
-		if err := dec.DecodeElement(&x, &se); err != nil {
+		var r davResponse
+		if err := dec.DecodeElement(&r, &se); err != nil {
 			return err
 		}
-		r := davResponse(x)
 		if fi, ok := w.responseInfo(&r, ""); ok {
 			fn(fi)
 		}

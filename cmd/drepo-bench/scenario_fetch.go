@@ -17,19 +17,8 @@ func fetch2GScenario() Scenario {
 		Name: "fetch-2g",
 		Doc:  "device fetch of a 2 GiB app from Apache into a store and --out vs curl -o, aria2c, curl | sha256sum",
 		Setup: func(ctx context.Context, env *Env) (*Prepared, error) {
-			file := filepath.Join(env.Workdir, "hash", "app", "image.bin")
-			if err := ensureRandomFile(file, hashFileSize); err != nil {
-				return nil, err
-			}
-			b, _, err := newSyncBench(env, "fetch-2g")
+			b, _, _, err := bench2G(env, "fetch-2g")
 			if err != nil {
-				return nil, err
-			}
-			vdir := filepath.Join(b.src, "base_system", "12.7.4")
-			if err := os.MkdirAll(vdir, 0o755); err != nil {
-				return nil, err
-			}
-			if err := os.Link(file, filepath.Join(vdir, "image.bin")); err != nil {
 				return nil, err
 			}
 			if out, err := exec.CommandContext(ctx, env.Drepo, "--config", b.cfg, "--log-level", "error", "sync").CombinedOutput(); err != nil {

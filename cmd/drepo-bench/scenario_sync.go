@@ -121,24 +121,35 @@ func (b *syncBench) fresh() error {
 	return b.clearRemote()
 }
 
+// bench2G prepares a sync bench whose source holds the 2 GiB file as base_system@12.7.4
+// (hard-linked from the hash scenario's file, made once).
+func bench2G(env *Env, name string) (b *syncBench, file, ver string, err error) {
+	file = filepath.Join(env.Workdir, "hash", "app", "image.bin")
+	if err := ensureRandomFile(file, hashFileSize); err != nil {
+		return nil, "", "", err
+	}
+	if b, ver, err = newSyncBench(env, name); err != nil {
+		return nil, "", "", err
+	}
+	vdir := filepath.Join(b.src, "base_system", "12.7.4")
+	if err := os.MkdirAll(vdir, 0o755); err != nil {
+		b.apache.Stop()
+		return nil, "", "", err
+	}
+	if err := os.Link(file, filepath.Join(vdir, "image.bin")); err != nil {
+		b.apache.Stop()
+		return nil, "", "", err
+	}
+	return b, file, ver, nil
+}
+
 func sync2GScenario() Scenario {
 	return Scenario{
 		Name: "sync-2g",
 		Doc:  "first sync of one 2 GiB file (hashing included) to Apache vs curl -T and rclone copyto",
 		Setup: func(ctx context.Context, env *Env) (*Prepared, error) {
-			file := filepath.Join(env.Workdir, "hash", "app", "image.bin")
-			if err := ensureRandomFile(file, hashFileSize); err != nil {
-				return nil, err
-			}
-			b, ver, err := newSyncBench(env, "sync-2g")
+			b, file, ver, err := bench2G(env, "sync-2g")
 			if err != nil {
-				return nil, err
-			}
-			vdir := filepath.Join(b.src, "base_system", "12.7.4")
-			if err := os.MkdirAll(vdir, 0o755); err != nil {
-				return nil, err
-			}
-			if err := os.Link(file, filepath.Join(vdir, "image.bin")); err != nil {
 				return nil, err
 			}
 			curl, err := exec.LookPath("curl")
