@@ -62,7 +62,7 @@ Examples:
 			sources, skips := peer.PlanSources(repos, c.Duration("stall"))
 			var st *peer.Store
 			if cfg.Store != "" {
-				if st, err = peer.OpenStore(cfg.Store); err != nil {
+				if st, err = cfg.openStore(); err != nil {
 					return err
 				}
 			}
@@ -95,7 +95,9 @@ Examples:
 				return err
 			}
 			if st == nil {
-				return fmt.Errorf("%s: store: not set (the device's store folder): %w", cfg.path, errConfig)
+				if _, err := cfg.openStore(); err != nil {
+					return err
+				}
 			}
 			rep, err := peer.Fetch(c.Context, peer.FetchOptions{
 				Store: st, Sources: sources, Keys: keys, AllowUnsigned: cfg.AllowUnsigned,

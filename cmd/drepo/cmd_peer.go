@@ -40,10 +40,7 @@ Examples:
 			if err != nil {
 				return err
 			}
-			if cfg.Store == "" {
-				return fmt.Errorf("%s: store: not set: %w", cfg.path, errConfig)
-			}
-			st, err := peer.OpenStore(cfg.Store)
+			st, err := cfg.openStore()
 			if err != nil {
 				return err
 			}

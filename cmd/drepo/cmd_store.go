@@ -15,10 +15,7 @@ func storeCommand(e *env) *cli.Command {
 		if err != nil {
 			return nil, err
 		}
-		if cfg.Store == "" {
-			return nil, fmt.Errorf("%s: store: not set: %w", cfg.path, errConfig)
-		}
-		return peer.OpenStore(cfg.Store)
+		return cfg.openStore()
 	}
 	return &cli.Command{
 		Name:  "store",

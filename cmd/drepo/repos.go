@@ -7,6 +7,7 @@ import (
 	"aead.dev/minisign"
 	"github.com/drepo-dev/drepo/manifests"
 	"github.com/drepo-dev/drepo/mirror"
+	"github.com/drepo-dev/drepo/peer"
 )
 
 // repositories returns the configured repositories, or those named (in config order);
@@ -107,4 +108,12 @@ func (c *Config) deviceKeys() ([]minisign.PublicKey, error) {
 		return nil, fmt.Errorf("%s: set trusted_keys (the public keys that sign your indexes), or allow_unsigned: true to fetch without signatures: %w", c.path, errConfig)
 	}
 	return c.trustedKeys()
+}
+
+// openStore opens the device's store (store: in the config; unset is a config error).
+func (c *Config) openStore() (*peer.Store, error) {
+	if c.Store == "" {
+		return nil, fmt.Errorf("%s: store: not set (the device's store folder): %w", c.path, errConfig)
+	}
+	return peer.OpenStore(c.Store)
 }
