@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/drepo-dev/drepo/manifests"
+
 	"github.com/urfave/cli/v2"
 )
 
@@ -112,4 +114,14 @@ func findCommand(cmds []*cli.Command, name string) *cli.Command {
 		}
 	}
 	return nil
+}
+
+// parseAppVersion reads APP@VERSION (both valid names); what names the argument in the
+// usage error (exit 2).
+func parseAppVersion(what, s string) (app, version string, err error) {
+	app, version, ok := strings.Cut(s, "@")
+	if !ok || manifests.ValidateName("app", app) != nil || manifests.ValidateName("version", version) != nil {
+		return "", "", usageErrorf("%s %q: want APP@VERSION, e.g. base_system@12.7.4", what, s)
+	}
+	return app, version, nil
 }

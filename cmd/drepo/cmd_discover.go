@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -33,9 +32,9 @@ Examples:
 			if c.NArg() != 1 {
 				return usageErrorf("discover needs APP@VERSION")
 			}
-			app, ver, ok := strings.Cut(c.Args().First(), "@")
-			if !ok || manifests.ValidateName("app", app) != nil || manifests.ValidateName("version", ver) != nil {
-				return usageErrorf("discover %q: want APP@VERSION", c.Args().First())
+			app, ver, err := parseAppVersion("discover", c.Args().First())
+			if err != nil {
+				return err
 			}
 			cfg, err := e.config()
 			if err != nil {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -47,9 +46,9 @@ Examples:
 			if c.NArg() != 1 {
 				return usageErrorf("fetch needs APP@VERSION")
 			}
-			app, ver, ok := strings.Cut(c.Args().First(), "@")
-			if !ok || manifests.ValidateName("app", app) != nil || manifests.ValidateName("version", ver) != nil {
-				return usageErrorf("fetch %q: want APP@VERSION, e.g. base_system@12.7.4", c.Args().First())
+			app, ver, err := parseAppVersion("fetch", c.Args().First())
+			if err != nil {
+				return err
 			}
 			cfg, err := e.config()
 			if err != nil {

@@ -84,9 +84,8 @@ Examples:
 				keep, keepApps = c.Int("keep"), nil
 			}
 			for _, v := range c.StringSlice("republish") {
-				app, ver, ok := strings.Cut(v, "@")
-				if !ok || manifests.ValidateName("app", app) != nil || manifests.ValidateName("version", ver) != nil {
-					return usageErrorf("--republish %q: want APP@VERSION", v)
+				if _, _, err := parseAppVersion("--republish", v); err != nil {
+					return err
 				}
 			}
 			repos, err := cfg.repositories(c.StringSlice("repo"))
