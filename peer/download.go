@@ -81,14 +81,9 @@ func (f *fetcher) blob(ctx context.Context, fl manifests.File, chunkSize int64) 
 		f.opt.Progress.Add(int(st.VerifiedBytes()))
 	}
 	n := st.Chunks()
-	var wh *wholeHasher
+	var wh *wholeHash
 	if n > 1 {
-		wh = startWholeHasher(p)
-		defer func() {
-			if wh != nil { // not yet collected: the fetch of this blob failed
-				wh.stop()
-			}
-		}()
+		wh = newWholeHash(p)
 	}
 	// chunks held elsewhere in the store: copied, and checked like any other
 	for i := range n {
@@ -125,19 +120,16 @@ func (f *fetcher) blob(ctx context.Context, fl manifests.File, chunkSize int64) 
 		for j < n && !st.Has(j) {
 			j++
 		}
-		if err := f.run(ctx, p, fl, i, j); err != nil {
+		if err := f.run(ctx, p, fl, i, j, wh); err != nil {
 			return err
 		}
 		i = j
 	}
 	var whole manifests.Hash
 	if wh != nil {
-		res := <-wh.res // every chunk is verified, so the hasher ends
-		wh = nil
-		if res.err != nil {
-			return res.err
+		if whole, err = wh.sum(fl.Size); err != nil {
+			return err
 		}
-		whole = res.sum
 	} else {
 		whole = fl.Chunks[0] // one chunk: its verified hash is the file's
 	}
@@ -169,11 +161,11 @@ func copyLocal(p *Partial, loc chunkLoc, off int64, want manifests.Hash) error {
 
 // run downloads chunks [a, b) of fl, trying the sources in order from where the last one
 // stopped; a chunk is marked only once it hashed to the manifest's chunk hash.
-func (f *fetcher) run(ctx context.Context, p *Partial, fl manifests.File, a, b int) error {
+func (f *fetcher) run(ctx context.Context, p *Partial, fl manifests.File, a, b int, wh *wholeHash) error {
 	f.settle = true
 	defer func() { f.settle = false }()
 	return f.each(ctx, Query{Kind: KindBlob, Blob: fl.SHA256}, fmt.Sprintf("%s (blob %s)", fl.Path, fl.SHA256), func(s Source) error {
-		err := f.tryRun(ctx, s, p, fl, &a, b)
+		err := f.tryRun(ctx, s, p, fl, &a, b, wh)
 		if err != nil {
 			f.sourceFailed(s, fl.Path, err)
 		}
@@ -181,9 +173,9 @@ func (f *fetcher) run(ctx context.Context, p *Partial, fl manifests.File, a, b i
 	})
 }
 
-// tryRun reads chunks *a..b-1 from one source with one ranged GET, advancing *a past each
-// verified chunk.
-func (f *fetcher) tryRun(ctx context.Context, s Source, p *Partial, fl manifests.File, a *int, b int) error {
+// tryRun reads chunks *a..b-1 from one source with one ranged GET through the download
+// pipeline (pipeline.go), and leaves *a at the first chunk of them not verified.
+func (f *fetcher) tryRun(ctx context.Context, s Source, p *Partial, fl manifests.File, a *int, b int, wh *wholeHash) (err error) {
 	st := p.State()
 	start, _ := st.ChunkRange(*a)
 	lastOff, lastN := st.ChunkRange(b - 1)
@@ -195,37 +187,46 @@ func (f *fetcher) tryRun(ctx context.Context, s Source, p *Partial, fl manifests
 	}
 	defer rc.Close()
 	rep := f.report(s)
-	buf := make([]byte, copyBuf)
-	h := sha256.New()
-	for ; *a < b; *a++ {
-		off, n := st.ChunkRange(*a)
-		h.Reset()
+	pl := newPipeline(p, fl.Chunks, wh, cancel)
+	defer func() {
+		perr := pl.close()
+		if perr != nil {
+			err = perr // a wrong chunk or a failed write says more than the read it cut
+		}
+		for *a < b && p.has(*a) {
+			*a++
+		}
+		if wh != nil {
+			if serr := wh.settle(); serr != nil && err == nil {
+				err = serr
+			}
+		}
+	}()
+	for i := *a; i < b; i++ {
+		off, n := st.ChunkRange(i)
 		for done := int64(0); done < n; {
-			k, err := io.ReadFull(rc, buf[:min(int64(len(buf)), n-done)])
+			buf := pl.buffer(ctx)
+			if buf == nil {
+				return ctx.Err()
+			}
+			buf = buf[:min(int64(len(buf)), n-done)]
+			k, err := io.ReadFull(rc, buf)
 			rep.Bytes += int64(k)
 			f.rep.Downloaded += int64(k)
-			if k > 0 {
-				h.Write(buf[:k])
-				if _, werr := p.WriteAt(buf[:k], off+done); werr != nil {
-					return fmt.Errorf("peer: writing %s: %w", p.path, werr)
-				}
-				if f.opt.Progress != nil {
-					f.opt.Progress.Add(k)
-				}
-				done += int64(k)
+			if f.opt.Progress != nil && k > 0 {
+				f.opt.Progress.Add(k)
 			}
 			if err != nil {
+				pl.release(buf)
 				if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-					return fmt.Errorf("body ended after %d of chunk %d's %d bytes: %w", done, *a, n, io.ErrUnexpectedEOF)
+					return fmt.Errorf("body ended after %d of chunk %d's %d bytes: %w", done+int64(k), i, n, io.ErrUnexpectedEOF)
 				}
 				return err
 			}
-		}
-		if got := manifests.Hash(h.Sum(nil)); got != fl.Chunks[*a] {
-			return fmt.Errorf("chunk %d hashed to %s, the manifest says %s: %w", *a, got, fl.Chunks[*a], mirror.ErrCorrupt)
-		}
-		if err := p.Verified(*a); err != nil {
-			return err
+			pc := &piece{buf: buf, off: off + done, chunk: i, start: done == 0}
+			done += int64(k)
+			pc.end = done == n
+			pl.send(pc)
 		}
 	}
 	return nil
