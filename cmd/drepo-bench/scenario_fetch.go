@@ -10,8 +10,9 @@ import (
 )
 
 // fetch2GScenario: a device fetch of a 2 GiB app from Apache into a store and --out, against
-// plain downloads (curl, aria2c) and the verification floor (curl | sha256sum): drepo hashes
-// every chunk and the whole file, so on a CPU without SHA extensions its floor is the hash.
+// plain downloads (curl, aria2c) and the verification floor (curl | sha256sum, and curl |
+// openssl, which uses SHA extensions where the CPU has them): drepo hashes every chunk and
+// the whole file, so on a CPU without SHA extensions its floor is the hash.
 func fetch2GScenario() Scenario {
 	return Scenario{
 		Name: "fetch-2g",
@@ -59,6 +60,8 @@ func fetch2GScenario() Scenario {
 				{Name: "drepo fetch --out", Argv: []string{env.Drepo, "--config", dev, "--log-level", "error", "fetch", "base_system@12.7.4", "--out", out}, Before: fresh},
 				{Name: "curl -o", Argv: []string{"curl", "-sSf", "-o", dl, url}, Before: fresh},
 				{Name: "curl | sha256sum (floor)", Argv: []string{"sh", "-c", "curl -sSf " + url + " | sha256sum"}},
+				// coreutils' sha256sum does not use SHA extensions; openssl does, as Go does
+				{Name: "curl | openssl sha256", Argv: []string{"sh", "-c", "curl -sSf " + url + " | openssl dgst -sha256"}},
 				// drepo's store is durable (fsync before the rename); this is curl made durable too
 				{Name: "curl -o && sync (durable)", Argv: []string{"sh", "-c", "curl -sSf -o " + dl + " " + url + " && sync " + dl}, Before: fresh},
 			}
