@@ -78,8 +78,9 @@ type fetcher struct {
 	down   map[string]bool  // refused the connection: not asked again in this run
 	bad    map[string]int64 // chunks (or manifests) that failed their hash, by source
 	found  map[Query]foundPeers
-	busy   bool // a source in the current round was only busy
-	settle bool // the need is a file's blob: worth the settle wait (index and manifests are not)
+	busy   bool      // a source in the current round was only busy
+	since  time.Time // when the current need (each) began
+	settle bool      // the need is a file's blob: worth the settle wait (index and manifests are not)
 	chunks map[manifests.Hash]chunkLoc
 }
 
@@ -196,10 +197,16 @@ func (f *fetcher) candidates(ctx context.Context, q Query) iter.Seq[Source] {
 			if f.down[group.Name] {
 				continue
 			}
-			for _, s := range f.expand(ctx, group, q) {
+			srcs, held := f.expand(ctx, group, q)
+			for _, s := range srcs {
 				if !f.banned[s.Name] && !f.down[s.Name] && !yield(s) {
 					return
 				}
+			}
+			if held && group.group != nil && group.group.Patience > 0 && time.Since(f.since) < group.group.Patience {
+				// the LAN has it: wait for a peer rather than take it from the WAN again
+				f.busy = true
+				return
 			}
 		}
 	}
@@ -264,7 +271,8 @@ func (f *fetcher) index(ctx context.Context) (manifests.AppEntry, error) {
 	}
 sources:
 	for _, group := range f.opt.Sources {
-		for _, s := range f.expand(ctx, group, Query{Kind: KindIndex, Serial: highest}) {
+		srcs, _ := f.expand(ctx, group, Query{Kind: KindIndex, Serial: highest})
+		for _, s := range srcs {
 			doc, sig, err := mirror.ReadIndexDoc(ctx, s.Reader, readOpts)
 			if err != nil {
 				f.sourceFailed(s, "index", err)
@@ -354,7 +362,8 @@ const BusyWait = 10 * time.Minute
 // were only busy (or were peers that stopped short), it waits (1–2 s, Retry-After up to 10 s) and asks again, for up to
 // BusyWait; otherwise the error names every source.
 func (f *fetcher) each(ctx context.Context, q Query, what string, fn func(Source) error) error {
-	deadline := time.Now().Add(BusyWait)
+	f.since = time.Now()
+	deadline := f.since.Add(BusyWait)
 	for {
 		f.busy = false
 		for s := range f.candidates(ctx, q) {

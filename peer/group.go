@@ -27,7 +27,17 @@ type PeerGroup struct {
 	// devices that start together then mostly find the one that started first, and the
 	// WAN carries the bytes once. Set when peers come before a repository.
 	Settle time.Duration
+	// Patience, when set, makes a fetch wait for the LAN: while peers hold a blob, or are
+	// fetching it, but none has a free transfer slot, the sources after the peers (the
+	// WAN) are left alone for up to Patience from when the fetch began to look for that
+	// part of the blob; the fetch waits its turn for a peer instead (every peer serves
+	// limit_of_connections transfers at a time, so a LAN fills as a tree, each device
+	// serving what it is still receiving). Set when peers come before a repository.
+	Patience time.Duration
 }
+
+// DefaultPatience is PeerGroup.Patience when peers come before a repository.
+const DefaultPatience = time.Minute
 
 // Source is the group as a fetch source.
 func (g *PeerGroup) Source(priority int) Source {
@@ -94,39 +104,42 @@ func (g *PeerGroup) candidates(ctx context.Context, q Query) (peers []Source, al
 type foundPeers struct {
 	at    time.Time
 	peers []Source
+	held  bool // a blob some peer holds or is fetching, free slot or not
 }
 
 // rediscoverAfter: a fetch asks again for the same thing after this long (peers that were
 // partial hold more by then).
 const rediscoverAfter = 5 * time.Second
 
-// expand turns a source into the sources to try for q: itself, or the peers that answer.
-func (f *fetcher) expand(ctx context.Context, s Source, q Query) []Source {
+// expand turns a source into the sources to try for q: itself, or the peers that answer,
+// and whether the LAN holds a blob q names (see Patience).
+func (f *fetcher) expand(ctx context.Context, s Source, q Query) ([]Source, bool) {
 	if s.group == nil {
-		return []Source{s}
+		return []Source{s}, false
 	}
 	if c, ok := f.found[q]; ok && time.Since(c.at) < rediscoverAfter {
-		return c.peers
+		return c.peers, c.held
 	}
 	cands, busy, err := s.group.candidates(ctx, q)
 	if err == nil && len(cands) == 0 && !busy && s.group.Settle > 0 && f.settle {
 		select {
 		case <-ctx.Done():
-			return nil
+			return nil, false
 		case <-time.After(rand.N(s.group.Settle)):
 		}
 		cands, busy, err = s.group.candidates(ctx, q)
 	}
 	if err != nil {
 		f.sourceFailed(s, "discovery", err)
-		return nil
+		return nil, false
 	}
-	f.found[q] = foundPeers{at: time.Now(), peers: cands}
+	held := q.Kind == KindBlob && (len(cands) > 0 || busy)
+	f.found[q] = foundPeers{at: time.Now(), peers: cands, held: held}
 	if len(cands) == 0 {
 		f.sourceFailed(s, "discovery", fmt.Errorf("no peer with a free slot answered"))
 		if busy {
 			f.busy = true // peers hold it but are all busy: wait for one
 		}
 	}
-	return cands
+	return cands, held
 }

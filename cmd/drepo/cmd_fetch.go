@@ -75,6 +75,7 @@ Examples:
 					sources = peer.WithPeers(sources, g.Source(0), cfg.Peers.Priority)
 					if p := cfg.Peers.Priority; p != nil && slices.ContainsFunc(sources, func(s peer.Source) bool { return s.Kind == peer.KindRepository && s.Priority < *p }) {
 						g.Settle = 2 * time.Second // peers before a repository: let the first starter lead
+						g.Patience = peer.DefaultPatience
 					}
 				}
 			} else if !cfg.Peers.Enabled {
