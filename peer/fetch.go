@@ -79,6 +79,7 @@ type fetcher struct {
 	bad    map[string]int64 // chunks (or manifests) that failed their hash, by source
 	found  map[Query]foundPeers
 	busy   bool      // a source in the current round was only busy
+	lan    bool      // ... and the round waits for a LAN peer (PeerGroup.Patience)
 	since  time.Time // when the current need (each) began
 	settle bool      // the need is a file's blob: worth the settle wait (index and manifests are not)
 	chunks map[manifests.Hash]chunkLoc
@@ -205,7 +206,7 @@ func (f *fetcher) candidates(ctx context.Context, q Query) iter.Seq[Source] {
 			}
 			if held && group.group != nil && group.group.Patience > 0 && time.Since(f.since) < group.group.Patience {
 				// the LAN has it: wait for a peer rather than take it from the WAN again
-				f.busy = true
+				f.busy, f.lan = true, true
 				return
 			}
 		}
@@ -359,13 +360,13 @@ func (f *fetcher) manifest(ctx context.Context, e manifests.AppEntry) (*manifest
 const BusyWait = 10 * time.Minute
 
 // each tries fn on the sources for q in order until one succeeds. When all failed and some
-// were only busy (or were peers that stopped short), it waits (1–2 s, Retry-After up to 10 s) and asks again, for up to
+// were only busy (or were peers that stopped short), it waits (1–2 s; 0.2–0.4 s when it waits for a LAN peer) and asks again, for up to
 // BusyWait; otherwise the error names every source.
 func (f *fetcher) each(ctx context.Context, q Query, what string, fn func(Source) error) error {
 	f.since = time.Now()
 	deadline := f.since.Add(BusyWait)
 	for {
-		f.busy = false
+		f.busy, f.lan = false, false
 		for s := range f.candidates(ctx, q) {
 			err := fn(s)
 			if err == nil {
@@ -388,6 +389,11 @@ func (f *fetcher) each(ctx context.Context, q Query, what string, fn func(Source
 			return f.noSource(what)
 		}
 		wait := time.Second + rand.N(time.Second)
+		if f.lan {
+			// asking the LAN again is cheap, and a peer that just began to receive is
+			// free to serve: the sooner it is found, the shorter the chain's lag
+			wait = 200*time.Millisecond + rand.N(200*time.Millisecond)
+		}
 		f.log.Debug("every source left is busy; waiting for a free one", "what", what, "wait", wait)
 		select {
 		case <-ctx.Done():

@@ -20,7 +20,7 @@ import (
 type PeerGroup struct {
 	Targets  []*net.UDPAddr // broadcast addresses and static peers
 	Instance uint64         // this device's store instance (its own answers are ignored)
-	Wait     time.Duration  // how long answers are collected (default 500 ms)
+	Wait     time.Duration  // how long answers are collected (default 250 ms: a LAN answers in milliseconds)
 	Stall    time.Duration  // as for repositories
 	// Settle, when set, makes a fetch that found no peer holding something wait a random
 	// time up to Settle and ask once more before it goes to the sources after the peers:
@@ -51,7 +51,7 @@ func (g *PeerGroup) candidates(ctx context.Context, q Query) (peers []Source, al
 	q.Instance = g.Instance
 	wait := g.Wait
 	if wait <= 0 {
-		wait = 500 * time.Millisecond
+		wait = 250 * time.Millisecond
 	}
 	found, err := Discover(ctx, q, g.Targets, wait)
 	if err != nil {
