@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/drepo-dev/drepo/manifests"
+	"golang.org/x/sys/unix"
 )
 
 // serveBlob answers GET /v1/blobs/sha256/<h>. A complete blob is served with
@@ -93,7 +94,6 @@ func (s *Server) servePartial(w http.ResponseWriter, r *http.Request, h manifest
 	if r.Method == http.MethodHead || st.Size == 0 {
 		return
 	}
-	buf := make([]byte, 1<<20)
 	for off := start; off <= end; {
 		i := int(off / st.ChunkSize)
 		if !verified(i, r) {
@@ -102,9 +102,25 @@ func (s *Server) servePartial(w http.ResponseWriter, r *http.Request, h manifest
 		}
 		cOff, cLen := st.ChunkRange(i)
 		n := min(cOff+cLen, end+1) - off
-		if _, err := io.CopyBuffer(w, io.NewSectionReader(f, off, n), buf); err != nil {
+		// a chunk the fetch wrote past the page cache (O_DIRECT) is on disk only: ask for
+		// all of it at once, so the disk reads it while the network sends the first part,
+		// and send it with sendfile (io.CopyN from the file reaches the connection's
+		// ReadFrom). Read-then-send in turn made each hop of a LAN chain ~10% slower
+		// than its link, and a chain of 16 falls further behind at every hop.
+		_ = unix.Fadvise(int(f.Fd()), off, n, unix.FADV_WILLNEED)
+		if next, err := s.Store.partialState(h); err == nil && i+1 < next.Chunks() && next.Has(i+1) {
+			nOff, nLen := next.ChunkRange(i + 1) // and the next one, while this one is sent
+			_ = unix.Fadvise(int(f.Fd()), nOff, nLen, unix.FADV_WILLNEED)
+		}
+		if _, err := f.Seek(off, io.SeekStart); err != nil {
 			return
 		}
+		if _, err := io.CopyN(w, f, n); err != nil {
+			return
+		}
+		// the chunk's last bytes leave now, not with the next chunk: the peer behind this
+		// one can verify it and pass it on while this one waits for more
+		_ = http.NewResponseController(w).Flush()
 		off += n
 	}
 }
@@ -115,6 +131,11 @@ func (s *Server) servePartial(w http.ResponseWriter, r *http.Request, h manifest
 func (s *Server) verifiedWaiter(h manifests.Hash, st PartialState) func(int, *http.Request) bool {
 	return s.verifiedWaiterFor(h, st, s.WaitAhead)
 }
+
+// statePoll is how often a transfer waiting for a chunk reads the state again: every hop
+// of a LAN passing a blob on waits about half of it per chunk, and a read of a small file
+// costs microseconds.
+const statePoll = 10 * time.Millisecond
 
 // firstChunkWait bounds the wait before a response starts.
 const firstChunkWait = 5 * time.Second
@@ -144,7 +165,7 @@ func (s *Server) verifiedWaiterFor(h manifests.Hash, st PartialState, wait time.
 			select {
 			case <-r.Context().Done():
 				return false
-			case <-time.After(50 * time.Millisecond):
+			case <-time.After(statePoll):
 			}
 		}
 	}
@@ -187,6 +208,16 @@ type countingWriter struct {
 	http.ResponseWriter
 	n *atomic.Int64
 }
+
+// ReadFrom lets the connection send files with sendfile.
+func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	n, err := io.Copy(c.ResponseWriter, r)
+	c.n.Add(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection (Flush).
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
 func (c *countingWriter) Write(b []byte) (int, error) {
 	n, err := c.ResponseWriter.Write(b)

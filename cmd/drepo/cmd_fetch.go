@@ -74,7 +74,7 @@ Examples:
 					g.Stall = c.Duration("stall")
 					sources = peer.WithPeers(sources, g.Source(0), cfg.Peers.Priority)
 					if p := cfg.Peers.Priority; p != nil && slices.ContainsFunc(sources, func(s peer.Source) bool { return s.Kind == peer.KindRepository && s.Priority < *p }) {
-						g.Settle = time.Second // peers before a repository: let the first starter lead
+						g.Settle = 500 * time.Millisecond // peers before a repository: let the first starter lead
 						g.Patience = peer.DefaultPatience
 					}
 				}
