@@ -23,7 +23,8 @@ type DaemonOptions struct {
 	HTTPAddr, HTTPSAddr, DiscoveryAddr string
 	HTTPS                              bool
 	TLSCert, TLSKey                    string
-	CompleteOnly                       bool // Server.CompleteOnly
+	CompleteOnly                       bool          // Server.CompleteOnly
+	WaitAhead                          time.Duration // Server.WaitAhead (default 10 s)
 	Log                                *slog.Logger
 	// Ready, if set, is told the bound addresses (tests use port 0); https is nil when
 	// HTTPS did not start.
@@ -36,7 +37,7 @@ func Run(ctx context.Context, opt DaemonOptions) error {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
-	srv := &Server{Store: opt.Store, Limit: opt.Limit, Log: opt.Log, CompleteOnly: opt.CompleteOnly}
+	srv := &Server{Store: opt.Store, Limit: opt.Limit, Log: opt.Log, CompleteOnly: opt.CompleteOnly, WaitAhead: opt.WaitAhead}
 	instance, err := opt.Store.Instance()
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -319,4 +320,81 @@ func TestFetchFromPeers(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no trusted_keys configured") {
 		t.Fatalf("unsigned index from peers: %v", err)
 	}
+}
+
+// With peers before a repository, a device waits for a busy peer that holds the blob
+// (PeerGroup.Patience) instead of reading the repository; without the patience it reads
+// the repository, which shows the wait is what kept the WAN out.
+func TestFetchWaitsForABusyPeer(t *testing.T) {
+	w := newWorld(t)
+	data := randBytes(8*testChunk+5, 44)
+	w.publish("app", "1", map[string][]byte{"f": data})
+	h := manifests.SumBytes(data)
+	stA := newStore(t)
+	if _, err := w.fetch(stA, "app", "1", source(t, "origin", w.srv.URL, 0)); err != nil {
+		t.Fatal(err)
+	}
+	// a second blob on A, arriving: a range past its verified chunk holds A's only slot
+	// until WaitAhead gives up on it
+	other := randBytes(2*testChunk, 45)
+	oh := manifests.SumBytes(other)
+	op, err := stA.OpenPartial(oh, int64(len(other)), testChunk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	markChunk(t, op, other, testChunk, 0)
+	if err := op.Persist(); err != nil {
+		t.Fatal(err)
+	}
+	const hold = 2 * time.Second
+	urlA, discoA := daemon(t, stA, 1, nil, func(o *DaemonOptions) { o.WaitAhead = hold })
+	for _, patience := range []time.Duration{time.Minute, 0} {
+		held := make(chan struct{})
+		go func() {
+			defer close(held)
+			req, _ := http.NewRequest("GET", urlA+"v1/blobs/sha256/"+oh.String(), nil)
+			req.Header.Set("Range", fmt.Sprintf("bytes=%d-", testChunk))
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+		waitFor(t, func() bool {
+			_, b := get(t, urlA+"v1/status", "")
+			var st Status
+			return json.Unmarshal(b, &st) == nil && st.TransfersActive == 1
+		})
+		origin := newFaultProxy(t, w.srv.URL, h, nil, false)
+		stC := newStore(t)
+		id, _ := stC.Instance()
+		g := &PeerGroup{Targets: []*net.UDPAddr{discoA}, Instance: id, Wait: 200 * time.Millisecond, Stall: time.Second, Patience: patience}
+		prio := 20
+		rep, err := Fetch(context.Background(), FetchOptions{Store: stC, Keys: []minisign.PublicKey{w.pub}, App: "app", Version: "1",
+			Sources: WithPeers([]Source{source(t, "origin", origin.URL, 10)}, g.Source(0), &prio)})
+		if err != nil {
+			t.Fatalf("patience %v: %v\n%+v", patience, err, rep)
+		}
+		if b, _ := os.ReadFile(stC.BlobPath(h)); !bytes.Equal(b, data) {
+			t.Fatal("wrong bytes in the store")
+		}
+		switch got := origin.served.Load(); {
+		case patience > 0 && got != 0:
+			t.Fatalf("the repository served %d bytes of the blob while a LAN peer held it", got)
+		case patience == 0 && got != int64(len(data)):
+			t.Fatalf("without patience the repository served %d bytes, want all %d (the peer was busy)", got, len(data))
+		}
+		<-held
+	}
+}
+
+// waitFor polls cond for up to 10 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for range 1000 {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("condition not met in 10 s")
 }
