@@ -20,7 +20,7 @@ import (
 type PeerGroup struct {
 	Targets  []*net.UDPAddr // broadcast addresses and static peers
 	Instance uint64         // this device's store instance (its own answers are ignored)
-	Wait     time.Duration  // how long answers are collected (default 250 ms: a LAN answers in milliseconds)
+	Wait     time.Duration  // how long answers are collected (default 250 ms for a blob, 100 ms for an index or manifest: a LAN answers in milliseconds)
 	Stall    time.Duration  // as for repositories
 	// Settle, when set, makes a fetch that found no peer holding something wait a random
 	// time up to Settle and ask once more before it goes to the sources after the peers:
@@ -50,8 +50,14 @@ func (g *PeerGroup) Source(priority int) Source {
 func (g *PeerGroup) candidates(ctx context.Context, q Query) (peers []Source, allBusy bool, err error) {
 	q.Instance = g.Instance
 	wait := g.Wait
-	if wait <= 0 {
+	switch {
+	case wait > 0:
+	case q.Kind == KindBlob:
 		wait = 250 * time.Millisecond
+	default:
+		// an index or a manifest: one answer will do, and an answer missed costs only a few
+		// KB from the repository, while every device of a LAN that starts together waits it
+		wait = 100 * time.Millisecond
 	}
 	found, err := Discover(ctx, q, g.Targets, wait)
 	if err != nil {
