@@ -1,6 +1,14 @@
 // Package peer is the device side of drepo: a store of verified blobs, fetch (an app version
-// from the repositories in priority order, every byte checked against the signed index),
-// and, next, the peer server and LAN discovery.
+// from the repositories in priority order and the LAN's peers, every byte checked against
+// the signed index), the peer server that shares the store (serving a blob while it still
+// arrives, from its verified chunks), and UDP discovery of who holds what.
+//
+// A download streams through a pipeline (pipeline.go): the network reader fills a fixed set
+// of buffers, and the chunk hasher, the writer (O_DIRECT where it can: past the page cache)
+// and the whole-file hasher take each one side by side, so a fetch costs about its slowest
+// part. With peers placed before a repository, a fetch waits for a busy LAN peer that
+// holds the blob rather than read it over the WAN again (PeerGroup.Patience): a LAN that
+// starts together fills as a chain, one chunk behind per hop, and the WAN carries it once.
 //
 // Trust runs one way: an index is accepted only with a signature from a trusted key, a
 // serial not below the highest this device accepted from that key (an equal serial only
