@@ -20,7 +20,9 @@ import (
 // on one more host; the time until all N hold a 256 MiB app and the bytes the repository
 // served, for drepo as built (peers before the repository, serving while downloading), the
 // whole-file cascade (peers serve complete blobs only), every device from the repository,
-// and one device alone. Needs root, iproute2 and tc; everything stays in the namespaces.
+// and one device alone. A round is timed from the moment the fetches start until all hold
+// the app; the devices' peer daemons are started before, untimed, as they run all the time
+// on a device. Needs root, iproute2 and tc; everything stays in the namespaces.
 func lanScenario() Scenario {
 	return Scenario{
 		Name: "lan",
@@ -75,10 +77,10 @@ func lanScenario() Scenario {
 				}
 			}
 			cmds := []Command{
-				{Name: "drepo: serve while downloading", Run: func(ctx context.Context) (string, error) { return l.round(ctx, "stream") }},
-				{Name: "one device alone, from the repository", Run: func(ctx context.Context) (string, error) { return l.round(ctx, "alone") }},
-				{Name: "whole-file cascade (complete blobs only)", Run: func(ctx context.Context) (string, error) { return l.round(ctx, "cascade") }},
-				{Name: "every device from the repository", Run: func(ctx context.Context) (string, error) { return l.round(ctx, "repository") }},
+				{Name: "drepo: serve while downloading", Before: func() error { return l.prepare("stream") }, Run: func(ctx context.Context) (string, error) { return l.round(ctx, "stream") }},
+				{Name: "one device alone, from the repository", Before: func() error { return l.prepare("alone") }, Run: func(ctx context.Context) (string, error) { return l.round(ctx, "alone") }},
+				{Name: "whole-file cascade (complete blobs only)", Before: func() error { return l.prepare("cascade") }, Run: func(ctx context.Context) (string, error) { return l.round(ctx, "cascade") }},
+				{Name: "every device from the repository", Before: func() error { return l.prepare("repository") }, Run: func(ctx context.Context) (string, error) { return l.round(ctx, "repository") }},
 			}
 			// DREPO_BENCH_LAN_MODES=stream,alone measures only those (the slow modes take minutes)
 			if m := os.Getenv("DREPO_BENCH_LAN_MODES"); m != "" {
@@ -107,6 +109,10 @@ type lanBench struct {
 	n       int
 	size    int64
 	repoLog string
+
+	before      int64 // repository bytes served before the round
+	daemons     sync.WaitGroup
+	stopDaemons func()
 }
 
 // publishLocal signs and syncs the source into repo through a drepo serve on loopback.
@@ -145,36 +151,43 @@ func publishLocal(ctx context.Context, drepo, dir, repo string) error {
 	return last
 }
 
-// round runs one mode: every device (or one) fetches at once; it returns when all hold the
-// app, with the bytes the repository served.
-func (l *lanBench) round(ctx context.Context, mode string) (string, error) {
+// prepare readies one round of mode, untimed: empty stores and, where peers serve, every
+// device's daemon started (a device runs it all the time; the round times the fetches).
+func (l *lanBench) prepare(mode string) error {
 	for i := 1; i <= l.n; i++ {
 		if err := os.RemoveAll(filepath.Join(l.dir, fmt.Sprintf("store%d", i))); err != nil {
-			return "", err
+			return err
 		}
 	}
-	before := repoBytes(l.repoLog)
-	devices := l.n
-	if mode == "alone" {
-		devices = 1
-	}
-	dctx, stop := context.WithCancel(ctx)
-	var daemons sync.WaitGroup
-	defer func() { stop(); daemons.Wait() }()
+	l.before = repoBytes(l.repoLog)
+	dctx, stop := context.WithCancel(context.Background())
+	l.stopDaemons = func() { stop(); l.daemons.Wait() }
 	if mode == "stream" || mode == "cascade" {
-		for i := 1; i <= devices; i++ {
+		for i := 1; i <= l.n; i++ {
 			args := []string{"--config", filepath.Join(l.dir, fmt.Sprintf("device%d.yaml", i)), "--log-level", "error", "peer"}
 			if mode == "cascade" {
 				args = append(args, "--complete-only")
 			}
 			d := l.lan.Command(dctx, i, l.env.Drepo, args...)
 			if err := d.Start(); err != nil {
-				return "", err
+				l.stopDaemons()
+				return err
 			}
-			daemons.Add(1)
-			go func() { defer daemons.Done(); _ = d.Wait() }()
+			l.daemons.Add(1)
+			go func() { defer l.daemons.Done(); _ = d.Wait() }()
 		}
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(300 * time.Millisecond) // the daemons listening
+	}
+	return nil
+}
+
+// round runs one mode after prepare: every device (or one) fetches at once; it returns when
+// all hold the app, with the bytes the repository served.
+func (l *lanBench) round(ctx context.Context, mode string) (string, error) {
+	defer l.stopDaemons()
+	devices := l.n
+	if mode == "alone" {
+		devices = 1
 	}
 	errs := make([]error, devices+1)
 	var wg sync.WaitGroup
@@ -202,7 +215,7 @@ func (l *lanBench) round(ctx context.Context, mode string) (string, error) {
 		return "", err
 	}
 	time.Sleep(200 * time.Millisecond) // the access log's last lines
-	served := repoBytes(l.repoLog) - before
+	served := repoBytes(l.repoLog) - l.before
 	return fmt.Sprintf("repository served %d MiB = %.2f× the app", served>>20, float64(served)/float64(l.size)), nil
 }
 
