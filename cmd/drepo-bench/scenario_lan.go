@@ -67,6 +67,18 @@ func lanScenario() Scenario {
 				return nil, err
 			}
 			cleanup := func() { stop(); _ = serve.Wait(); logf.Close(); lan.Close() }
+			// the repository listening before the first round (which no longer starts with
+			// daemons and a pause)
+			for i := 0; ; i++ {
+				if b, _ := os.ReadFile(repoLog); strings.Contains(string(b), "serving WebDAV") {
+					break
+				}
+				if i == 100 {
+					cleanup()
+					return nil, errors.New("the repository server did not start")
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
 			l := &lanBench{env: env, lan: lan, dir: dir, n: n, size: size, repoLog: repoLog}
 			for i := 1; i <= n; i++ {
 				cfg := fmt.Sprintf("trusted_keys: [%s]\nstore: %s\npeers: {broadcast: true, priority: 20, limit_of_connections: 1}\nrepositories:\n  - {name: wan, url: \"http://%s:8080/\", priority: 10}\n",
