@@ -29,9 +29,8 @@ type Partial struct {
 
 	mu         sync.Mutex
 	st         PartialState
-	pending    int       // chunks marked since the last Persist
-	persistT   time.Time // when the state was last written
-	changed    *sync.Cond
+	pending    int            // chunks marked since the last Persist
+	persistT   time.Time      // when the state was last written
 	announced  bool           // a state file exists, so this device's peer server offers the blob
 	persisting bool           // a background Persist runs
 	persistErr error          // the last background Persist's failure
@@ -63,7 +62,6 @@ func (s *Store) OpenPartial(h manifests.Hash, size, chunkSize int64) (*Partial, 
 	if chunkSize%directAlign == 0 {
 		p.direct, _ = os.OpenFile(path, os.O_WRONLY|unix.O_DIRECT, 0)
 	}
-	p.changed = sync.NewCond(&p.mu)
 	// announced at once: this device's peer server offers the blob from the first byte, so
 	// devices that start together can agree on one of them to fetch it (PeerGroup ranks a
 	// holder of nothing yet only if its instance id is lower: no two wait on each other)
@@ -166,7 +164,6 @@ func (p *Partial) Verified(i int) error {
 	defer p.mu.Unlock()
 	p.st.Set(i)
 	p.pending++
-	p.changed.Broadcast()
 	if (p.pending >= persistEvery || time.Since(p.persistT) >= persistAfter) && !p.persisting {
 		p.persisting = true
 		p.bg.Add(1)
