@@ -1,0 +1,242 @@
+package peer
+
+import (
+	"cmp"
+	"math/rand/v2"
+	"slices"
+	"time"
+)
+
+// Policy is how a device picks among the LAN's peers for a blob, when it leaves a slow
+// one, how long it waits for the LAN before it reads the WAN, and when a peer server
+// gives a slow transfer's slot to another device. Every decision is a pure function of
+// what is known, with the clock (and randomness) passed in: the real fetch and server,
+// the tests and the simulator (drepo-bench lan-sim) run the same code. The README's
+// "How a device picks its sources" explains the choices.
+type Policy struct {
+	// SlowFactor: a source is slow when another is expected to deliver this many times
+	// faster; a peer server cuts a transfer that runs this many times below its link.
+	SlowFactor float64
+	// Sample is how long a transfer runs before its rate is judged.
+	Sample time.Duration
+	// Idle: the LAN is waited for only while it made verified progress within Idle.
+	Idle time.Duration
+	// MaxWait bounds the time one fetch of a blob spends waiting for the LAN in all.
+	MaxWait time.Duration
+}
+
+// DefaultPolicy is the policy of drepo fetch and drepo peer.
+var DefaultPolicy = Policy{SlowFactor: 3, Sample: 2 * time.Second, Idle: 10 * time.Second, MaxWait: 2 * time.Minute}
+
+// Cand is one peer for one blob as a fetch sees it: what discovery last said of it and
+// what this fetch measured.
+type Cand struct {
+	ID       uint64 // instance id
+	Complete bool
+	Held     int64 // verified bytes (the whole blob when Complete)
+	Free     bool  // it had a free transfer slot
+	// Rate is the verified bytes per second it delivered to this fetch (0: not yet).
+	Rate float64
+	// Growth is how fast its Held grew between two discovery answers: the rate of its
+	// own download, the most a follower can get from it once caught up (0: unknown).
+	Growth float64
+	Banned bool // sent wrong bytes or broke the protocol in this run
+}
+
+// Need is the asking device's side of a decision about one blob.
+type Need struct {
+	Self uint64 // its instance id
+	Have int64  // verified bytes of the blob it holds
+}
+
+// ahead reports whether c holds more of the blob than the asker, so following c moves
+// the asker on. A peer that holds nothing yet counts at the very start only when its
+// instance id is lower: of devices that start together one leads and the others follow,
+// and none waits on one that waits on it.
+func (c Cand) ahead(n Need) bool {
+	switch {
+	case c.Banned:
+		return false
+	case c.Complete || c.Held > n.Have:
+		return true
+	case c.Held == n.Have:
+		return c.ID < n.Self
+	}
+	return false
+}
+
+// expected is the rate the policy expects of c: what it delivered if measured; else a
+// complete peer is as fast as the best the LAN showed (lan), and a partial one as fast as
+// it grows, or as lan while that is unknown.
+func (c Cand) expected(lan float64) float64 {
+	switch {
+	case c.Rate > 0:
+		return c.Rate
+	case c.Complete || c.Growth <= 0:
+		return lan
+	default:
+		return c.Growth
+	}
+}
+
+// LANRate is the best rate the LAN showed to this fetch: a source's delivery or a
+// peer's own download. The yardstick for "slow".
+func LANRate(cands []Cand) float64 {
+	var best float64
+	for _, c := range cands {
+		best = max(best, c.Rate, c.Growth)
+	}
+	return best
+}
+
+// Rank returns the peers worth asking for the blob now, best first: only peers ahead of
+// the asker with a free slot; complete before partial; then the higher expected rate;
+// then more held; random among equals (rnd), so equal peers share the load.
+func (p Policy) Rank(cands []Cand, n Need, rnd *rand.Rand) []Cand {
+	var out []Cand
+	for _, c := range cands {
+		if c.Free && c.ahead(n) {
+			out = append(out, c)
+		}
+	}
+	if rnd != nil {
+		rnd.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	}
+	lan := LANRate(cands)
+	slices.SortStableFunc(out, func(a, b Cand) int {
+		if a.Complete != b.Complete {
+			if a.Complete {
+				return -1
+			}
+			return 1
+		}
+		if c := cmp.Compare(b.expected(lan), a.expected(lan)); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.Held, a.Held)
+	})
+	return out
+}
+
+// Transfer is a running download as the policy judges it.
+type Transfer struct {
+	Source  uint64 // the peer's instance id (0: a repository)
+	Started time.Time
+	Bytes   int64 // verified bytes it delivered
+}
+
+// Rate is the transfer's verified bytes per second up to now.
+func (t Transfer) Rate(now time.Time) float64 {
+	d := now.Sub(t.Started).Seconds()
+	if d <= 0 {
+		return 0
+	}
+	return float64(t.Bytes) / d
+}
+
+// Leave decides whether a fetch should end its transfer t for another peer: after Sample,
+// when a peer ahead of the asker is expected to deliver SlowFactor times faster. The peer
+// to ask is returned; busy reports that it has no free slot (asking it may make it drop a
+// slow transfer: Preempt). A repository transfer is never left for a partial peer that is
+// not ahead of it in rate, and the asker's own slow link cannot be escaped (LAN rate is
+// what others reach, not what this device can).
+func (p Policy) Leave(now time.Time, t Transfer, cands []Cand, n Need) (to Cand, busy, ok bool) {
+	if now.Sub(t.Started) < p.Sample {
+		return Cand{}, false, false
+	}
+	rate := t.Rate(now)
+	lan := LANRate(cands)
+	var best Cand
+	var bestRate float64
+	for _, c := range cands {
+		if c.ID == t.Source || !c.ahead(n) {
+			continue
+		}
+		e := c.expected(lan)
+		// a peer that grows no faster than this transfer runs is no better, however far ahead
+		if e > bestRate || (e == bestRate && c.Free && !best.Free) {
+			best, bestRate = c, e
+		}
+	}
+	if bestRate < p.SlowFactor*rate || bestRate == 0 {
+		return Cand{}, false, false
+	}
+	return best, !best.Free, true
+}
+
+// LANWait is the state of one blob's wait for the LAN, kept by the fetch as a value.
+type LANWait struct {
+	Progress time.Time     // the last verified progress: this fetch's, or a peer ahead grew
+	Waited   time.Duration // time spent waiting for the LAN so far
+	MaxHeld  int64         // the most any peer ahead held at the last look
+}
+
+// Observe returns w updated with what the fetch sees at now: its own verified bytes
+// (have, and whether they grew since the last look) and the peers ahead.
+func (w LANWait) Observe(now time.Time, grew bool, cands []Cand, n Need) LANWait {
+	if w.Progress.IsZero() || grew {
+		w.Progress = now
+	}
+	for _, c := range cands {
+		if c.ahead(n) && !c.Complete && c.Held > w.MaxHeld {
+			if w.MaxHeld > 0 {
+				w.Progress = now // the LAN delivers: a peer ahead holds more than before
+			}
+			w.MaxHeld = c.Held
+		}
+	}
+	return w
+}
+
+// WaitForLAN decides whether the fetch waits for the LAN instead of reading the sources
+// after the peers (the WAN): only while some peer is ahead of it (complete, holding more,
+// or leading at the start), the LAN made verified progress within Idle, and the fetch has
+// waited less than MaxWait in all. A device whose upstream died is ahead of every other,
+// so it goes on from the WAN at once, and the devices behind it follow it.
+func (p Policy) WaitForLAN(now time.Time, w LANWait, cands []Cand, n Need) bool {
+	if w.Waited >= p.MaxWait || now.Sub(w.Progress) >= p.Idle {
+		return false
+	}
+	return slices.ContainsFunc(cands, func(c Cand) bool { return c.ahead(n) })
+}
+
+// Serving is one transfer a peer server runs, as Preempt judges it.
+type Serving struct {
+	Started time.Time
+	Bytes   int64 // bytes sent so far
+}
+
+// Preempt decides, when a request finds every slot taken, which running transfer (index)
+// the server ends to give its slot to the newcomer: the slowest one that ran at least
+// Sample below link/SlowFactor, link being the best rate this device showed (sending, or
+// its own download). A slow device is then moved to the end of the LAN's chains, where
+// nobody waits behind it. -1: none.
+func (p Policy) Preempt(now time.Time, running []Serving, link float64) int {
+	victim, worst := -1, link/p.SlowFactor
+	for i, s := range running {
+		d := now.Sub(s.Started)
+		if d < p.Sample {
+			continue
+		}
+		if r := float64(s.Bytes) / d.Seconds(); r < worst {
+			victim, worst = i, r
+		}
+	}
+	return victim
+}
+
+// DiscoveryResends are the offsets, within one listening window, at which a discovery
+// request is sent again: a lost datagram (Wi-Fi, a full neighbour table) costs a resend,
+// not the answer. Each offset is jittered by up to a quarter (rnd) so devices that start
+// together do not resend in step.
+func DiscoveryResends(wait time.Duration, rnd *rand.Rand) []time.Duration {
+	var out []time.Duration
+	for d := wait / 8; d < wait*3/4; d *= 2 {
+		j := d
+		if rnd != nil {
+			j += time.Duration(rnd.Int64N(int64(d/4) + 1))
+		}
+		out = append(out, j)
+	}
+	return out
+}

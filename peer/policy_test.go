@@ -1,0 +1,150 @@
+package peer
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+const mbit = 1e6 / 8 // bytes per second of one Mbit/s
+
+// A fetch on a slow peer leaves it for a faster one with a free slot, but not before the
+// sample time and not for one only a little faster.
+func TestPolicyLeavesASlowSource(t *testing.T) {
+	p := DefaultPolicy
+	n := Need{Self: 50, Have: 10 << 20}
+	tr := Transfer{Source: 7, Started: t0, Bytes: 10 << 20} // 10 MiB in 8 s: ~10 Mbit/s
+	cands := []Cand{
+		{ID: 7, Held: 30 << 20, Rate: 10 * mbit},
+		{ID: 9, Held: 100 << 20, Growth: 100 * mbit},
+	}
+	if _, _, ok := p.Leave(t0.Add(time.Second), tr, cands, n); ok {
+		t.Fatal("left before the sample time")
+	}
+	to, busy, ok := p.Leave(t0.Add(8*time.Second), tr, cands, n)
+	if !ok || to.ID != 9 || !busy {
+		t.Fatalf("left for %+v busy=%v ok=%v; want peer 9 (100 Mbit/s, busy)", to, busy, ok)
+	}
+	// a complete peer as fast with a free slot goes before the busy one
+	cands = append(cands, Cand{ID: 8, Complete: true, Held: 256 << 20, Free: true})
+	if to, busy, ok := p.Leave(t0.Add(8*time.Second), tr, cands, n); !ok || to.ID != 8 || busy {
+		t.Fatalf("left for %+v busy=%v ok=%v; want the free complete peer 8", to, busy, ok)
+	}
+	// a peer only twice as fast is not worth the switch
+	cands = cands[:2]
+	cands[1].Growth = 20 * mbit
+	if to, _, ok := p.Leave(t0.Add(8*time.Second), tr, cands, n); ok {
+		t.Fatalf("left for %+v, only 2x faster", to)
+	}
+	// a peer behind the asker is no source, however fast
+	cands[1] = Cand{ID: 9, Held: 1 << 20, Growth: 100 * mbit, Free: true}
+	if to, _, ok := p.Leave(t0.Add(8*time.Second), tr, cands, n); ok {
+		t.Fatalf("left for %+v, which holds less", to)
+	}
+}
+
+// Equal peers are spread: with a seeded random source each of three equal peers leads
+// the ranking about a third of the time; complete peers come first.
+func TestPolicyRankSpreadsEqualPeers(t *testing.T) {
+	p := DefaultPolicy
+	n := Need{Self: 50}
+	cands := []Cand{{ID: 1, Held: 5, Free: true}, {ID: 2, Held: 5, Free: true}, {ID: 3, Held: 5, Free: true},
+		{ID: 4, Held: 9, Free: false}, {ID: 60, Held: 0, Free: true}}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	first := map[uint64]int{}
+	for range 3000 {
+		r := p.Rank(cands, n, rnd)
+		if len(r) != 3 {
+			t.Fatalf("ranked %v: want the three free peers ahead only", r)
+		}
+		first[r[0].ID]++
+	}
+	for id := uint64(1); id <= 3; id++ {
+		if first[id] < 800 || first[id] > 1200 {
+			t.Fatalf("peer %d first %d of 3000 times: not spread", id, first[id])
+		}
+	}
+	cands = append(cands, Cand{ID: 70, Complete: true, Held: 9, Free: true})
+	if r := p.Rank(cands, n, rnd); r[0].ID != 70 {
+		t.Fatalf("ranked %v: a complete peer goes first", r)
+	}
+}
+
+// Patience restarts on progress and ends on silence, and has a bound for the whole fetch.
+func TestPolicyPatienceFollowsProgress(t *testing.T) {
+	p := DefaultPolicy
+	n := Need{Self: 50, Have: 4 << 20}
+	ahead := []Cand{{ID: 9, Held: 8 << 20}}
+	w := LANWait{}.Observe(t0, false, ahead, n)
+	if !p.WaitForLAN(t0.Add(9*time.Second), w, ahead, n) {
+		t.Fatal("gave up on the LAN before Idle")
+	}
+	if p.WaitForLAN(t0.Add(11*time.Second), w, ahead, n) {
+		t.Fatal("still waits after Idle without progress")
+	}
+	// the peer ahead grew: progress, the wait goes on
+	ahead[0].Held = 12 << 20
+	w = w.Observe(t0.Add(9*time.Second), false, ahead, n)
+	if !p.WaitForLAN(t0.Add(15*time.Second), w, ahead, n) {
+		t.Fatal("gave up although the LAN delivered 6 s ago")
+	}
+	// our own progress counts the same
+	w = w.Observe(t0.Add(18*time.Second), true, ahead, n)
+	if !p.WaitForLAN(t0.Add(27*time.Second), w, ahead, n) {
+		t.Fatal("gave up although this fetch verified bytes 9 s ago")
+	}
+	// the bound for the whole fetch
+	w.Waited = p.MaxWait
+	if p.WaitForLAN(t0.Add(19*time.Second), w, ahead, n) {
+		t.Fatal("waits beyond MaxWait")
+	}
+	// the upstream died and nobody holds more: no wait at all
+	behind := []Cand{{ID: 3, Held: 2 << 20}, {ID: 80, Held: 4 << 20}}
+	if p.WaitForLAN(t0.Add(time.Second), LANWait{}.Observe(t0, false, behind, n), behind, n) {
+		t.Fatal("waits for peers that hold less")
+	}
+	// of two that hold the same, the lower instance id leads (follows nobody)
+	same := []Cand{{ID: 3, Held: 4 << 20}}
+	if !p.WaitForLAN(t0, LANWait{}.Observe(t0, false, same, n), same, n) {
+		t.Fatal("the higher instance id should follow the lower one")
+	}
+	if p.WaitForLAN(t0, LANWait{}.Observe(t0, false, same, Need{Self: 2, Have: 4 << 20}), same, Need{Self: 2, Have: 4 << 20}) {
+		t.Fatal("the lower instance id should lead")
+	}
+}
+
+// A server gives the slot of a transfer running far below its link to the newcomer, and
+// never one that has run less than the sample time.
+func TestPolicyPreemptsOnlySlowTransfers(t *testing.T) {
+	p := DefaultPolicy
+	link := 100 * mbit
+	now := t0.Add(10 * time.Second)
+	running := []Serving{
+		{Started: t0, Bytes: int64(10 * 90 * mbit)},                   // fast
+		{Started: t0, Bytes: int64(10 * 10 * mbit)},                   // slow
+		{Started: now.Add(-time.Second), Bytes: int64(1 * 1 * mbit)}, // slower, but new
+	}
+	if got := p.Preempt(now, running, link); got != 1 {
+		t.Fatalf("preempted %d, want the slow one (1)", got)
+	}
+	if got := p.Preempt(now, running[:1], link); got != -1 {
+		t.Fatalf("preempted %d of fast transfers", got)
+	}
+	if got := p.Preempt(now, running, 0); got != -1 {
+		t.Fatalf("preempted %d with no link rate known", got)
+	}
+}
+
+func TestDiscoveryResendsWithinTheWindow(t *testing.T) {
+	rs := DiscoveryResends(250*time.Millisecond, rand.New(rand.NewPCG(3, 4)))
+	if len(rs) < 2 {
+		t.Fatalf("resends %v: want at least two within 250 ms", rs)
+	}
+	for i, d := range rs {
+		if d <= 0 || d >= 250*time.Millisecond*3/4+250*time.Millisecond/4 || (i > 0 && d <= rs[i-1]) {
+			t.Fatalf("resends %v: not increasing inside the window", rs)
+		}
+	}
+}
