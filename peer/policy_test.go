@@ -122,8 +122,8 @@ func TestPolicyPreemptsOnlySlowTransfers(t *testing.T) {
 	link := 100 * mbit
 	now := t0.Add(10 * time.Second)
 	running := []Serving{
-		{Started: t0, Bytes: int64(10 * 90 * mbit)},                   // fast
-		{Started: t0, Bytes: int64(10 * 10 * mbit)},                   // slow
+		{Started: t0, Bytes: int64(10 * 90 * mbit)},                  // fast
+		{Started: t0, Bytes: int64(10 * 10 * mbit)},                  // slow
 		{Started: now.Add(-time.Second), Bytes: int64(1 * 1 * mbit)}, // slower, but new
 	}
 	if got := p.Preempt(now, running, link); got != 1 {
