@@ -150,40 +150,58 @@ func (r *Responder) Serve(ctx context.Context, conn net.PacketConn) error {
 // Found is a peer that answered.
 type Found struct {
 	Answer
-	IP net.IP
+	IP   net.IP
+	From *net.UDPAddr // the address the answer came from: its discovery socket
 }
 
-// Discover sends q to every target (broadcast addresses and static peers) and collects the
-// answers that arrive within wait, one per instance, dropping our own and any that does
-// not answer q.
-func Discover(ctx context.Context, q Query, targets []*net.UDPAddr, wait time.Duration) ([]Found, error) {
+// Discover sends q to every target (broadcast addresses and static peers), again at each
+// offset of resends, and collects the answers that arrive within wait, one per instance,
+// dropping our own and any that does not answer q. sendErrs counts datagrams that could
+// not be sent; it is an error only when no request at all went out.
+func Discover(ctx context.Context, q Query, targets []*net.UDPAddr, wait time.Duration, resends []time.Duration) (found []Found, sendErrs int, err error) {
 	conn, err := listenBroadcast()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer conn.Close()
 	req := EncodeQuery(q)
 	sent := 0
-	for _, t := range targets {
-		if _, err := conn.WriteToUDP(req, t); err == nil {
-			sent++
+	send := func() {
+		for _, t := range targets {
+			if _, err := conn.WriteToUDP(req, t); err == nil {
+				sent++
+			} else {
+				sendErrs++
+			}
 		}
 	}
+	send()
 	if sent == 0 && len(targets) > 0 {
-		return nil, errors.New("peer: discovery: no request could be sent")
+		return nil, sendErrs, errors.New("peer: discovery: no request could be sent")
 	}
-	deadline := time.Now().Add(wait)
+	start := time.Now()
+	deadline := start.Add(wait)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	_ = conn.SetReadDeadline(deadline)
 	seen := map[uint64]bool{}
-	var out []Found
 	buf := make([]byte, maxDatagram+1)
 	for {
-		n, addr, err := conn.ReadFromUDP(buf)
-		if err != nil {
-			return out, nil // the wait is over
+		// listen until the next resend (or the end), then send again
+		until := deadline
+		if len(resends) > 0 && start.Add(resends[0]).Before(deadline) {
+			until = start.Add(resends[0])
+		}
+		_ = conn.SetReadDeadline(until)
+		n, addr, rerr := conn.ReadFromUDP(buf)
+		if rerr != nil {
+			var ne net.Error
+			if !errors.As(rerr, &ne) || !ne.Timeout() || !until.Before(deadline) || ctx.Err() != nil {
+				return found, sendErrs, nil // the wait is over
+			}
+			resends = resends[1:]
+			send()
+			continue
 		}
 		a, err := DecodeAnswer(buf[:n])
 		if err != nil || a.Instance == q.Instance || seen[a.Instance] || a.Kind != q.Kind ||
@@ -191,7 +209,7 @@ func Discover(ctx context.Context, q Query, targets []*net.UDPAddr, wait time.Du
 			continue
 		}
 		seen[a.Instance] = true
-		out = append(out, Found{Answer: a, IP: addr.IP})
+		found = append(found, Found{Answer: a, IP: addr.IP, From: addr})
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
+	"time"
 
 	"github.com/drepo-dev/drepo/manifests"
 	"github.com/drepo-dev/drepo/mirror"
@@ -82,10 +84,6 @@ func (f *fetcher) blob(ctx context.Context, fl manifests.File, chunkSize int64) 
 		f.opt.Progress.Add(int(st.VerifiedBytes()))
 	}
 	n := st.Chunks()
-	var wh *wholeHash
-	if n > 1 {
-		wh = newWholeHash(p)
-	}
 	// chunks held elsewhere in the store: copied, and checked like any other
 	for i := range n {
 		if st.Has(i) {
@@ -111,6 +109,7 @@ func (f *fetcher) blob(ctx context.Context, fl manifests.File, chunkSize int64) 
 			f.opt.Progress.Add(int(l))
 		}
 	}
+	bw := &blobWant{p: p}
 	for i := 0; i < n; {
 		st = p.State()
 		if st.Has(i) {
@@ -121,21 +120,13 @@ func (f *fetcher) blob(ctx context.Context, fl manifests.File, chunkSize int64) 
 		for j < n && !st.Has(j) {
 			j++
 		}
-		if err := f.run(ctx, p, fl, i, j, wh); err != nil {
+		if err := f.run(ctx, bw, fl, i, j); err != nil {
 			return err
 		}
 		i = j
 	}
-	var whole manifests.Hash
-	if wh != nil {
-		if whole, err = wh.sum(fl.Size); err != nil {
-			return err
-		}
-	} else {
-		whole = fl.Chunks[0] // one chunk: its verified hash is the file's
-	}
 	finished = true
-	if err := p.Finish(whole); err != nil {
+	if err := p.Finish(); err != nil {
 		return err
 	}
 	return os.Chmod(s.BlobPath(fl.SHA256), 0o444)
@@ -162,12 +153,11 @@ func copyLocal(p *Partial, loc chunkLoc, off int64, want manifests.Hash) error {
 
 // run downloads chunks [a, b) of fl, trying the sources in order from where the last one
 // stopped; a chunk is marked only once it hashed to the manifest's chunk hash.
-func (f *fetcher) run(ctx context.Context, p *Partial, fl manifests.File, a, b int, wh *wholeHash) error {
-	f.settle = true
-	defer func() { f.settle = false }()
-	return f.each(ctx, Query{Kind: KindBlob, Blob: fl.SHA256}, fmt.Sprintf("%s (blob %s)", fl.Path, fl.SHA256), func(s Source) error {
-		err := f.tryRun(ctx, s, p, fl, &a, b, wh)
-		if err != nil {
+func (f *fetcher) run(ctx context.Context, bw *blobWant, fl manifests.File, a, b int) error {
+	q := Query{Kind: KindBlob, Blob: fl.SHA256}
+	return f.each(ctx, q, fmt.Sprintf("%s (blob %s)", fl.Path, fl.SHA256), bw, func(s Source) error {
+		err := f.tryRun(ctx, s, bw, q, fl, &a, b)
+		if err != nil && !errors.Is(err, errLeft) {
 			f.sourceFailed(s, fl.Path, err)
 		}
 		return err
@@ -175,32 +165,44 @@ func (f *fetcher) run(ctx context.Context, p *Partial, fl manifests.File, a, b i
 }
 
 // tryRun reads chunks *a..b-1 from one source with one ranged GET through the download
-// pipeline (pipeline.go), and leaves *a at the first chunk of them not verified.
-func (f *fetcher) tryRun(ctx context.Context, s Source, p *Partial, fl manifests.File, a *int, b int, wh *wholeHash) (err error) {
+// pipeline (pipeline.go), and leaves *a at the first chunk of them not verified. With a
+// LAN, watchLeave ends the transfer when the policy finds a much faster peer.
+func (f *fetcher) tryRun(ctx context.Context, s Source, bw *blobWant, q Query, fl manifests.File, a *int, b int) (err error) {
+	p := bw.p
 	st := p.State()
 	start, _ := st.ChunkRange(*a)
 	lastOff, lastN := st.ChunkRange(b - 1)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	rc, err := s.Reader.Open(ctx, s.BlobName(fl.SHA256), start, lastOff+lastN-start)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
 	rep := f.report(s)
-	pl := newPipeline(p, fl.Chunks, wh, cancel)
+	began, before := time.Now(), st.VerifiedBytes()
+	delivered := func() int64 { return p.State().VerifiedBytes() - before }
+	if g := f.lanGroup(); g != nil {
+		wctx, wstop := context.WithCancel(ctx)
+		var watch sync.WaitGroup
+		watch.Add(1)
+		go func() { defer watch.Done(); f.watchLeave(wctx, g, s, q, bw, began, delivered, cancel) }()
+		defer func() { wstop(); watch.Wait() }()
+	}
+	pl := newPipeline(p, fl.Chunks, func(err error) { cancel(err) })
 	defer func() {
 		perr := pl.close()
 		if perr != nil {
 			err = perr // a wrong chunk or a failed write says more than the read it cut
 		}
+		if cause := context.Cause(ctx); errors.Is(cause, errLeft) && !errors.Is(err, mirror.ErrCorrupt) {
+			err = cause
+		}
 		for *a < b && p.has(*a) {
 			*a++
 		}
-		if wh != nil {
-			if serr := wh.settle(); serr != nil && err == nil {
-				err = serr
-			}
+		if d := time.Since(began); d >= time.Second {
+			f.lan.rate(s.instance, float64(delivered())/d.Seconds())
 		}
 	}()
 	for i := *a; i < b; i++ {
@@ -208,7 +210,7 @@ func (f *fetcher) tryRun(ctx context.Context, s Source, p *Partial, fl manifests
 		for done := int64(0); done < n; {
 			buf := pl.buffer(ctx)
 			if buf == nil {
-				return ctx.Err()
+				return context.Cause(ctx)
 			}
 			buf = buf[:min(int64(len(buf)), n-done)]
 			k, err := io.ReadFull(rc, buf)

@@ -5,8 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"iter"
-	"log/slog"
+		"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -77,11 +76,7 @@ type fetcher struct {
 	banned map[string]bool
 	down   map[string]bool  // refused the connection: not asked again in this run
 	bad    map[string]int64 // chunks (or manifests) that failed their hash, by source
-	found  map[Query]foundPeers
-	busy   bool      // a source in the current round was only busy
-	lan    bool      // ... and the round waits for a LAN peer (PeerGroup.Patience)
-	since  time.Time // when the current need (each) began
-	settle bool      // the need is a file's blob: worth the settle wait (index and manifests are not)
+	lan    lanMemory        // what this run learned of the LAN's peers
 	chunks map[manifests.Hash]chunkLoc
 }
 
@@ -104,8 +99,7 @@ func Fetch(ctx context.Context, opt FetchOptions) (*FetchReport, error) {
 		opt.Log.Warn("fetching WITHOUT signature checks (allow_unsigned: true and no trusted_keys): anyone who controls a repository controls this device")
 	}
 	f := &fetcher{opt: opt, log: opt.Log, rep: &FetchReport{App: opt.App, Version: opt.Version},
-		srcRep: map[string]*SourceReport{}, banned: map[string]bool{}, down: map[string]bool{}, bad: map[string]int64{},
-		found: map[Query]foundPeers{}}
+		srcRep: map[string]*SourceReport{}, banned: map[string]bool{}, down: map[string]bool{}, bad: map[string]int64{}}
 	defer func() {
 		for _, s := range f.order {
 			f.rep.Sources = append(f.rep.Sources, *f.srcRep[s])
@@ -190,27 +184,13 @@ func (f *fetcher) recordStats() {
 	}
 }
 
-// candidates yields the sources to try for q, in order, banned ones left out; the peer
-// group is asked (discovery) only when the loop reaches it.
-func (f *fetcher) candidates(ctx context.Context, q Query) iter.Seq[Source] {
-	return func(yield func(Source) bool) {
-		for _, group := range f.opt.Sources {
-			if f.down[group.Name] {
-				continue
-			}
-			srcs, held := f.expand(ctx, group, q)
-			for _, s := range srcs {
-				if !f.banned[s.Name] && !f.down[s.Name] && !yield(s) {
-					return
-				}
-			}
-			if held && group.group != nil && group.group.Patience > 0 && time.Since(f.since) < group.group.Patience {
-				// the LAN has it: wait for a peer rather than take it from the WAN again
-				f.busy, f.lan = true, true
-				return
-			}
-		}
+// groupSources turns a configured source into the sources to try for q: itself, or the
+// LAN's peers that answer (lanSources), and whether to wait for the LAN before the next.
+func (f *fetcher) groupSources(ctx context.Context, group Source, q Query, bw *blobWant) ([]Source, bool) {
+	if group.group == nil {
+		return []Source{group}, false
 	}
+	return f.lanSources(ctx, group.group, group, q, bw)
 }
 
 // sourceFailed records why a source failed; sending wrong bytes bans it for the run.
@@ -272,7 +252,7 @@ func (f *fetcher) index(ctx context.Context) (manifests.AppEntry, error) {
 	}
 sources:
 	for _, group := range f.opt.Sources {
-		srcs, _ := f.expand(ctx, group, Query{Kind: KindIndex, Serial: highest})
+		srcs, _ := f.groupSources(ctx, group, Query{Kind: KindIndex, Serial: highest}, nil)
 		for _, s := range srcs {
 			doc, sig, err := mirror.ReadIndexDoc(ctx, s.Reader, readOpts)
 			if err != nil {
@@ -333,7 +313,7 @@ func (f *fetcher) manifest(ctx context.Context, e manifests.AppEntry) (*manifest
 		return m, nil
 	}
 	var m *manifests.Manifest
-	err := f.each(ctx, Query{Kind: KindBlob, Blob: e.Manifest}, "manifest of "+e.App+"@"+e.Version, func(s Source) error {
+	err := f.each(ctx, Query{Kind: KindBlob, Blob: e.Manifest}, "manifest of "+e.App+"@"+e.Version, nil, func(s Source) error {
 		doc, err := mirror.ReadManifestDoc(ctx, s.Reader, e.Manifest, readOpts)
 		if err != nil {
 			f.sourceFailed(s, "manifest", err)
@@ -360,39 +340,63 @@ func (f *fetcher) manifest(ctx context.Context, e manifests.AppEntry) (*manifest
 const BusyWait = 10 * time.Minute
 
 // each tries fn on the sources for q in order until one succeeds. When all failed and some
-// were only busy (or were peers that stopped short), it waits (1–2 s; 0.2–0.4 s when it waits for a LAN peer) and asks again, for up to
-// BusyWait; otherwise the error names every source.
-func (f *fetcher) each(ctx context.Context, q Query, what string, fn func(Source) error) error {
-	f.since = time.Now()
-	deadline := f.since.Add(BusyWait)
+// were only busy (or were peers that stopped short), or the policy waits for the LAN (bw:
+// a file's blob), it waits (1–2 s; 0.2–0.4 s for the LAN) and asks again, for up to
+// BusyWait; otherwise the error names every source. The round's state is local.
+func (f *fetcher) each(ctx context.Context, q Query, what string, bw *blobWant, fn func(Source) error) error {
+	deadline := time.Now().Add(BusyWait)
 	for {
-		f.busy, f.lan = false, false
-		for s := range f.candidates(ctx, q) {
-			err := fn(s)
-			if err == nil {
-				return nil
+		busy, lan, again := false, false, false
+	groups:
+		for _, group := range f.opt.Sources {
+			if f.down[group.Name] {
+				continue
 			}
-			if ctx.Err() != nil {
-				return ctx.Err()
+			srcs, wait := f.groupSources(ctx, group, q, bw)
+			for _, s := range srcs {
+				if f.banned[s.Name] || f.down[s.Name] {
+					continue
+				}
+				err := fn(s)
+				if err == nil {
+					return nil
+				}
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				var se *mirror.StatusError
+				if errors.As(err, &se) && (se.Code == 503 || se.Code == 429) {
+					busy = true
+				}
+				// a peer that stopped short is most likely still fetching what it serves:
+				// worth asking again (one that sent wrong bytes is banned instead), and a
+				// transfer the policy left is no failure
+				if (s.Kind == KindPeer && !errors.Is(err, mirror.ErrCorrupt)) || errors.Is(err, errLeft) {
+					busy = true
+				}
+				if errors.Is(err, errLeft) {
+					again = true // ask the LAN again at once, the chosen peer first
+					break groups
+				}
 			}
-			var se *mirror.StatusError
-			if errors.As(err, &se) && (se.Code == 503 || se.Code == 429) {
-				f.busy = true
-			}
-			// a peer that stopped short is most likely still fetching what it serves:
-			// worth asking again (one that sent wrong bytes is banned instead)
-			if s.Kind == KindPeer && !errors.Is(err, mirror.ErrCorrupt) {
-				f.busy = true
+			if wait {
+				// a peer ahead delivers: wait for it rather than take it from the WAN again
+				busy, lan = true, true
+				break
 			}
 		}
-		if !f.busy || time.Now().After(deadline) {
+		if again {
+			continue
+		}
+		if !busy || time.Now().After(deadline) {
 			return f.noSource(what)
 		}
 		wait := time.Second + rand.N(time.Second)
-		if f.lan {
+		if lan {
 			// asking the LAN again is cheap, and a peer that just began to receive is
 			// free to serve: the sooner it is found, the shorter the chain's lag
 			wait = 200*time.Millisecond + rand.N(200*time.Millisecond)
+			bw.wait.Waited += wait
 		}
 		f.log.Debug("every source left is busy; waiting for a free one", "what", what, "wait", wait)
 		select {
@@ -400,6 +404,5 @@ func (f *fetcher) each(ctx context.Context, q Query, what string, fn func(Source
 			return ctx.Err()
 		case <-time.After(wait):
 		}
-		clear(f.found) // ask the peers again: who holds what has changed
 	}
 }

@@ -2,11 +2,11 @@ package peer
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"net"
-	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/drepo-dev/drepo/manifests"
@@ -14,40 +14,67 @@ import (
 )
 
 // PeerGroup is the LAN's peers as one fetch source: for each thing a fetch needs (the
-// index, a manifest, a blob) it asks by discovery who has it and tries those that answer,
-// best first. Peers are untrusted transport: their bytes are checked like a repository's,
-// and an index from a peer needs a trusted signature even with allow_unsigned.
+// index, a manifest, a blob) it asks by discovery who has it, and the fetch's Policy picks
+// among those that answer. Peers are untrusted transport: their bytes are checked like a
+// repository's, and an index from a peer needs a trusted signature even with allow_unsigned.
 type PeerGroup struct {
 	Targets  []*net.UDPAddr // broadcast addresses and static peers
 	Instance uint64         // this device's store instance (its own answers are ignored)
 	Wait     time.Duration  // how long answers are collected (default 250 ms for a blob, 100 ms for an index or manifest: a LAN answers in milliseconds)
 	Stall    time.Duration  // as for repositories
-	// Settle, when set, makes a fetch that found no peer holding something wait a random
+	// Settle, when set, makes a fetch that found no peer holding a blob wait a random
 	// time up to Settle and ask once more before it goes to the sources after the peers:
 	// devices that start together then mostly find the one that started first, and the
 	// WAN carries the bytes once. Set when peers come before a repository.
 	Settle time.Duration
-	// Patience, when set, makes a fetch wait for the LAN: while peers hold a blob, or are
-	// fetching it, but none has a free transfer slot, the sources after the peers (the
-	// WAN) are left alone for up to Patience from when the fetch began to look for that
-	// part of the blob; the fetch waits its turn for a peer instead (every peer serves
-	// limit_of_connections transfers at a time, so a LAN fills as a tree, each device
-	// serving what it is still receiving). Set when peers come before a repository.
-	Patience time.Duration
+	// Patience, when set, makes a fetch wait for the LAN while Policy.WaitForLAN says so
+	// (a peer ahead of it, verified progress within Policy.Idle), for at most
+	// Policy.MaxWait per blob: every peer serves limit_of_connections transfers at a
+	// time, so a LAN fills as chains, each device serving what it is still receiving.
+	// Set when peers come before a repository.
+	Patience bool
+	// Policy decides which peer, when to leave a slow one and how long to wait
+	// (zero: DefaultPolicy).
+	Policy *Policy
+
+	mu         sync.Mutex
+	recent     map[string]recentPeer // discovery addresses that answered lately
+	sendErrors atomic.Int64
 }
 
-// DefaultPatience is PeerGroup.Patience when peers come before a repository.
-const DefaultPatience = time.Minute
+// recentPeer is a peer that answered discovery lately: it is asked by unicast too, so a
+// lost broadcast does not hide it.
+type recentPeer struct {
+	addr *net.UDPAddr
+	at   time.Time
+}
+
+// rememberPeers: how long a peer that answered is asked by unicast as well; at most
+// maxRecent are kept.
+const (
+	rememberPeers = 10 * time.Minute
+	maxRecent     = 256
+)
 
 // Source is the group as a fetch source.
 func (g *PeerGroup) Source(priority int) Source {
 	return Source{Name: "peers", Kind: KindPeer, Priority: priority, group: g}
 }
 
-// candidates asks who has what q names and returns them as sources, ranked: complete
-// before partial, more verified bytes first, only those with a free transfer slot, random
-// among equals (to spread load).
-func (g *PeerGroup) candidates(ctx context.Context, q Query) (peers []Source, allBusy bool, err error) {
+// policy is the group's policy.
+func (g *PeerGroup) policy() Policy {
+	if g.Policy != nil {
+		return *g.Policy
+	}
+	return DefaultPolicy
+}
+
+// SendErrors is how many discovery datagrams could not be sent since the group was made.
+func (g *PeerGroup) SendErrors() int64 { return g.sendErrors.Load() }
+
+// discover asks who has what q names: the targets and the peers heard lately, the request
+// sent again within the wait (DiscoveryResends), so one lost datagram loses no answer.
+func (g *PeerGroup) discover(ctx context.Context, q Query) ([]Found, error) {
 	q.Instance = g.Instance
 	wait := g.Wait
 	switch {
@@ -59,93 +86,56 @@ func (g *PeerGroup) candidates(ctx context.Context, q Query) (peers []Source, al
 		// KB from the repository, while every device of a LAN that starts together waits it
 		wait = 100 * time.Millisecond
 	}
-	found, err := Discover(ctx, q, g.Targets, wait)
+	targets := g.targets(time.Now())
+	found, errs, err := Discover(ctx, q, targets, wait, DiscoveryResends(wait, rand.New(rand.NewPCG(rand.Uint64(), 0))))
+	g.sendErrors.Add(int64(errs))
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	var usable []Found
+	g.remember(found, time.Now())
+	return found, nil
+}
+
+// targets is Targets plus the peers heard within rememberPeers.
+func (g *PeerGroup) targets(now time.Time) []*net.UDPAddr {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := append([]*net.UDPAddr(nil), g.Targets...)
+	for k, r := range g.recent {
+		if now.Sub(r.at) > rememberPeers {
+			delete(g.recent, k)
+			continue
+		}
+		out = append(out, r.addr)
+	}
+	return out
+}
+
+// remember keeps the discovery address of every peer that answered.
+func (g *PeerGroup) remember(found []Found, now time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.recent == nil {
+		g.recent = map[string]recentPeer{}
+	}
 	for _, f := range found {
-		// a peer that holds nothing yet is only starting too: of two such devices the one
-		// with the lower instance id leads (fetches from the sources after the peers) and
-		// the other follows it, so none waits on another that waits on it
-		if q.Kind == KindBlob && f.Held == 0 && !f.Complete && f.Instance > g.Instance {
+		if f.From == nil {
 			continue
 		}
-		if f.FreeSlots > 0 {
-			usable = append(usable, f)
+		if len(g.recent) >= maxRecent {
+			break
 		}
+		g.recent[f.From.String()] = recentPeer{addr: f.From, at: now}
 	}
-	rand.Shuffle(len(usable), func(i, j int) { usable[i], usable[j] = usable[j], usable[i] })
-	slices.SortStableFunc(usable, func(a, b Found) int {
-		switch {
-		case a.Complete != b.Complete:
-			if a.Complete {
-				return -1
-			}
-			return 1
-		case a.Held != b.Held:
-			if a.Held > b.Held {
-				return -1
-			}
-			return 1
-		}
-		return 0
-	})
-	var out []Source
-	for _, f := range usable {
-		host := net.JoinHostPort(f.IP.String(), strconv.Itoa(int(f.HTTPPort)))
-		r, err := mirror.OpenReader(mirror.Repository{Name: "peer " + host, URL: "http://" + host + "/v1/"}, 1)
-		if err != nil {
-			continue
-		}
-		r.Stall = g.Stall
-		out = append(out, Source{Name: "peer " + host, Kind: KindPeer, Reader: r, BlobName: manifests.BlobPath})
-	}
-	return out, len(usable) == 0 && slices.ContainsFunc(found, func(f Found) bool {
-		return f.FreeSlots == 0 && (q.Kind != KindBlob || f.Held > 0 || f.Complete || f.Instance < g.Instance)
-	}), nil
 }
 
-// foundPeers is a discovery result the fetch keeps for a while.
-type foundPeers struct {
-	at    time.Time
-	peers []Source
-	held  bool // a blob some peer holds or is fetching, free slot or not
-}
-
-// rediscoverAfter: a fetch asks again for the same thing after this long (peers that were
-// partial hold more by then).
-const rediscoverAfter = 5 * time.Second
-
-// expand turns a source into the sources to try for q: itself, or the peers that answer,
-// and whether the LAN holds a blob q names (see Patience).
-func (f *fetcher) expand(ctx context.Context, s Source, q Query) ([]Source, bool) {
-	if s.group == nil {
-		return []Source{s}, false
-	}
-	if c, ok := f.found[q]; ok && time.Since(c.at) < rediscoverAfter {
-		return c.peers, c.held
-	}
-	cands, busy, err := s.group.candidates(ctx, q)
-	if err == nil && len(cands) == 0 && !busy && s.group.Settle > 0 && f.settle {
-		select {
-		case <-ctx.Done():
-			return nil, false
-		case <-time.After(rand.N(s.group.Settle)):
-		}
-		cands, busy, err = s.group.candidates(ctx, q)
-	}
+// peerSource is the HTTP source of a peer that answered; the fetch keeps one per address.
+func peerSource(f Found, stall time.Duration) (Source, error) {
+	host := net.JoinHostPort(f.IP.String(), strconv.Itoa(int(f.HTTPPort)))
+	r, err := mirror.OpenReader(mirror.Repository{Name: "peer " + host, URL: "http://" + host + "/v1/"}, 1)
 	if err != nil {
-		f.sourceFailed(s, "discovery", err)
-		return nil, false
+		return Source{}, err
 	}
-	held := q.Kind == KindBlob && (len(cands) > 0 || busy)
-	f.found[q] = foundPeers{at: time.Now(), peers: cands, held: held}
-	if len(cands) == 0 {
-		f.sourceFailed(s, "discovery", fmt.Errorf("no peer with a free slot answered"))
-		if busy {
-			f.busy = true // peers hold it but are all busy: wait for one
-		}
-	}
-	return cands, held
+	r.Stall = stall
+	return Source{Name: "peer " + host, Kind: KindPeer, Reader: r, BlobName: manifests.BlobPath, instance: f.Instance}, nil
 }

@@ -26,6 +26,7 @@ func newMetrics(s *Server) *metrics {
 	counter("peer_bytes_served_total", "Blob bytes this peer sent to other devices.", func() float64 { return float64(s.served.Load()) })
 	counter("peer_transfers_total", "Blob transfers this peer started.", func() float64 { return float64(s.transfers.Load()) })
 	counter("peer_transfers_refused_busy_total", "Blob requests refused with 503 at limit_of_connections.", func() float64 { return float64(s.refused.Load()) })
+	counter("peer_transfers_preempted_total", "Slow blob transfers cut to give their slot to another device (Policy.Preempt).", func() float64 { return float64(s.preempted.Load()) })
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "drepo", Name: "peer_transfers_active", Help: "Blob transfers running now."},
 		func() float64 { return float64(s.active.Load()) }))
 	reg.MustRegister(&statsCollector{store: s.Store,

@@ -367,7 +367,7 @@ func TestFetchWaitsForABusyPeer(t *testing.T) {
 		origin := newFaultProxy(t, w.srv.URL, h, nil, false)
 		stC := newStore(t)
 		id, _ := stC.Instance()
-		g := &PeerGroup{Targets: []*net.UDPAddr{discoA}, Instance: id, Wait: 200 * time.Millisecond, Stall: time.Second, Patience: patience}
+		g := &PeerGroup{Targets: []*net.UDPAddr{discoA}, Instance: id, Wait: 200 * time.Millisecond, Stall: time.Second, Patience: patience > 0}
 		prio := 20
 		rep, err := Fetch(context.Background(), FetchOptions{Store: stC, Keys: []minisign.PublicKey{w.pub}, App: "app", Version: "1",
 			Sources: WithPeers([]Source{source(t, "origin", origin.URL, 10)}, g.Source(0), &prio)})

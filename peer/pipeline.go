@@ -12,10 +12,10 @@ import (
 )
 
 // The download pipeline: the network reader fills buffers (pieces of at most pieceSize,
-// never across a chunk's end) and hands each to three stages that run side by side on
-// their own goroutines: the chunk hasher, the writer and the whole-file hasher. The
-// writer marks a chunk verified once its bytes are written and the chunk hasher found
-// them right, so the network, the disk and both hashes overlap instead of taking turns:
+// never across a chunk's end) and hands each to two stages that run side by side on
+// their own goroutines: the chunk hasher and the writer. The writer marks a chunk
+// verified once its bytes are written and the chunk hasher found them right, so the
+// network, the disk and the hash overlap instead of taking turns:
 // a fetch costs about its slowest part, not their sum. A fixed set of buffers bounds the
 // memory (pipelineDepth × pieceSize) and makes a slow stage hold the reader back.
 const (
@@ -41,13 +41,11 @@ type verdict struct {
 type pipeline struct {
 	p      *Partial
 	chunks []manifests.Hash
-	whole  *wholeHash // nil: the whole-file hash is not fed from memory
-	cancel context.CancelFunc
+	cancel func(error) // stops the network read, with the failure as its cause
 
 	free     chan []byte
 	hashIn   chan *piece
 	writeIn  chan *piece
-	wholeIn  chan *piece
 	verdicts chan verdict
 	stages   sync.WaitGroup
 
@@ -57,9 +55,9 @@ type pipeline struct {
 }
 
 // newPipeline starts the stages. cancel stops the network read when a stage fails.
-func newPipeline(p *Partial, chunks []manifests.Hash, whole *wholeHash, cancel context.CancelFunc) *pipeline {
+func newPipeline(p *Partial, chunks []manifests.Hash, cancel func(error)) *pipeline {
 	pl := &pipeline{
-		p: p, chunks: chunks, whole: whole, cancel: cancel,
+		p: p, chunks: chunks, cancel: cancel,
 		free:     make(chan []byte, pipelineDepth),
 		hashIn:   make(chan *piece, pipelineDepth),
 		writeIn:  make(chan *piece, pipelineDepth),
@@ -72,11 +70,6 @@ func newPipeline(p *Partial, chunks []manifests.Hash, whole *wholeHash, cancel c
 	pl.stages.Add(2)
 	go pl.hashStage()
 	go pl.writeStage()
-	if whole != nil {
-		pl.wholeIn = make(chan *piece, pipelineDepth)
-		pl.stages.Add(1)
-		go pl.wholeStage()
-	}
 	return pl
 }
 
@@ -97,16 +90,9 @@ func (pl *pipeline) release(b []byte) { pl.free <- b[:cap(b)] }
 
 // send hands a full piece to every stage.
 func (pl *pipeline) send(pc *piece) {
-	n := int32(2)
-	if pl.wholeIn != nil {
-		n++
-	}
-	pc.refs.Store(n)
+	pc.refs.Store(2)
 	pl.hashIn <- pc
 	pl.writeIn <- pc
-	if pl.wholeIn != nil {
-		pl.wholeIn <- pc
-	}
 }
 
 // done is a stage's end with a piece; the last one frees its buffer.
@@ -121,7 +107,7 @@ func (pl *pipeline) fail(err error) {
 	pl.failOnce.Do(func() {
 		pl.err = err
 		close(pl.failed)
-		pl.cancel()
+		pl.cancel(err)
 	})
 }
 
@@ -129,9 +115,6 @@ func (pl *pipeline) fail(err error) {
 func (pl *pipeline) close() error {
 	close(pl.hashIn)
 	close(pl.writeIn)
-	if pl.wholeIn != nil {
-		close(pl.wholeIn)
-	}
 	pl.stages.Wait()
 	select {
 	case <-pl.failed:
@@ -181,19 +164,6 @@ func (pl *pipeline) writeStage() {
 				if err := pl.p.Verified(v.chunk); err != nil {
 					pl.fail(err)
 				}
-			}
-		}
-		pl.done(pc)
-	}
-}
-
-// wholeStage feeds the whole-file hash.
-func (pl *pipeline) wholeStage() {
-	defer pl.stages.Done()
-	for pc := range pl.wholeIn {
-		if !pl.stopped() {
-			if err := pl.whole.piece(pc.chunk, pc.start, pc.off, pc.buf); err != nil {
-				pl.fail(err)
 			}
 		}
 		pl.done(pc)

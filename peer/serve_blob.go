@@ -33,20 +33,35 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if !s.acquire(w) {
+	t, ok := s.acquire(w)
+	if !ok {
 		return
 	}
-	defer s.release()
-	cw := &countingWriter{ResponseWriter: w, n: &s.served}
+	defer s.release(t)
+	cw := &countingWriter{ResponseWriter: w, n: &s.served, t: t}
 	if complete {
 		f, err := os.Open(s.Store.BlobPath(h))
 		if err == nil {
 			defer f.Close()
-			http.ServeContent(cw, r, "", time.Time{}, f)
-			return
+			if fi, err := f.Stat(); err == nil {
+				// served chunk by chunk like a partial blob, so the transfer's rate is known
+				// while it runs (Preempt)
+				s.serveRange(cw, r, h, f, completeState(fi.Size()))
+				return
+			}
 		}
 	}
 	s.servePartial(cw, r, h)
+}
+
+// completeState is the state of a blob held whole: one chunk per piece of the default
+// size, every one verified.
+func completeState(size int64) PartialState {
+	st, _ := NewPartialState(size, manifests.DefaultChunkSize)
+	for i := range st.Chunks() {
+		st.Set(i)
+	}
+	return st
 }
 
 func (s *Server) servePartial(w http.ResponseWriter, r *http.Request, h manifests.Hash) {
@@ -61,13 +76,19 @@ func (s *Server) servePartial(w http.ResponseWriter, r *http.Request, h manifest
 	defer f.Close()
 	st, err := s.Store.partialState(h)
 	if err != nil {
-		if _, serr := os.Stat(s.Store.BlobPath(h)); serr != nil {
+		fi, serr := os.Stat(s.Store.BlobPath(h))
+		if serr != nil {
 			http.NotFound(w, r)
 			return
 		}
-		http.ServeContent(w, r, "", time.Time{}, f)
-		return
+		st = completeState(fi.Size())
 	}
+	s.serveRange(w, r, h, f, st)
+}
+
+// serveRange answers a GET of blob h from f, whose verified chunks st names (waiting for
+// more as the fetch verifies them).
+func (s *Server) serveRange(w http.ResponseWriter, r *http.Request, h manifests.Hash, f *os.File, st PartialState) {
 	start, end, partial, ok := parseRange(r.Header.Get("Range"), st.Size)
 	if !ok {
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", st.Size))
@@ -203,16 +224,22 @@ func parseRange(h string, size int64) (start, end int64, partial, ok bool) {
 	return s, e, true, true
 }
 
-// countingWriter counts the body bytes written.
+// countingWriter counts the body bytes written, in all and for the transfer.
 type countingWriter struct {
 	http.ResponseWriter
 	n *atomic.Int64
+	t *transfer
+}
+
+func (c *countingWriter) add(n int64) {
+	c.n.Add(n)
+	c.t.sent.Add(n)
 }
 
 // ReadFrom lets the connection send files with sendfile.
 func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
 	n, err := io.Copy(c.ResponseWriter, r)
-	c.n.Add(n)
+	c.add(n)
 	return n, err
 }
 
@@ -221,6 +248,6 @@ func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter 
 
 func (c *countingWriter) Write(b []byte) (int, error) {
 	n, err := c.ResponseWriter.Write(b)
-	c.n.Add(int64(n))
+	c.add(int64(n))
 	return n, err
 }

@@ -42,8 +42,16 @@ type Server struct {
 	// CompleteOnly serves and announces complete blobs only: the whole-file cascade other
 	// tools do (for comparison; off by default).
 	CompleteOnly bool
+	// Policy decides when a slow transfer gives its slot to another device (nil:
+	// DefaultPolicy).
+	Policy *Policy
 
 	once      sync.Once
+	runMu     sync.Mutex
+	running   map[*transfer]struct{}
+	link      rateMax // the best rate this device showed lately: sending, or its own download
+	growth    sync.Map // blob hash → heldSample: how fast its own fetch verifies a partial blob
+	preempted atomic.Int64
 	slots     chan struct{}
 	active    atomic.Int64
 	maxActive atomic.Int64
@@ -65,6 +73,7 @@ func (s *Server) init() {
 			s.Log = slog.New(slog.DiscardHandler)
 		}
 		s.slots = make(chan struct{}, s.Limit)
+		s.running = map[*transfer]struct{}{}
 		s.metrics = newMetrics(s)
 	})
 }
@@ -124,6 +133,7 @@ type Status struct {
 	TransfersMaxActive int64           `json:"transfers_max_active"` // the most at once since start
 	Transfers          int64           `json:"transfers_total"`
 	RefusedBusy        int64           `json:"refused_busy_total"`
+	PreemptedSlow      int64           `json:"preempted_slow_total"` // slow transfers cut to give their slot to another device
 	BytesServed        int64           `json:"bytes_served_total"`
 }
 
@@ -136,7 +146,7 @@ type PartialStatus struct {
 
 func (s *Server) status() Status {
 	st := Status{Limit: s.Limit, TransfersActive: s.active.Load(), TransfersMaxActive: s.maxActive.Load(),
-		Transfers: s.transfers.Load(), RefusedBusy: s.refused.Load(), BytesServed: s.served.Load(), Partial: []PartialStatus{}}
+		Transfers: s.transfers.Load(), RefusedBusy: s.refused.Load(), PreemptedSlow: s.preempted.Load(), BytesServed: s.served.Load(), Partial: []PartialStatus{}}
 	if ents, err := os.ReadDir(filepath.Join(s.Store.Dir(), "blobs", "sha256")); err == nil {
 		st.Complete = len(ents)
 	}
@@ -158,32 +168,6 @@ func (s *Server) serveStatus(w http.ResponseWriter, _ *http.Request) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(s.status())
-}
-
-// acquire takes a transfer slot, or answers 503 with Retry-After.
-func (s *Server) acquire(w http.ResponseWriter) bool {
-	select {
-	case s.slots <- struct{}{}:
-		n := s.active.Add(1)
-		for {
-			m := s.maxActive.Load()
-			if n <= m || s.maxActive.CompareAndSwap(m, n) {
-				break
-			}
-		}
-		s.transfers.Add(1)
-		return true
-	default:
-		s.refused.Add(1)
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, "busy: limit_of_connections reached", http.StatusServiceUnavailable)
-		return false
-	}
-}
-
-func (s *Server) release() {
-	s.active.Add(-1)
-	<-s.slots
 }
 
 // holding reports what the store holds of blob h: complete, or verified bytes of a partial.
@@ -208,7 +192,25 @@ func (s *Server) holding(h manifests.Hash) (complete bool, held int64, ok bool) 
 		}
 		return false, 0, false
 	}
+	s.observeGrowth(h, st.VerifiedBytes(), time.Now())
 	return false, st.VerifiedBytes(), true
+}
+
+// observeGrowth learns this device's own download rate from a partial blob's verified
+// bytes over time: part of the link rate that Preempt compares transfers with.
+func (s *Server) observeGrowth(h manifests.Hash, held int64, now time.Time) {
+	v, ok := s.growth.Load(h)
+	if !ok {
+		s.growth.Store(h, heldSample{held: held, at: now})
+		return
+	}
+	old := v.(heldSample)
+	if d := now.Sub(old.at); d >= growthAfter {
+		if held > old.held {
+			s.link.observe(float64(held-old.held)/d.Seconds(), now)
+		}
+		s.growth.Store(h, heldSample{held: held, at: now})
+	}
 }
 
 // activeFetch: a partial blob whose state was written this recently is being fetched.

@@ -26,7 +26,8 @@ type Source struct {
 	// BlobName is where blob h is in this source's namespace.
 	BlobName func(h manifests.Hash) string
 
-	group *PeerGroup // the LAN's peers, found by discovery for each need
+	group    *PeerGroup // the LAN's peers, found by discovery for each need
+	instance uint64     // a peer's instance id (0: a repository)
 }
 
 // WithPeers places the peer group among the sources: after every repository, or, with a

@@ -82,7 +82,7 @@ Examples:
 			rows := []row{}
 			for _, a := range asks {
 				a.Q.Instance = id
-				found, err := peer.Discover(c.Context, a.Q, targets, c.Duration("wait"))
+				found, _, err := peer.Discover(c.Context, a.Q, targets, c.Duration("wait"), peer.DiscoveryResends(c.Duration("wait"), nil))
 				if err != nil {
 					return err
 				}

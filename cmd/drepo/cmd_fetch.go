@@ -75,7 +75,7 @@ Examples:
 					sources = peer.WithPeers(sources, g.Source(0), cfg.Peers.Priority)
 					if p := cfg.Peers.Priority; p != nil && slices.ContainsFunc(sources, func(s peer.Source) bool { return s.Kind == peer.KindRepository && s.Priority < *p }) {
 						g.Settle = 500 * time.Millisecond // peers before a repository: let the first starter lead
-						g.Patience = peer.DefaultPatience
+						g.Patience = true
 					}
 				}
 			} else if !cfg.Peers.Enabled {

@@ -1,0 +1,240 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/drepo-dev/drepo/manifests"
+)
+
+// lanMemory is what one fetch learned of the LAN's peers: one HTTP source per address
+// (kept for the run, so asking again dials no new transport), each peer's held bytes of a
+// blob over time (its growth: how fast it downloads), and the rate each delivered to this
+// fetch. Measurements only; the Policy decides.
+type lanMemory struct {
+	mu      sync.Mutex
+	sources map[string]Source
+	held    map[peerBlob]heldSample
+	rates   map[uint64]float64 // verified bytes per second delivered, by instance
+}
+
+type peerBlob struct {
+	id   uint64
+	blob manifests.Hash
+}
+
+type heldSample struct {
+	held   int64
+	at     time.Time
+	growth float64
+}
+
+// growthAfter: two answers this far apart or more give a peer's growth.
+const growthAfter = 500 * time.Millisecond
+
+// cands turns discovery answers for a blob into the policy's view, learning growth.
+func (m *lanMemory) cands(found []Found, q Query, now time.Time, banned func(Found) bool) []Cand {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.held == nil {
+		m.held = map[peerBlob]heldSample{}
+	}
+	out := make([]Cand, 0, len(found))
+	for _, fd := range found {
+		// a peer that answers for an index holds all of it
+		c := Cand{ID: fd.Instance, Complete: fd.Complete || q.Kind == KindIndex, Held: fd.Held, Free: fd.FreeSlots > 0, Rate: m.rates[fd.Instance], Banned: banned(fd)}
+		if q.Kind == KindBlob && !fd.Complete {
+			k := peerBlob{fd.Instance, q.Blob}
+			s, ok := m.held[k]
+			switch {
+			case !ok || fd.Held < s.held:
+				s = heldSample{held: fd.Held, at: now}
+			case now.Sub(s.at) >= growthAfter:
+				s = heldSample{held: fd.Held, at: now, growth: float64(fd.Held-s.held) / now.Sub(s.at).Seconds()}
+			}
+			m.held[k] = s
+			c.Growth = s.growth
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// rate records what a source delivered to this fetch (a newer measurement replaces the old).
+func (m *lanMemory) rate(id uint64, r float64) {
+	if id == 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.rates == nil {
+		m.rates = map[uint64]float64{}
+	}
+	m.rates[id] = r
+}
+
+// source returns the fetch's source for a peer that answered.
+func (m *lanMemory) source(fd Found, stall time.Duration) (Source, error) {
+	s, err := peerSource(fd, stall)
+	if err != nil {
+		return s, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.sources == nil {
+		m.sources = map[string]Source{}
+	}
+	if old, ok := m.sources[s.Name]; ok && old.instance == s.instance {
+		return old, nil
+	}
+	m.sources[s.Name] = s
+	return s, nil
+}
+
+// blobWant is one blob's fetch as the source rounds see it: the partial blob, its LAN
+// wait and the peer that Policy.Leave chose. Owned by the blob's loop and passed down.
+type blobWant struct {
+	p       *Partial
+	wait    LANWait
+	have    int64 // verified bytes at the last look
+	settled bool  // the settle wait was taken
+	prefer  *Cand // a peer Leave chose: asked first in the next round, free slot or not
+}
+
+// lanGroup is the fetch's peer group, nil without peers.
+func (f *fetcher) lanGroup() *PeerGroup {
+	for _, s := range f.opt.Sources {
+		if s.group != nil {
+			return s.group
+		}
+	}
+	return nil
+}
+
+// lanSources asks the LAN for q and returns the peers to try, best first (Policy.Rank; a
+// peer Leave chose first), and whether the fetch should wait for the LAN rather than go
+// on to the sources after the peers (Policy.WaitForLAN; only for a file's blob, bw).
+func (f *fetcher) lanSources(ctx context.Context, g *PeerGroup, group Source, q Query, bw *blobWant) (srcs []Source, wait bool) {
+	pol := g.policy()
+	found, err := g.discover(ctx, q)
+	if err != nil {
+		f.sourceFailed(group, "discovery", err)
+		return nil, false
+	}
+	need := Need{Self: g.Instance}
+	if bw != nil {
+		need.Have = bw.p.State().VerifiedBytes()
+	}
+	now := time.Now()
+	cands := f.lan.cands(found, q, now, f.isBanned)
+	ahead := func() bool {
+		for _, c := range cands {
+			if c.ahead(need) {
+				return true
+			}
+		}
+		return false
+	}
+	if bw != nil && !bw.settled && need.Have == 0 && g.Settle > 0 && !ahead() {
+		// nobody holds it yet: a device that started a moment earlier may be about to
+		bw.settled = true
+		select {
+		case <-ctx.Done():
+			return nil, false
+		case <-time.After(rand.N(g.Settle)):
+		}
+		if found, err = g.discover(ctx, q); err != nil {
+			f.sourceFailed(group, "discovery", err)
+			return nil, false
+		}
+		now = time.Now()
+		cands = f.lan.cands(found, q, now, f.isBanned)
+	}
+	ranked := pol.Rank(cands, need, rand.New(rand.NewPCG(rand.Uint64(), 0)))
+	if bw != nil && bw.prefer != nil {
+		for _, c := range cands {
+			if c.ID == bw.prefer.ID && c.ahead(need) {
+				ranked = append([]Cand{c}, ranked...)
+				break
+			}
+		}
+		bw.prefer = nil
+	}
+	byID := map[uint64]Found{}
+	for _, fd := range found {
+		byID[fd.Instance] = fd
+	}
+	seen := map[uint64]bool{}
+	for _, c := range ranked {
+		if seen[c.ID] {
+			continue
+		}
+		seen[c.ID] = true
+		s, err := f.lan.source(byID[c.ID], g.Stall)
+		if err == nil {
+			srcs = append(srcs, s)
+		}
+	}
+	if bw != nil {
+		bw.wait = bw.wait.Observe(now, need.Have > bw.have, cands, need)
+		bw.have = need.Have
+		wait = g.Patience && pol.WaitForLAN(now, bw.wait, cands, need)
+	}
+	if len(srcs) == 0 {
+		why := "no peer ahead of this device with a free slot answered"
+		if len(found) == 0 {
+			why = "no peer answered"
+		}
+		f.sourceFailed(group, "discovery", errors.New(why))
+	}
+	return srcs, wait
+}
+
+// isBanned reports whether a peer that answered was dropped for this run.
+func (f *fetcher) isBanned(fd Found) bool {
+	return f.banned["peer "+net.JoinHostPort(fd.IP.String(), strconv.Itoa(int(fd.HTTPPort)))]
+}
+
+// watchLeave runs beside a transfer from src while a LAN exists: every half second after
+// the policy's sample time it asks the LAN for the blob and, when Policy.Leave says a peer
+// ahead is much faster, records it in bw.prefer and ends the transfer (cancel). The
+// verified chunks stay; the next round starts with that peer. It returns when ctx ends.
+func (f *fetcher) watchLeave(ctx context.Context, g *PeerGroup, src Source, q Query, bw *blobWant, started time.Time, delivered func() int64, cancel context.CancelCauseFunc) {
+	pol := g.policy()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		if now.Sub(started) < pol.Sample {
+			continue
+		}
+		t := Transfer{Source: src.instance, Started: started, Bytes: delivered()}
+		f.lan.rate(src.instance, t.Rate(now))
+		found, err := g.discover(ctx, q)
+		if err != nil || ctx.Err() != nil {
+			continue
+		}
+		need := Need{Self: g.Instance, Have: bw.p.State().VerifiedBytes()}
+		cands := f.lan.cands(found, q, now, f.isBanned)
+		if to, busy, ok := pol.Leave(now, t, cands, need); ok {
+			f.log.Info("leaving a slow source for a faster peer", "source", src.Name, "rate_Bps", int64(t.Rate(now)), "peer_busy", busy)
+			bw.prefer = &to
+			cancel(fmt.Errorf("%w: %s delivered %d B/s", errLeft, src.Name, int64(t.Rate(now))))
+			return
+		}
+	}
+}
+
+// errLeft ends a transfer the policy left for a faster peer; not a failure of the source.
+var errLeft = errors.New("left for a faster peer")

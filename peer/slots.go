@@ -1,0 +1,129 @@
+package peer
+
+import (
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The peer server's transfer slots: at most Limit transfers at once. When a request finds
+// every slot taken, the server asks Policy.Preempt whether a running transfer is far
+// slower than this device's link; if so it cuts that one (its client keeps the verified
+// chunks and asks elsewhere) and gives the slot to the newcomer. So a slow device does
+// not hold a fast device's only slot while others wait behind it.
+
+// transfer is one running blob transfer.
+type transfer struct {
+	started time.Time
+	sent    atomic.Int64
+	cut     func() // ends the response at once (a write deadline in the past)
+}
+
+// rateMax is the best rate seen lately: a sample replaces it when higher, or when the
+// last one is older than rateMemory.
+type rateMax struct {
+	mu   sync.Mutex
+	rate float64
+	at   time.Time
+}
+
+const rateMemory = time.Minute
+
+func (m *rateMax) observe(r float64, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r > m.rate || now.Sub(m.at) > rateMemory {
+		m.rate, m.at = r, now
+	}
+}
+
+func (m *rateMax) get(now time.Time) float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if now.Sub(m.at) > rateMemory {
+		return 0
+	}
+	return m.rate
+}
+
+// preemptWait bounds how long a newcomer waits for the slot of the transfer it preempted.
+const preemptWait = 2 * time.Second
+
+// acquire takes a transfer slot (preempting a slow transfer if the policy says so), or
+// answers 503 with Retry-After.
+func (s *Server) acquire(w http.ResponseWriter) (*transfer, bool) {
+	select {
+	case s.slots <- struct{}{}:
+	default:
+		if !s.preempt() {
+			s.refused.Add(1)
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "busy: limit_of_connections reached", http.StatusServiceUnavailable)
+			return nil, false
+		}
+		select {
+		case s.slots <- struct{}{}:
+		case <-time.After(preemptWait):
+			s.refused.Add(1)
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "busy: limit_of_connections reached", http.StatusServiceUnavailable)
+			return nil, false
+		}
+	}
+	n := s.active.Add(1)
+	for {
+		m := s.maxActive.Load()
+		if n <= m || s.maxActive.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	s.transfers.Add(1)
+	rc := http.NewResponseController(w)
+	t := &transfer{started: time.Now(), cut: func() { _ = rc.SetWriteDeadline(time.Unix(1, 0)) }}
+	s.runMu.Lock()
+	s.running[t] = struct{}{}
+	s.runMu.Unlock()
+	return t, true
+}
+
+// preempt cuts the transfer the policy names, if any.
+func (s *Server) preempt() bool {
+	now := time.Now()
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	var ts []*transfer
+	var views []Serving
+	for t := range s.running {
+		ts = append(ts, t)
+		views = append(views, Serving{Started: t.started, Bytes: t.sent.Load()})
+	}
+	i := s.policy().Preempt(now, views, s.link.get(now))
+	if i < 0 {
+		return false
+	}
+	delete(s.running, ts[i]) // cut once
+	s.preempted.Add(1)
+	s.Log.Info("a slow transfer gives its slot to another device", "rate_Bps", int64(float64(views[i].Bytes)/now.Sub(views[i].Started).Seconds()), "link_Bps", int64(s.link.get(now)))
+	ts[i].cut()
+	return true
+}
+
+func (s *Server) release(t *transfer) {
+	if d := time.Since(t.started); d >= time.Second {
+		s.link.observe(float64(t.sent.Load())/d.Seconds(), time.Now())
+	}
+	s.runMu.Lock()
+	delete(s.running, t)
+	s.runMu.Unlock()
+	s.active.Add(-1)
+	<-s.slots
+}
+
+// policy is the server's policy.
+func (s *Server) policy() Policy {
+	if s.Policy != nil {
+		return *s.Policy
+	}
+	return DefaultPolicy
+}
