@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-		"log/slog"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strings"

@@ -49,7 +49,7 @@ type Server struct {
 	once      sync.Once
 	runMu     sync.Mutex
 	running   map[*transfer]struct{}
-	link      rateMax // the best rate this device showed lately: sending, or its own download
+	link      rateMax  // the best rate this device showed lately: sending, or its own download
 	growth    sync.Map // blob hash → heldSample: how fast its own fetch verifies a partial blob
 	preempted atomic.Int64
 	slots     chan struct{}
