@@ -30,13 +30,15 @@ type peerBlob struct {
 }
 
 type heldSample struct {
-	held   int64
-	at     time.Time
-	growth float64
+	held     int64
+	at       time.Time
+	growth   float64
+	measured bool
 }
 
-// growthAfter: two answers this far apart or more give a peer's growth.
-const growthAfter = 500 * time.Millisecond
+// growthAfter: two answers this far apart or more give a peer's growth (the policy's
+// Sample: a peer that verifies a chunk every few seconds shows its pace only over a while).
+const growthAfter = 2 * time.Second
 
 // cands turns discovery answers for a blob into the policy's view, learning growth.
 func (m *lanMemory) cands(found []Found, q Query, now time.Time, banned func(Found) bool) []Cand {
@@ -56,10 +58,10 @@ func (m *lanMemory) cands(found []Found, q Query, now time.Time, banned func(Fou
 			case !ok || fd.Held < s.held:
 				s = heldSample{held: fd.Held, at: now}
 			case now.Sub(s.at) >= growthAfter:
-				s = heldSample{held: fd.Held, at: now, growth: float64(fd.Held-s.held) / now.Sub(s.at).Seconds()}
+				s = heldSample{held: fd.Held, at: now, growth: float64(fd.Held-s.held) / now.Sub(s.at).Seconds(), measured: true}
 			}
 			m.held[k] = s
-			c.Growth = s.growth
+			c.Growth, c.Measured = s.growth, s.measured
 		}
 		out = append(out, c)
 	}
@@ -102,9 +104,13 @@ func (m *lanMemory) source(fd Found, stall time.Duration) (Source, error) {
 type blobWant struct {
 	p       *Partial
 	wait    LANWait
-	have    int64 // verified bytes at the last look
-	settled bool  // the settle wait was taken
-	prefer  *Cand // a peer Leave chose: asked first in the next round, free slot or not
+	have    int64  // verified bytes at the last look
+	settled bool   // the settle wait was taken
+	prefer  []Cand // peers Leave chose: asked first in the next round, free slot or not
+	// leftRate is the rate of the transfer last left (0: none pending); fruitless counts
+	// leaves in a row that did not pay (Policy.Fruitful, Need.Fruitless)
+	leftRate  float64
+	fruitless int
 }
 
 // lanGroup is the fetch's peer group, nil without peers.
@@ -158,12 +164,15 @@ func (f *fetcher) lanSources(ctx context.Context, g *PeerGroup, group Source, q 
 	}
 	ranked := pol.Rank(cands, need, rand.New(rand.NewPCG(rand.Uint64(), 0)))
 	if bw != nil && bw.prefer != nil {
-		for _, c := range cands {
-			if c.ID == bw.prefer.ID && c.ahead(need) {
-				ranked = append([]Cand{c}, ranked...)
-				break
+		var first []Cand
+		for _, p := range bw.prefer {
+			for _, c := range cands {
+				if c.ID == p.ID && c.ahead(need) {
+					first = append(first, c)
+				}
 			}
 		}
+		ranked = append(first, ranked...)
 		bw.prefer = nil
 	}
 	byID := map[uint64]Found{}
@@ -202,9 +211,9 @@ func (f *fetcher) isBanned(fd Found) bool {
 }
 
 // watchLeave runs beside a transfer from src while a LAN exists: every half second after
-// the policy's sample time it asks the LAN for the blob and, when Policy.Leave says a peer
-// ahead is much faster, records it in bw.prefer and ends the transfer (cancel). The
-// verified chunks stay; the next round starts with that peer. It returns when ctx ends.
+// the policy's sample time it asks the LAN for the blob and, when Policy.Leave names peers
+// ahead that are much faster, records them in bw.prefer and ends the transfer (cancel).
+// The verified chunks stay; the next round asks those peers first. It returns when ctx ends.
 func (f *fetcher) watchLeave(ctx context.Context, g *PeerGroup, src Source, q Query, bw *blobWant, started time.Time, delivered func() int64, cancel context.CancelCauseFunc) {
 	pol := g.policy()
 	tick := time.NewTicker(500 * time.Millisecond)
@@ -225,11 +234,12 @@ func (f *fetcher) watchLeave(ctx context.Context, g *PeerGroup, src Source, q Qu
 		if err != nil || ctx.Err() != nil {
 			continue
 		}
-		need := Need{Self: g.Instance, Have: bw.p.State().VerifiedBytes()}
+		st := bw.p.State()
+		need := Need{Self: g.Instance, Have: st.VerifiedBytes(), Chunk: st.ChunkSize, Fruitless: bw.fruitless}
 		cands := f.lan.cands(found, q, now, f.isBanned)
-		if to, busy, ok := pol.Leave(now, t, cands, need); ok {
-			f.log.Info("leaving a slow source for a faster peer", "source", src.Name, "rate_Bps", int64(t.Rate(now)), "peer_busy", busy)
-			bw.prefer = &to
+		if to := pol.Leave(now, t, cands, need); to != nil {
+			f.log.Info("leaving a slow source for faster peers", "source", src.Name, "rate_Bps", int64(t.Rate(now)), "peers", len(to), "first_busy", !to[0].Free)
+			bw.prefer = to
 			cancel(fmt.Errorf("%w: %s delivered %d B/s", errLeft, src.Name, int64(t.Rate(now))))
 			return
 		}

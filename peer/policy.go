@@ -38,15 +38,24 @@ type Cand struct {
 	// Rate is the verified bytes per second it delivered to this fetch (0: not yet).
 	Rate float64
 	// Growth is how fast its Held grew between two discovery answers: the rate of its
-	// own download, the most a follower can get from it once caught up (0: unknown).
-	Growth float64
-	Banned bool // sent wrong bytes or broke the protocol in this run
+	// own download, the most a follower can get from it once caught up. Measured: over
+	// at least the policy's Sample (else Growth says nothing yet).
+	Growth   float64
+	Measured bool
+	Banned   bool // sent wrong bytes or broke the protocol in this run
 }
 
 // Need is the asking device's side of a decision about one blob.
 type Need struct {
 	Self uint64 // its instance id
 	Have int64  // verified bytes of the blob it holds
+	// Fruitless counts the leaves in a row that brought no faster transfer (Fruitful):
+	// each doubles the time before the next, so a device whose own link is the slow
+	// part stops hopping.
+	Fruitless int
+	// Chunk is the blob's chunk size: a follower within two chunks of its source's held
+	// bytes is at its frontier, paced by the source's own download.
+	Chunk int64
 }
 
 // ahead reports whether c holds more of the blob than the asker, so following c moves
@@ -84,7 +93,9 @@ func (c Cand) expected(lan float64) float64 {
 func LANRate(cands []Cand) float64 {
 	var best float64
 	for _, c := range cands {
-		best = max(best, c.Rate, c.Growth)
+		if !c.Banned {
+			best = max(best, c.Rate, c.Growth)
+		}
 	}
 	return best
 }
@@ -134,35 +145,56 @@ func (t Transfer) Rate(now time.Time) float64 {
 	return float64(t.Bytes) / d
 }
 
-// Leave decides whether a fetch should end its transfer t for another peer: after Sample,
-// when a peer ahead of the asker is expected to deliver SlowFactor times faster. The peer
-// to ask is returned; busy reports that it has no free slot (asking it may make it drop a
-// slow transfer: Preempt). A repository transfer is never left for a partial peer that is
-// not ahead of it in rate, and the asker's own slow link cannot be escaped (LAN rate is
-// what others reach, not what this device can).
-func (p Policy) Leave(now time.Time, t Transfer, cands []Cand, n Need) (to Cand, busy, ok bool) {
-	if now.Sub(t.Started) < p.Sample {
-		return Cand{}, false, false
+// Leave decides whether a fetch should end its transfer t for other peers: after Sample,
+// when peers ahead of the asker are expected to deliver SlowFactor times faster. It
+// returns them, free ones first, then by expected rate; a busy one may give the asker a
+// slow transfer's slot (Preempt), so the fetch asks them in turn. None: stay. The asker's
+// own slow link is not escaped this way: no peer is expected to beat it by SlowFactor.
+func (p Policy) Leave(now time.Time, t Transfer, cands []Cand, n Need) []Cand {
+	if now.Sub(t.Started) < p.Sample<<min(n.Fruitless, 6) {
+		return nil
 	}
 	rate := t.Rate(now)
+	for _, c := range cands {
+		if c.ID == t.Source && t.Source != 0 && !c.Complete && c.Held-n.Have <= 2*max(n.Chunk, 1<<20) {
+			// at the source's frontier: the transfer runs as fast as the source grows; a
+			// source whose pace is not known yet is not left
+			if !c.Measured {
+				return nil
+			}
+			rate = max(rate, c.Growth)
+		}
+	}
 	lan := LANRate(cands)
-	var best Cand
-	var bestRate float64
+	var out []Cand
 	for _, c := range cands {
 		if c.ID == t.Source || !c.ahead(n) {
 			continue
 		}
-		e := c.expected(lan)
-		// a peer that grows no faster than this transfer runs is no better, however far ahead
-		if e > bestRate || (e == bestRate && c.Free && !best.Free) {
-			best, bestRate = c, e
+		// only a peer whose speed is known is worth leaving for: one that delivered,
+		// grew, or is complete (as fast as the LAN showed)
+		if c.Rate <= 0 && (!c.Measured || c.Growth <= 0) && !c.Complete {
+			continue
+		}
+		if e := c.expected(lan); e > 0 && e >= p.SlowFactor*rate {
+			out = append(out, c)
 		}
 	}
-	if bestRate < p.SlowFactor*rate || bestRate == 0 {
-		return Cand{}, false, false
-	}
-	return best, !best.Free, true
+	slices.SortStableFunc(out, func(a, b Cand) int {
+		if a.Free != b.Free {
+			if a.Free {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(b.expected(lan), a.expected(lan))
+	})
+	return out
 }
+
+// Fruitful reports whether leaving a transfer that ran at before for one that runs at
+// after paid: at least twice as fast. The fetch counts the leaves that did not (Need.Fruitless).
+func Fruitful(before, after float64) bool { return after >= 2*before }
 
 // LANWait is the state of one blob's wait for the LAN, kept by the fetch as a value.
 type LANWait struct {
@@ -204,21 +236,38 @@ func (p Policy) WaitForLAN(now time.Time, w LANWait, cands []Cand, n Need) bool 
 type Serving struct {
 	Started time.Time
 	Bytes   int64 // bytes sent so far
+	// Waited is the time it waited for chunks this device had not verified yet: a
+	// follower at the frontier is paced by this device's own download, not slow itself.
+	Waited time.Duration
+	// Known is the rate the same client reached in its last transfer from this server
+	// (0: none lately): a client known to be slow is judged before Sample.
+	Known float64
 }
 
 // Preempt decides, when a request finds every slot taken, which running transfer (index)
-// the server ends to give its slot to the newcomer: the slowest one that ran at least
-// Sample below link/SlowFactor, link being the best rate this device showed (sending, or
-// its own download). A slow device is then moved to the end of the LAN's chains, where
-// nobody waits behind it. -1: none.
-func (p Policy) Preempt(now time.Time, running []Serving, link float64) int {
-	victim, worst := -1, link/p.SlowFactor
+// the server ends to give its slot to the newcomer: the slowest one running below
+// link/SlowFactor, judged on its own rate (time spent waiting for this device's chunks
+// left out) once it ran Sample, before that on Known. link is the best rate this device
+// showed (sending, or its own download); newcomer is what the asking client reached here
+// lately (0: unknown): a client known to be slow takes no one's slot. A slow device so
+// moves to the end of the LAN's chains, where nobody waits behind it. -1: none.
+func (p Policy) Preempt(now time.Time, running []Serving, link, newcomer float64) int {
+	worst := link / p.SlowFactor
+	if newcomer > 0 && newcomer < worst {
+		return -1
+	}
+	victim := -1
 	for i, s := range running {
-		d := now.Sub(s.Started)
-		if d < p.Sample {
+		var r float64
+		switch d := now.Sub(s.Started) - s.Waited; {
+		case d >= p.Sample:
+			r = float64(s.Bytes) / d.Seconds()
+		case s.Known > 0:
+			r = s.Known
+		default:
 			continue
 		}
-		if r := float64(s.Bytes) / d.Seconds(); r < worst {
+		if r < worst {
 			victim, worst = i, r
 		}
 	}

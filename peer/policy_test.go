@@ -20,27 +20,27 @@ func TestPolicyLeavesASlowSource(t *testing.T) {
 		{ID: 7, Held: 30 << 20, Rate: 10 * mbit},
 		{ID: 9, Held: 100 << 20, Growth: 100 * mbit},
 	}
-	if _, _, ok := p.Leave(t0.Add(time.Second), tr, cands, n); ok {
+	if to := p.Leave(t0.Add(time.Second), tr, cands, n); to != nil {
 		t.Fatal("left before the sample time")
 	}
-	to, busy, ok := p.Leave(t0.Add(8*time.Second), tr, cands, n)
-	if !ok || to.ID != 9 || !busy {
-		t.Fatalf("left for %+v busy=%v ok=%v; want peer 9 (100 Mbit/s, busy)", to, busy, ok)
+	to := p.Leave(t0.Add(8*time.Second), tr, cands, n)
+	if len(to) != 1 || to[0].ID != 9 || to[0].Free {
+		t.Fatalf("left for %+v; want peer 9 (100 Mbit/s, busy)", to)
 	}
 	// a complete peer as fast with a free slot goes before the busy one
 	cands = append(cands, Cand{ID: 8, Complete: true, Held: 256 << 20, Free: true})
-	if to, busy, ok := p.Leave(t0.Add(8*time.Second), tr, cands, n); !ok || to.ID != 8 || busy {
-		t.Fatalf("left for %+v busy=%v ok=%v; want the free complete peer 8", to, busy, ok)
+	if to := p.Leave(t0.Add(8*time.Second), tr, cands, n); len(to) != 2 || to[0].ID != 8 || to[1].ID != 9 {
+		t.Fatalf("left for %+v; want the free complete peer 8, then 9", to)
 	}
 	// a peer only twice as fast is not worth the switch
 	cands = cands[:2]
 	cands[1].Growth = 20 * mbit
-	if to, _, ok := p.Leave(t0.Add(8*time.Second), tr, cands, n); ok {
+	if to := p.Leave(t0.Add(8*time.Second), tr, cands, n); to != nil {
 		t.Fatalf("left for %+v, only 2x faster", to)
 	}
 	// a peer behind the asker is no source, however fast
 	cands[1] = Cand{ID: 9, Held: 1 << 20, Growth: 100 * mbit, Free: true}
-	if to, _, ok := p.Leave(t0.Add(8*time.Second), tr, cands, n); ok {
+	if to := p.Leave(t0.Add(8*time.Second), tr, cands, n); to != nil {
 		t.Fatalf("left for %+v, which holds less", to)
 	}
 }
@@ -126,14 +126,28 @@ func TestPolicyPreemptsOnlySlowTransfers(t *testing.T) {
 		{Started: t0, Bytes: int64(10 * 10 * mbit)},                  // slow
 		{Started: now.Add(-time.Second), Bytes: int64(1 * 1 * mbit)}, // slower, but new
 	}
-	if got := p.Preempt(now, running, link); got != 1 {
+	if got := p.Preempt(now, running, link, 0); got != 1 {
 		t.Fatalf("preempted %d, want the slow one (1)", got)
 	}
-	if got := p.Preempt(now, running[:1], link); got != -1 {
+	if got := p.Preempt(now, running[:1], link, 0); got != -1 {
 		t.Fatalf("preempted %d of fast transfers", got)
 	}
-	if got := p.Preempt(now, running, 0); got != -1 {
+	if got := p.Preempt(now, running, 0, 0); got != -1 {
 		t.Fatalf("preempted %d with no link rate known", got)
+	}
+	// a client known to be slow takes nobody's slot
+	if got := p.Preempt(now, running, link, 5*mbit); got != -1 {
+		t.Fatalf("a slow newcomer preempted %d", got)
+	}
+	// a follower that mostly waited for this device's own chunks is not slow
+	running[1].Waited = 9 * time.Second
+	if got := p.Preempt(now, running, link, 0); got != -1 {
+		t.Fatalf("preempted %d, a follower paced by this device", got)
+	}
+	// a new transfer of a client known to be slow is judged at once
+	running[2].Known = 2 * mbit
+	if got := p.Preempt(now, running, link, 0); got != 2 {
+		t.Fatalf("preempted %d, want the known-slow client (2)", got)
 	}
 }
 

@@ -33,7 +33,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	t, ok := s.acquire(w)
+	t, ok := s.acquire(w, r)
 	if !ok {
 		return
 	}
@@ -46,12 +46,12 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request) {
 			if fi, err := f.Stat(); err == nil {
 				// served chunk by chunk like a partial blob, so the transfer's rate is known
 				// while it runs (Preempt)
-				s.serveRange(cw, r, h, f, completeState(fi.Size()))
+				s.serveRange(cw, r, h, f, completeState(fi.Size()), t)
 				return
 			}
 		}
 	}
-	s.servePartial(cw, r, h)
+	s.servePartial(cw, r, h, t)
 }
 
 // completeState is the state of a blob held whole: one chunk per piece of the default
@@ -64,7 +64,7 @@ func completeState(size int64) PartialState {
 	return st
 }
 
-func (s *Server) servePartial(w http.ResponseWriter, r *http.Request, h manifests.Hash) {
+func (s *Server) servePartial(w http.ResponseWriter, r *http.Request, h manifests.Hash, t *transfer) {
 	f, err := os.Open(s.Store.partialPath(h))
 	if errors.Is(err, fs.ErrNotExist) {
 		f, err = os.Open(s.Store.BlobPath(h)) // finished meanwhile: the same file, renamed
@@ -83,12 +83,12 @@ func (s *Server) servePartial(w http.ResponseWriter, r *http.Request, h manifest
 		}
 		st = completeState(fi.Size())
 	}
-	s.serveRange(w, r, h, f, st)
+	s.serveRange(w, r, h, f, st, t)
 }
 
 // serveRange answers a GET of blob h from f, whose verified chunks st names (waiting for
-// more as the fetch verifies them).
-func (s *Server) serveRange(w http.ResponseWriter, r *http.Request, h manifests.Hash, f *os.File, st PartialState) {
+// more as the fetch verifies them; the time waited is the transfer's t.waited).
+func (s *Server) serveRange(w http.ResponseWriter, r *http.Request, h manifests.Hash, f *os.File, st PartialState, t *transfer) {
 	start, end, partial, ok := parseRange(r.Header.Get("Range"), st.Size)
 	if !ok {
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", st.Size))
@@ -117,7 +117,10 @@ func (s *Server) serveRange(w http.ResponseWriter, r *http.Request, h manifests.
 	}
 	for off := start; off <= end; {
 		i := int(off / st.ChunkSize)
-		if !verified(i, r) {
+		waitStart := time.Now()
+		ok := verified(i, r)
+		t.waited.Add(int64(time.Since(waitStart)))
+		if !ok {
 			s.Log.Info("a chunk did not arrive in time; cutting the response", "blob", h, "chunk", i)
 			panic(http.ErrAbortHandler)
 		}

@@ -49,8 +49,9 @@ type Server struct {
 	once      sync.Once
 	runMu     sync.Mutex
 	running   map[*transfer]struct{}
-	link      rateMax  // the best rate this device showed lately: sending, or its own download
-	growth    sync.Map // blob hash → heldSample: how fast its own fetch verifies a partial blob
+	clients   map[string]knownClient // by client host: its last transfer's rate (Preempt)
+	link      rateMax                // the best rate this device showed lately: sending, or its own download
+	growth    sync.Map               // blob hash → heldSample: how fast its own fetch verifies a partial blob
 	preempted atomic.Int64
 	slots     chan struct{}
 	active    atomic.Int64
@@ -74,6 +75,7 @@ func (s *Server) init() {
 		}
 		s.slots = make(chan struct{}, s.Limit)
 		s.running = map[*transfer]struct{}{}
+		s.clients = map[string]knownClient{}
 		s.metrics = newMetrics(s)
 	})
 }

@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -15,9 +16,31 @@ import (
 
 // transfer is one running blob transfer.
 type transfer struct {
+	client  string // the client's address (host)
 	started time.Time
 	sent    atomic.Int64
-	cut     func() // ends the response at once (a write deadline in the past)
+	waited  atomic.Int64 // nanoseconds spent waiting for chunks this device had not verified
+	cut     func()       // ends the response at once (a write deadline in the past)
+}
+
+// knownClient is the rate a client reached in its last transfer from this server.
+type knownClient struct {
+	rate float64
+	at   time.Time
+}
+
+// maxKnown bounds the clients remembered (the table is cleared when full).
+const maxKnown = 1024
+
+// known returns what client reached here lately (0: nothing within rateMemory).
+func (s *Server) known(client string, now time.Time) float64 {
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	k, ok := s.clients[client]
+	if !ok || now.Sub(k.at) > rateMemory {
+		return 0
+	}
+	return k.rate
 }
 
 // rateMax is the best rate seen lately: a sample replaces it when higher, or when the
@@ -52,11 +75,15 @@ const preemptWait = 2 * time.Second
 
 // acquire takes a transfer slot (preempting a slow transfer if the policy says so), or
 // answers 503 with Retry-After.
-func (s *Server) acquire(w http.ResponseWriter) (*transfer, bool) {
+func (s *Server) acquire(w http.ResponseWriter, r *http.Request) (*transfer, bool) {
+	client := r.RemoteAddr
+	if h, _, err := net.SplitHostPort(client); err == nil {
+		client = h
+	}
 	select {
 	case s.slots <- struct{}{}:
 	default:
-		if !s.preempt() {
+		if !s.preempt(client) {
 			s.refused.Add(1)
 			w.Header().Set("Retry-After", "1")
 			http.Error(w, "busy: limit_of_connections reached", http.StatusServiceUnavailable)
@@ -80,25 +107,30 @@ func (s *Server) acquire(w http.ResponseWriter) (*transfer, bool) {
 	}
 	s.transfers.Add(1)
 	rc := http.NewResponseController(w)
-	t := &transfer{started: time.Now(), cut: func() { _ = rc.SetWriteDeadline(time.Unix(1, 0)) }}
+	t := &transfer{client: client, started: time.Now(), cut: func() { _ = rc.SetWriteDeadline(time.Unix(1, 0)) }}
 	s.runMu.Lock()
 	s.running[t] = struct{}{}
 	s.runMu.Unlock()
 	return t, true
 }
 
-// preempt cuts the transfer the policy names, if any.
-func (s *Server) preempt() bool {
+// preempt cuts the transfer the policy names for client, if any.
+func (s *Server) preempt(client string) bool {
 	now := time.Now()
+	newcomer := s.known(client, now)
 	s.runMu.Lock()
 	defer s.runMu.Unlock()
 	var ts []*transfer
 	var views []Serving
 	for t := range s.running {
 		ts = append(ts, t)
-		views = append(views, Serving{Started: t.started, Bytes: t.sent.Load()})
+		k := s.clients[t.client]
+		if now.Sub(k.at) > rateMemory {
+			k.rate = 0
+		}
+		views = append(views, Serving{Started: t.started, Bytes: t.sent.Load(), Waited: time.Duration(t.waited.Load()), Known: k.rate})
 	}
-	i := s.policy().Preempt(now, views, s.link.get(now))
+	i := s.policy().Preempt(now, views, s.link.get(now), newcomer)
 	if i < 0 {
 		return false
 	}
@@ -110,10 +142,17 @@ func (s *Server) preempt() bool {
 }
 
 func (s *Server) release(t *transfer) {
-	if d := time.Since(t.started); d >= time.Second {
-		s.link.observe(float64(t.sent.Load())/d.Seconds(), time.Now())
-	}
+	now := time.Now()
+	d := now.Sub(t.started) - time.Duration(t.waited.Load())
 	s.runMu.Lock()
+	if d >= time.Second {
+		r := float64(t.sent.Load()) / d.Seconds()
+		s.link.observe(r, now)
+		if len(s.clients) >= maxKnown {
+			clear(s.clients)
+		}
+		s.clients[t.client] = knownClient{rate: r, at: now}
+	}
 	delete(s.running, t)
 	s.runMu.Unlock()
 	s.active.Add(-1)

@@ -12,6 +12,7 @@ func scenarios() []Scenario {
 		manyScenario("verify"),
 		fetch2GScenario(),
 		lanScenario(),
+		lanSimScenario(),
 	}
 }
 
