@@ -237,13 +237,48 @@ func (f *fetcher) watchLeave(ctx context.Context, g *PeerGroup, src Source, q Qu
 		st := bw.p.State()
 		need := Need{Self: g.Instance, Have: st.VerifiedBytes(), Chunk: st.ChunkSize, Fruitless: bw.fruitless}
 		cands := f.lan.cands(found, q, now, f.isBanned)
-		if to := pol.Leave(now, t, cands, need); to != nil {
+		if bw.leftRate > 0 {
+			// the transfer after a leave: did the leave pay?
+			if Fruitful(bw.leftRate, t.Rate(now)) {
+				bw.fruitless = 0
+			} else {
+				bw.fruitless++
+			}
+			bw.leftRate = 0
+		}
+		var to []Cand
+		for _, c := range pol.Leave(now, t, cands, need) {
+			// make before break: a busy peer is asked first whether it would take this
+			// device now (a slow transfer it would cut); the transfer goes on if none would
+			if c.Free || f.probe(ctx, g, found, c.ID, q.Blob) {
+				to = append(to, c)
+			}
+		}
+		if to != nil {
 			f.log.Info("leaving a slow source for faster peers", "source", src.Name, "rate_Bps", int64(t.Rate(now)), "peers", len(to), "first_busy", !to[0].Free)
-			bw.prefer = to
+			bw.prefer, bw.leftRate = to, t.Rate(now)
 			cancel(fmt.Errorf("%w: %s delivered %d B/s", errLeft, src.Name, int64(t.Rate(now))))
 			return
 		}
 	}
+}
+
+// probe asks the peer id whether it would start a transfer of blob h for this device now.
+func (f *fetcher) probe(ctx context.Context, g *PeerGroup, found []Found, id uint64, h manifests.Hash) bool {
+	for _, fd := range found {
+		if fd.Instance != id {
+			continue
+		}
+		s, err := f.lan.source(fd, g.Stall)
+		if err != nil {
+			return false
+		}
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_, err = s.Reader.Stat(pctx, "probe/sha256/"+h.String())
+		return err == nil
+	}
+	return false
 }
 
 // errLeft ends a transfer the policy left for a faster peer; not a failure of the source.

@@ -18,7 +18,7 @@ func TestPolicyLeavesASlowSource(t *testing.T) {
 	tr := Transfer{Source: 7, Started: t0, Bytes: 10 << 20} // 10 MiB in 8 s: ~10 Mbit/s
 	cands := []Cand{
 		{ID: 7, Held: 30 << 20, Rate: 10 * mbit},
-		{ID: 9, Held: 100 << 20, Growth: 100 * mbit},
+		{ID: 9, Held: 100 << 20, Growth: 100 * mbit, Measured: true},
 	}
 	if to := p.Leave(t0.Add(time.Second), tr, cands, n); to != nil {
 		t.Fatal("left before the sample time")
@@ -39,9 +39,30 @@ func TestPolicyLeavesASlowSource(t *testing.T) {
 		t.Fatalf("left for %+v, only 2x faster", to)
 	}
 	// a peer behind the asker is no source, however fast
-	cands[1] = Cand{ID: 9, Held: 1 << 20, Growth: 100 * mbit, Free: true}
+	cands[1] = Cand{ID: 9, Held: 1 << 20, Growth: 100 * mbit, Measured: true, Free: true}
 	if to := p.Leave(t0.Add(8*time.Second), tr, cands, n); to != nil {
 		t.Fatalf("left for %+v, which holds less", to)
+	}
+	// a peer whose pace is not measured yet is no reason to leave
+	cands[1] = Cand{ID: 9, Held: 100 << 20, Growth: 100 * mbit, Free: true}
+	if to := p.Leave(t0.Add(8*time.Second), tr, cands, n); to != nil {
+		t.Fatalf("left for %+v, of unknown pace", to)
+	}
+	// at the source's frontier the source's own pace counts: a source that grows at
+	// 40 Mbit/s is not slow beside a 100 Mbit/s peer, one that grows at 10 is
+	cands = []Cand{{ID: 7, Held: n.Have + 1<<20, Growth: 40 * mbit, Measured: true},
+		{ID: 9, Held: 100 << 20, Growth: 100 * mbit, Measured: true}}
+	slowTr := Transfer{Source: 7, Started: t0, Bytes: 1 << 20}
+	if to := p.Leave(t0.Add(8*time.Second), slowTr, cands, n); to != nil {
+		t.Fatalf("left a source paced by its own download at 40 Mbit/s for %+v", to)
+	}
+	cands[0].Growth = 10 * mbit
+	if to := p.Leave(t0.Add(8*time.Second), slowTr, cands, n); len(to) != 1 {
+		t.Fatalf("stayed behind a source that grows at 10 Mbit/s: %+v", to)
+	}
+	cands[0].Measured = false
+	if to := p.Leave(t0.Add(8*time.Second), slowTr, cands, n); to != nil {
+		t.Fatalf("left a source whose pace is not known yet (a chain forming): %+v", to)
 	}
 }
 

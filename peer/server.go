@@ -24,6 +24,8 @@ import (
 //	GET /v1/blobs/sha256/<h>           a blob, with Range; a blob still arriving is served
 //	                                   as its chunks are verified
 //	GET /v1/status                     JSON: what it holds, transfers, counters
+//	HEAD /v1/probe/sha256/<h>          200 if a transfer of h would start now (a free
+//	                                   slot, or a slow transfer Preempt would cut), else 503
 //	GET /metrics                       Prometheus text format
 //
 // At most Limit blob transfers run at once; the next request gets 503 with Retry-After.
@@ -98,6 +100,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/blobs/sha256/{hash}", s.serveBlob)
 	mux.HandleFunc("GET /v1/blobs/sha256/{prefix}/{hash}", s.serveBlob) // the repository layout
 	mux.HandleFunc("GET /v1/status", s.serveStatus)
+	mux.HandleFunc("HEAD /v1/probe/sha256/{hash}", s.serveProbe)
 	mux.Handle("GET /metrics", s.metrics.handler())
 	return logRequests(s.Log, mux)
 }

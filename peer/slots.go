@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"github.com/drepo-dev/drepo/manifests"
 	"net"
 	"net/http"
 	"sync"
@@ -70,16 +71,20 @@ func (m *rateMax) get(now time.Time) float64 {
 	return m.rate
 }
 
+// A transfer gives a rate (for the link and the client's record) once it ran rateAfter
+// and sent rateBytes.
+const (
+	rateAfter = 200 * time.Millisecond
+	rateBytes = 1 << 20
+)
+
 // preemptWait bounds how long a newcomer waits for the slot of the transfer it preempted.
 const preemptWait = 2 * time.Second
 
 // acquire takes a transfer slot (preempting a slow transfer if the policy says so), or
 // answers 503 with Retry-After.
 func (s *Server) acquire(w http.ResponseWriter, r *http.Request) (*transfer, bool) {
-	client := r.RemoteAddr
-	if h, _, err := net.SplitHostPort(client); err == nil {
-		client = h
-	}
+	client := clientHost(r)
 	select {
 	case s.slots <- struct{}{}:
 	default:
@@ -114,8 +119,56 @@ func (s *Server) acquire(w http.ResponseWriter, r *http.Request) (*transfer, boo
 	return t, true
 }
 
+// serveProbe answers whether a transfer of the blob would start now: a fetch leaving a
+// slow source asks before it lets go of it (make before break). Nothing is cut.
+func (s *Server) serveProbe(w http.ResponseWriter, r *http.Request) {
+	h, err := manifests.ParseHash(r.PathValue("hash"))
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	if _, _, ok := s.holding(h); !ok {
+		http.NotFound(w, r)
+		return
+	}
+	if s.FreeSlots() > 0 || s.victim(clientHost(r)) != nil {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	w.Header().Set("Retry-After", "1")
+	w.WriteHeader(http.StatusServiceUnavailable)
+}
+
+// clientHost is the client's address without the port.
+func clientHost(r *http.Request) string {
+	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return h
+	}
+	return r.RemoteAddr
+}
+
 // preempt cuts the transfer the policy names for client, if any.
 func (s *Server) preempt(client string) bool {
+	t := s.victim(client)
+	if t == nil {
+		return false
+	}
+	s.runMu.Lock()
+	_, still := s.running[t]
+	delete(s.running, t) // cut once
+	s.runMu.Unlock()
+	if !still {
+		return false
+	}
+	s.preempted.Add(1)
+	now := time.Now()
+	s.Log.Info("a slow transfer gives its slot to another device", "client", t.client, "bytes", t.sent.Load(), "seconds", now.Sub(t.started).Seconds(), "link_Bps", int64(s.link.get(now)))
+	t.cut()
+	return true
+}
+
+// victim is the running transfer the policy would cut for client, nil if none.
+func (s *Server) victim(client string) *transfer {
 	now := time.Now()
 	newcomer := s.known(client, now)
 	s.runMu.Lock()
@@ -130,22 +183,17 @@ func (s *Server) preempt(client string) bool {
 		}
 		views = append(views, Serving{Started: t.started, Bytes: t.sent.Load(), Waited: time.Duration(t.waited.Load()), Known: k.rate})
 	}
-	i := s.policy().Preempt(now, views, s.link.get(now), newcomer)
-	if i < 0 {
-		return false
+	if i := s.policy().Preempt(now, views, s.link.get(now), newcomer); i >= 0 {
+		return ts[i]
 	}
-	delete(s.running, ts[i]) // cut once
-	s.preempted.Add(1)
-	s.Log.Info("a slow transfer gives its slot to another device", "rate_Bps", int64(float64(views[i].Bytes)/now.Sub(views[i].Started).Seconds()), "link_Bps", int64(s.link.get(now)))
-	ts[i].cut()
-	return true
+	return nil
 }
 
 func (s *Server) release(t *transfer) {
 	now := time.Now()
 	d := now.Sub(t.started) - time.Duration(t.waited.Load())
 	s.runMu.Lock()
-	if d >= time.Second {
+	if d >= rateAfter && t.sent.Load() >= rateBytes {
 		r := float64(t.sent.Load()) / d.Seconds()
 		s.link.observe(r, now)
 		if len(s.clients) >= maxKnown {

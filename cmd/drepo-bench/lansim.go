@@ -394,7 +394,6 @@ func SimBound(c SimConfig) time.Duration {
 	return time.Duration(s * float64(time.Second))
 }
 
-
 // simPreempt is Policy.Preempt on server s's running transfers.
 func simPreempt(c SimConfig, s *simDev, asker int, now time.Duration, at func(time.Duration) time.Time) int {
 	if len(s.uploads) < c.Limit {
