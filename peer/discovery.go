@@ -175,10 +175,9 @@ func Discover(ctx context.Context, q Query, targets []*net.UDPAddr, wait time.Du
 			}
 		}
 	}
+	// a send that fails (a full neighbour table, a firewall that drops) is a lost
+	// datagram: the resends try again; only when none went out at all is it an error
 	send()
-	if sent == 0 && len(targets) > 0 {
-		return nil, sendErrs, errors.New("peer: discovery: no request could be sent")
-	}
 	start := time.Now()
 	deadline := start.Add(wait)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -197,6 +196,9 @@ func Discover(ctx context.Context, q Query, targets []*net.UDPAddr, wait time.Du
 		if rerr != nil {
 			var ne net.Error
 			if !errors.As(rerr, &ne) || !ne.Timeout() || !until.Before(deadline) || ctx.Err() != nil {
+				if sent == 0 && len(targets) > 0 {
+					return nil, sendErrs, errors.New("peer: discovery: no request could be sent")
+				}
 				return found, sendErrs, nil // the wait is over
 			}
 			resends = resends[1:]

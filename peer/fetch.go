@@ -179,7 +179,11 @@ func (f *fetcher) recordStats() {
 	for _, r := range f.srcRep {
 		byKind[r.Kind] += r.Bytes
 	}
-	if err := f.opt.Store.addStats(byKind, f.bad); err != nil {
+	var sendErrs int64
+	if g := f.lanGroup(); g != nil {
+		sendErrs = g.SendErrors()
+	}
+	if err := f.opt.Store.addStats(byKind, f.bad, sendErrs); err != nil {
 		f.log.Warn("could not update the store's counters", "err", err)
 	}
 }

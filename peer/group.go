@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -36,6 +37,7 @@ type PeerGroup struct {
 	// Policy decides which peer, when to leave a slow one and how long to wait
 	// (zero: DefaultPolicy).
 	Policy *Policy
+	Log    *slog.Logger // debug lines about discovery (nil: none)
 
 	mu         sync.Mutex
 	recent     map[string]recentPeer // discovery addresses that answered lately
@@ -88,7 +90,12 @@ func (g *PeerGroup) discover(ctx context.Context, q Query) ([]Found, error) {
 	}
 	targets := g.targets(time.Now())
 	found, errs, err := Discover(ctx, q, targets, wait, DiscoveryResends(wait, rand.New(rand.NewPCG(rand.Uint64(), 0))))
-	g.sendErrors.Add(int64(errs))
+	if errs > 0 {
+		g.sendErrors.Add(int64(errs))
+		if g.Log != nil {
+			g.Log.Debug("discovery requests could not be sent (lost; the resends make up for them)", "count", errs, "answers", len(found))
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

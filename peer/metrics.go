@@ -30,8 +30,9 @@ func newMetrics(s *Server) *metrics {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "drepo", Name: "peer_transfers_active", Help: "Blob transfers running now."},
 		func() float64 { return float64(s.active.Load()) }))
 	reg.MustRegister(&statsCollector{store: s.Store,
-		fetched: prometheus.NewDesc("drepo_fetch_bytes_total", "Bytes fetch brought into the store, by source kind (repository, peer, local reuse).", []string{"source_kind"}, nil),
-		bad:     prometheus.NewDesc("drepo_fetch_bad_chunks_total", "Chunks that did not match their hash, by source.", []string{"source"}, nil)})
+		fetched:  prometheus.NewDesc("drepo_fetch_bytes_total", "Bytes fetch brought into the store, by source kind (repository, peer, local reuse).", []string{"source_kind"}, nil),
+		bad:      prometheus.NewDesc("drepo_fetch_bad_chunks_total", "Chunks that did not match their hash, by source.", []string{"source"}, nil),
+		sendErrs: prometheus.NewDesc("drepo_discovery_send_errors_total", "Discovery requests fetches could not send (each a lost datagram; resends make up for it).", nil, nil)})
 	return &metrics{reg: reg}
 }
 
@@ -43,6 +44,9 @@ func (m *metrics) handler() http.Handler {
 type Stats struct {
 	BytesByKind map[string]int64 `json:"bytes_by_kind"`
 	BadChunks   map[string]int64 `json:"bad_chunks_by_source"`
+	// DiscoverySendErrors counts discovery requests a fetch could not send (a full
+	// neighbour table, a firewall): each is a lost datagram that the resends make up for.
+	DiscoverySendErrors int64 `json:"discovery_send_errors"`
 }
 
 // statsMu serialises the read-modify-write of stats.json within one process; fetches
@@ -50,10 +54,11 @@ type Stats struct {
 var statsMu sync.Mutex
 
 // addStats adds a fetch's totals to the store's stats.json (atomically replaced).
-func (s *Store) addStats(byKind map[string]int64, bad map[string]int64) error {
+func (s *Store) addStats(byKind map[string]int64, bad map[string]int64, sendErrors int64) error {
 	statsMu.Lock()
 	defer statsMu.Unlock()
 	st := s.Stats()
+	st.DiscoverySendErrors += sendErrors
 	for k, v := range byKind {
 		st.BytesByKind[k] += v
 	}
@@ -80,17 +85,22 @@ func (s *Store) Stats() Stats {
 }
 
 type statsCollector struct {
-	store        *Store
-	fetched, bad *prometheus.Desc
+	store                  *Store
+	fetched, bad, sendErrs *prometheus.Desc
 }
 
-func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.fetched; ch <- c.bad }
+func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.fetched
+	ch <- c.bad
+	ch <- c.sendErrs
+}
 
 func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.store.Stats()
 	for _, kind := range []string{KindRepository, KindPeer, KindLocal} {
 		ch <- prometheus.MustNewConstMetric(c.fetched, prometheus.CounterValue, float64(st.BytesByKind[kind]), kind)
 	}
+	ch <- prometheus.MustNewConstMetric(c.sendErrs, prometheus.CounterValue, float64(st.DiscoverySendErrors))
 	for src, n := range st.BadChunks {
 		ch <- prometheus.MustNewConstMetric(c.bad, prometheus.CounterValue, float64(n), src)
 	}

@@ -8,11 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/drepo-dev/drepo/peer"
 	"github.com/drepo-dev/drepo/webdavsrv/davtest"
 )
 
@@ -88,21 +90,22 @@ func lanScenario() Scenario {
 					return nil, err
 				}
 			}
-			cmds := []Command{
-				{Name: "drepo: serve while downloading", Before: func() error { return l.prepare("stream") }, Run: func(ctx context.Context) (string, error) { return l.round(ctx, "stream") }},
-				{Name: "one device alone, from the repository", Before: func() error { return l.prepare("alone") }, Run: func(ctx context.Context) (string, error) { return l.round(ctx, "alone") }},
-				{Name: "whole-file cascade (complete blobs only)", Before: func() error { return l.prepare("cascade") }, Run: func(ctx context.Context) (string, error) { return l.round(ctx, "cascade") }},
-				{Name: "every device from the repository", Before: func() error { return l.prepare("repository") }, Run: func(ctx context.Context) (string, error) { return l.round(ctx, "repository") }},
+			modes := []struct{ mode, name string }{
+				{"stream", "drepo: serve while downloading"},
+				{"alone", "one device alone, from the repository"},
+				{"slow", "stream, device 14 at 10 Mbit/s"},
+				{"kill-leader", "stream, the leader killed at 30 %"},
+				{"lossy", "stream, first discovery requests lost"},
+				{"cascade", "whole-file cascade (complete blobs only)"},
+				{"repository", "every device from the repository"},
 			}
 			// DREPO_BENCH_LAN_MODES=stream,alone measures only those (the slow modes take minutes)
-			if m := os.Getenv("DREPO_BENCH_LAN_MODES"); m != "" {
-				var keep []Command
-				for i, mode := range []string{"stream", "alone", "cascade", "repository"} {
-					if strings.Contains(m, mode) {
-						keep = append(keep, cmds[i])
-					}
+			var cmds []Command
+			for _, m := range modes {
+				if sel := os.Getenv("DREPO_BENCH_LAN_MODES"); sel != "" && !slices.Contains(strings.Split(sel, ","), m.mode) {
+					continue
 				}
-				cmds = keep
+				cmds = append(cmds, Command{Name: m.mode + ": " + m.name, Before: func() error { return l.prepare(m.mode) }, Run: func(ctx context.Context) (string, error) { return l.round(ctx, m.mode) }})
 			}
 			return &Prepared{
 				Note:     fmt.Sprintf("%d devices and a repository host in network namespaces, every link %s both ways (tc tbf), one %d MiB file", n, rate, size>>20),
@@ -124,8 +127,18 @@ type lanBench struct {
 
 	before      int64 // repository bytes served before the round
 	daemons     sync.WaitGroup
+	daemonCmds  map[int]*exec.Cmd
 	stopDaemons func()
 }
+
+// slowDevice is the device the slow mode shapes to 10 Mbit/s (the 14th, as found in the
+// field), lossyBytes what the lossy mode drops of every device's discovery requests: the
+// first 16 datagrams of 92 bytes at the IP layer (the index's and the manifest's
+// discovery rounds, every resend included).
+const (
+	slowDevice = 14
+	lossyBytes = 16 * 92
+)
 
 // publishLocal signs and syncs the source into repo through a drepo serve on loopback.
 func publishLocal(ctx context.Context, drepo, dir, repo string) error {
@@ -173,8 +186,32 @@ func (l *lanBench) prepare(mode string) error {
 	}
 	l.before = repoBytes(l.repoLog)
 	dctx, stop := context.WithCancel(context.Background())
-	l.stopDaemons = func() { stop(); l.daemons.Wait() }
-	if mode == "stream" || mode == "cascade" {
+	l.daemonCmds = map[int]*exec.Cmd{}
+	l.stopDaemons = func() {
+		stop()
+		l.daemons.Wait()
+		if mode == "slow" && slowDevice <= l.n {
+			_ = l.lan.SetRate(slowDevice, "100mbit")
+		}
+		if mode == "lossy" {
+			for i := 1; i <= l.n; i++ {
+				l.lan.ClearDiscoveryDrop(i)
+			}
+		}
+	}
+	if mode == "slow" && slowDevice <= l.n {
+		if err := l.lan.SetRate(slowDevice, "10mbit"); err != nil {
+			return err
+		}
+	}
+	if mode == "lossy" {
+		for i := 1; i <= l.n; i++ {
+			if err := l.lan.DropDiscovery(i, 22336, lossyBytes); err != nil {
+				return err
+			}
+		}
+	}
+	if mode != "alone" && mode != "repository" {
 		for i := 1; i <= l.n; i++ {
 			args := []string{"--config", filepath.Join(l.dir, fmt.Sprintf("device%d.yaml", i)), "--log-level", "error", "peer"}
 			if mode == "cascade" {
@@ -185,6 +222,7 @@ func (l *lanBench) prepare(mode string) error {
 				l.stopDaemons()
 				return err
 			}
+			l.daemonCmds[i] = d
 			l.daemons.Add(1)
 			go func() { defer l.daemons.Done(); _ = d.Wait() }()
 		}
@@ -194,41 +232,138 @@ func (l *lanBench) prepare(mode string) error {
 }
 
 // round runs one mode after prepare: every device (or one) fetches at once; it returns when
-// all hold the app, with the bytes the repository served.
+// all hold the app (slow: every 100 Mbit/s device; the slow one is then stopped), with the
+// bytes the repository served and the devices' finish times. kill-leader SIGKILLs the
+// fetch and the daemon of the first device the repository serves once it served 30 %.
 func (l *lanBench) round(ctx context.Context, mode string) (string, error) {
 	defer l.stopDaemons()
 	devices := l.n
 	if mode == "alone" {
 		devices = 1
 	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := time.Now()
 	errs := make([]error, devices+1)
-	var wg sync.WaitGroup
+	took := make([]time.Duration, devices+1)
+	cmds := make([]*exec.Cmd, devices+1)
+	var wg, fast sync.WaitGroup
+	var mu sync.Mutex
 	for i := 1; i <= devices; i++ {
+		args := []string{"--config", filepath.Join(l.dir, fmt.Sprintf("device%d.yaml", i)), "--log-level", "info", "fetch", "os@1.0", "--json"}
+		if mode == "repository" || mode == "alone" {
+			args = append(args, "--no-peers")
+		}
+		cmd := l.lan.Command(rctx, i, l.env.Drepo, args...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		var stdout strings.Builder
+		cmd.Stdout = &stdout
+		if err := cmd.Start(); err != nil {
+			return "", err
+		}
+		mu.Lock()
+		cmds[i] = cmd
+		mu.Unlock()
 		wg.Add(1)
+		isSlow := mode == "slow" && i == slowDevice
+		if !isSlow {
+			fast.Add(1)
+		}
 		go func() {
 			defer wg.Done()
-			args := []string{"--config", filepath.Join(l.dir, fmt.Sprintf("device%d.yaml", i)), "--log-level", "info", "fetch", "os@1.0", "--json"}
-			if mode == "repository" || mode == "alone" {
-				args = append(args, "--no-peers")
+			err := cmd.Wait()
+			took[i] = time.Since(start)
+			if !isSlow {
+				fast.Done()
 			}
-			cmd := l.lan.Command(ctx, i, l.env.Drepo, args...)
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			out, err := cmd.Output()
 			// each device's report and log, for a look after the run
-			_ = os.WriteFile(filepath.Join(l.dir, fmt.Sprintf("%s-device%d.json", mode, i)), append(out, []byte(stderr.String())...), 0o644)
+			_ = os.WriteFile(filepath.Join(l.dir, fmt.Sprintf("%s-device%d.json", mode, i)), []byte(stdout.String()+stderr.String()), 0o644)
 			if err != nil {
-				errs[i] = fmt.Errorf("device %d: %v %s", i, err, stderr.String())
+				errs[i] = fmt.Errorf("device %d: %v %s", i, err, lastLines(stderr.String(), 5))
 			}
 		}()
 	}
+	killed := 0
+	if mode == "kill-leader" {
+		killed = l.killLeader(rctx, cmds)
+		if killed > 0 {
+			errs[killed] = nil
+		}
+	}
+	fast.Wait()
+	if mode == "slow" {
+		cancel() // the slow device would take minutes more; its time is not the question
+	}
 	wg.Wait()
+	if killed > 0 {
+		errs[killed] = nil
+		took[killed] = 0
+	}
+	if mode == "slow" {
+		errs[slowDevice] = nil
+	}
 	if err := errors.Join(errs...); err != nil {
 		return "", err
 	}
 	time.Sleep(200 * time.Millisecond) // the access log's last lines
 	served := repoBytes(l.repoLog) - l.before
-	return fmt.Sprintf("repository served %d MiB = %.2f× the app", served>>20, float64(served)/float64(l.size)), nil
+	var fin []string
+	var last time.Duration
+	for i := 1; i <= devices; i++ {
+		switch {
+		case i == killed:
+			fin = append(fin, "killed")
+		case mode == "slow" && i == slowDevice:
+			fin = append(fin, "slow")
+		default:
+			fin = append(fin, fmt.Sprintf("%.1f", took[i].Seconds()))
+			last = max(last, took[i])
+		}
+	}
+	return fmt.Sprintf("repository served %d MiB = %.2f× the app; last device %.1f s; devices: %s", served>>20, float64(served)/float64(l.size), last.Seconds(), strings.Join(fin, " ")), nil
+}
+
+// killLeader waits until the most advanced device (the one reading the repository: the
+// others follow it) holds 30 % of the app, then SIGKILLs its fetch and its peer daemon;
+// it returns that device (0: none). The access log cannot tell: it logs a GET at its end.
+func (l *lanBench) killLeader(ctx context.Context, cmds []*exec.Cmd) int {
+	for ctx.Err() == nil {
+		best, held := 0, int64(0)
+		for i := 1; i < len(cmds); i++ {
+			if v := verifiedBytes(filepath.Join(l.dir, fmt.Sprintf("store%d", i))); v > held {
+				best, held = i, v
+			}
+		}
+		if held >= l.size*3/10 {
+			_ = cmds[best].Process.Kill() // ip netns exec execs drepo: the pid is drepo's
+			if d := l.daemonCmds[best]; d != nil {
+				_ = d.Process.Kill()
+			}
+			return best
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return 0
+}
+
+// verifiedBytes is what a device's store holds verified of partial blobs.
+func verifiedBytes(store string) int64 {
+	ents, _ := filepath.Glob(filepath.Join(store, "partial", "*.state"))
+	var n int64
+	for _, e := range ents {
+		if b, err := os.ReadFile(e); err == nil {
+			if st, err := peer.DecodePartialState(b); err == nil {
+				n += st.VerifiedBytes()
+			}
+		}
+	}
+	return n
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
 }
 
 // repoBytes sums the bytes of the GETs in drepo serve's access log.

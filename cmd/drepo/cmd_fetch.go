@@ -71,7 +71,7 @@ Examples:
 					return err
 				}
 				if g != nil {
-					g.Stall = c.Duration("stall")
+					g.Stall, g.Log = c.Duration("stall"), e.log
 					sources = peer.WithPeers(sources, g.Source(0), cfg.Peers.Priority)
 					if p := cfg.Peers.Priority; p != nil && slices.ContainsFunc(sources, func(s peer.Source) bool { return s.Kind == peer.KindRepository && s.Priority < *p }) {
 						g.Settle = 500 * time.Millisecond // peers before a repository: let the first starter lead

@@ -57,6 +57,42 @@ func NewLAN(prefix string, n int, rate string) (*LAN, error) {
 	return l, nil
 }
 
+// SetRate shapes host i's link to rate (a tc rate) in both directions, replacing what
+// NewLAN set.
+func (l *LAN) SetRate(i int, rate string) error {
+	tbf := []string{"root", "tbf", "rate", rate, "burst", "256kb", "latency", "50ms"}
+	for _, c := range [][]string{
+		append([]string{"ip", "netns", "exec", l.Hosts[i], "tc", "qdisc", "replace", "dev", "eth0"}, tbf...),
+		append([]string{"ip", "netns", "exec", l.prefix + "sw", "tc", "qdisc", "replace", "dev", fmt.Sprintf("p%d", i)}, tbf...),
+	} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %v %s", strings.Join(c, " "), err, out)
+		}
+	}
+	return nil
+}
+
+// DropDiscovery makes host i drop the first n bytes of UDP datagrams it sends to port
+// (nftables; counted at the IP layer): lost discovery requests, as on a lossy Wi-Fi.
+func (l *LAN) DropDiscovery(i, port, n int) error {
+	for _, c := range [][]string{
+		{"nft", "add", "table", "inet", "drepolossy"},
+		{"nft", "add", "chain", "inet", "drepolossy", "out", "{ type filter hook output priority 0; }"},
+		{"nft", "add", "rule", "inet", "drepolossy", "out", "udp", "dport", fmt.Sprint(port), "quota", "until", fmt.Sprint(n), "bytes", "drop"},
+	} {
+		c = append([]string{"netns", "exec", l.Hosts[i]}, c...)
+		if out, err := exec.Command("ip", c...).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip %s: %v %s", strings.Join(c, " "), err, out)
+		}
+	}
+	return nil
+}
+
+// ClearDiscoveryDrop removes what DropDiscovery added on host i.
+func (l *LAN) ClearDiscoveryDrop(i int) {
+	_ = exec.Command("ip", "netns", "exec", l.Hosts[i], "nft", "delete", "table", "inet", "drepolossy").Run()
+}
+
 // Addr is host i's address.
 func (l *LAN) Addr(i int) string { return fmt.Sprintf("10.77.0.%d", i+1) }
 

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/drepo-dev/drepo/peer"
+	"github.com/drepo-dev/drepo/webdavsrv/davtest"
+)
+
+// swarmLAN is a LAN of namespaces at 100 Mbit/s: host 0 runs the repository (drepo
+// serve), hosts 1.. are devices with their peer daemons running, peers before the
+// repository, broadcast discovery. Device i's instance id is i, so device 1 leads.
+type swarmLAN struct {
+	t       *testing.T
+	lan     *davtest.LAN
+	dir     string
+	bin     string
+	data    []byte
+	repoLog string
+	daemons map[int]*exec.Cmd
+}
+
+func newSwarmLAN(t *testing.T, n int, data []byte, chunk int64) *swarmLAN {
+	needRoot(t)
+	cfg0, s, _ := deviceSetup(t, map[string][]byte{"image.bin": data}, chunk, nil)
+	dir := filepath.Dir(cfg0)
+	l, err := davtest.NewLAN(davtest.LANPrefix("w"), n, "100mbit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	w := &swarmLAN{t: t, lan: l, dir: dir, bin: drepoBinary(t), data: data, repoLog: filepath.Join(dir, "repo.log"), daemons: map[int]*exec.Cmd{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	var procs sync.WaitGroup
+	t.Cleanup(func() { cancel(); procs.Wait() })
+	logf, err := os.Create(w.repoLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve := l.Command(ctx, 0, w.bin, "serve", "--root", s.Root, "--no-auth", "--no-auth-any-address", "--listen", l.Addr(0)+":8080")
+	serve.Stderr = logf
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	procs.Add(1)
+	go func() { defer procs.Done(); serve.Wait(); logf.Close() }()
+	for i := 1; i < n; i++ {
+		store := filepath.Join(dir, fmt.Sprintf("store%d", i))
+		os.MkdirAll(store, 0o755)
+		os.WriteFile(filepath.Join(store, "instance"), []byte(fmt.Sprintf("%016x", i)), 0o644)
+		os.WriteFile(w.cfg(i), []byte(fmt.Sprintf("trusted_keys: [k.pub]\nstore: %s\npeers: {broadcast: true, priority: 20, limit_of_connections: 1}\nrepositories:\n  - {name: wan, url: \"http://%s:8080/\", priority: 10}\n", store, l.Addr(0))), 0o644)
+		d := l.Command(ctx, i, w.bin, "--config", w.cfg(i), "--log-level", "error", "peer")
+		if err := d.Start(); err != nil {
+			t.Fatal(err)
+		}
+		w.daemons[i] = d
+		procs.Add(1)
+		go func() { defer procs.Done(); d.Wait() }()
+	}
+	for i := 0; ; i++ {
+		if b, _ := os.ReadFile(w.repoLog); bytes.Contains(b, []byte("serving WebDAV")) {
+			break
+		}
+		if i == 100 {
+			t.Fatal("the repository did not start")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // the daemons bind their ports
+	return w
+}
+
+func (w *swarmLAN) cfg(i int) string { return filepath.Join(w.dir, fmt.Sprintf("device%d.yaml", i)) }
+
+// fetch starts device i's fetch of app@1 into out<i>.
+func (w *swarmLAN) fetch(ctx context.Context, i int) *exec.Cmd {
+	cmd := w.lan.Command(ctx, i, w.bin, "--config", w.cfg(i), "--log-level", "info", "fetch", "app@1", "--out", filepath.Join(w.dir, fmt.Sprintf("out%d", i)))
+	cmd.Stderr = &bytes.Buffer{}
+	if err := cmd.Start(); err != nil {
+		w.t.Fatal(err)
+	}
+	return cmd
+}
+
+// holds reports whether device i laid out the app's bytes.
+func (w *swarmLAN) holds(i int) bool {
+	got, _ := os.ReadFile(filepath.Join(w.dir, fmt.Sprintf("out%d", i), "image.bin"))
+	return bytes.Equal(got, w.data)
+}
+
+// verified is what device i's store holds verified of partial blobs.
+func (w *swarmLAN) verified(i int) int64 {
+	ents, _ := filepath.Glob(filepath.Join(w.dir, fmt.Sprintf("store%d", i), "partial", "*.state"))
+	var n int64
+	for _, e := range ents {
+		if b, err := os.ReadFile(e); err == nil {
+			if st, err := peer.DecodePartialState(b); err == nil {
+				n += st.VerifiedBytes()
+			}
+		}
+	}
+	return n
+}
+
+// repoServed sums the bytes of the GETs in the repository's access log.
+func (w *swarmLAN) repoServed() int64 {
+	time.Sleep(200 * time.Millisecond) // the last lines
+	f, err := os.Open(w.repoLog)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	var total int64
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if !strings.Contains(sc.Text(), "method=GET") {
+			continue
+		}
+		for _, field := range strings.Fields(sc.Text()) {
+			if v, ok := strings.CutPrefix(field, "bytes="); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				total += n
+			}
+		}
+	}
+	return total
+}
+
+func swarmData(size int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, size)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// One device at 10 Mbit/s among nine at 100 Mbit/s, fourth in the order of instance ids
+// (so it starts in the middle of the chain): the fast devices do not wait for it. Every
+// fast device holds the app while the slow one still holds less than half of it (alone
+// it needs ten times as long as a fast one), and the repository sends the app about once.
+func TestLANSlowDeviceDoesNotHoldOthersBack(t *testing.T) {
+	const n, slow = 10, 4
+	w := newSwarmLAN(t, n, swarmData(48<<20, 71), 1<<20)
+	if err := w.lan.SetRate(slow, "10mbit"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmds := map[int]*exec.Cmd{}
+	for i := 1; i < n; i++ {
+		cmds[i] = w.fetch(ctx, i)
+	}
+	for i := 1; i < n; i++ {
+		if i == slow {
+			continue
+		}
+		if err := cmds[i].Wait(); err != nil || !w.holds(i) {
+			t.Fatalf("device %d: %v\n%s", i, err, cmds[i].Stderr)
+		}
+	}
+	slowHeld := w.verified(slow)
+	if w.holds(slow) || slowHeld >= int64(len(w.data))/2 {
+		t.Fatalf("the slow device held %d of %d bytes when the last fast one finished: the fast ones waited for it", slowHeld, len(w.data))
+	}
+	cmds[slow].Process.Kill()
+	cmds[slow].Wait()
+	if served := w.repoServed(); served > int64(len(w.data))*3/2 {
+		t.Fatalf("the repository served %.2f× the app", float64(served)/float64(len(w.data)))
+	}
+	t.Logf("the slow device held %d MiB when the fast ones were done", slowHeld>>20)
+}
+
+// The device reading the repository (the leader, whom the others follow) is killed with
+// its peer daemon at 30 %: every survivor completes, and the repository serves less than
+// twice the app (the most advanced survivor resumes the WAN read, the others follow it).
+func TestLANLeaderKilled(t *testing.T) {
+	const n = 9
+	w := newSwarmLAN(t, n, swarmData(48<<20, 72), 1<<20)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmds := map[int]*exec.Cmd{}
+	for i := 1; i < n; i++ {
+		cmds[i] = w.fetch(ctx, i)
+	}
+	leader := 0
+	for leader == 0 {
+		best, held := 0, int64(0)
+		for i := 1; i < n; i++ {
+			if v := w.verified(i); v > held {
+				best, held = i, v
+			}
+		}
+		if held >= int64(len(w.data))*3/10 {
+			leader = best
+			cmds[best].Process.Kill()
+			w.daemons[best].Process.Kill()
+		}
+		if ctx.Err() != nil {
+			t.Fatal("no device reached 30 %")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i := 1; i < n; i++ {
+		err := cmds[i].Wait()
+		if i == leader {
+			continue
+		}
+		if err != nil || !w.holds(i) {
+			t.Fatalf("survivor %d: %v\n%s", i, err, cmds[i].Stderr)
+		}
+	}
+	if served := w.repoServed(); served >= 2*int64(len(w.data)) {
+		t.Fatalf("the repository served %.2f× the app", float64(served)/float64(len(w.data)))
+	} else {
+		t.Logf("leader %d killed; the repository served %.2f× the app", leader, float64(served)/float64(len(w.data)))
+	}
+}
