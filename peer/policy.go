@@ -101,8 +101,10 @@ func LANRate(cands []Cand) float64 {
 }
 
 // Rank returns the peers worth asking for the blob now, best first: only peers ahead of
-// the asker with a free slot; complete before partial; then the higher expected rate;
-// then more held; random among equals (rnd), so equal peers share the load.
+// the asker with a free slot; complete before partial; a peer known to be slow (it
+// delivered, or grows, SlowFactor below the best the LAN showed) after the others; then
+// more held first (the one furthest ahead keeps the chain short); random among equals
+// (rnd), so equal peers share the load.
 func (p Policy) Rank(cands []Cand, n Need, rnd *rand.Rand) []Cand {
 	var out []Cand
 	for _, c := range cands {
@@ -114,6 +116,12 @@ func (p Policy) Rank(cands []Cand, n Need, rnd *rand.Rand) []Cand {
 		rnd.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	}
 	lan := LANRate(cands)
+	slow := func(c Cand) bool {
+		if c.Rate > 0 {
+			return c.Rate*p.SlowFactor < lan
+		}
+		return c.Measured && c.Growth*p.SlowFactor < lan
+	}
 	slices.SortStableFunc(out, func(a, b Cand) int {
 		if a.Complete != b.Complete {
 			if a.Complete {
@@ -121,8 +129,11 @@ func (p Policy) Rank(cands []Cand, n Need, rnd *rand.Rand) []Cand {
 			}
 			return 1
 		}
-		if c := cmp.Compare(b.expected(lan), a.expected(lan)); c != 0 {
-			return c
+		if sa, sb := slow(a), slow(b); sa != sb {
+			if sb {
+				return -1
+			}
+			return 1
 		}
 		return cmp.Compare(b.Held, a.Held)
 	})

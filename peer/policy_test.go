@@ -91,6 +91,13 @@ func TestPolicyRankSpreadsEqualPeers(t *testing.T) {
 	if r := p.Rank(cands, n, rnd); r[0].ID != 70 {
 		t.Fatalf("ranked %v: a complete peer goes first", r)
 	}
+	// further ahead goes first, unless it is known to be slow
+	cands = []Cand{{ID: 1, Held: 5, Free: true, Growth: 100 * mbit, Measured: true},
+		{ID: 2, Held: 50, Free: true, Growth: 10 * mbit, Measured: true},
+		{ID: 3, Held: 20, Free: true}}
+	if r := p.Rank(cands, n, rnd); r[0].ID != 3 || r[1].ID != 1 || r[2].ID != 2 {
+		t.Fatalf("ranked %v: want 3 (ahead, pace unknown), 1, then the slow 2", r)
+	}
 }
 
 // Patience restarts on progress and ends on silence, and has a bound for the whole fetch.
