@@ -123,6 +123,10 @@ func (f *fetcher) lanGroup() *PeerGroup {
 	return nil
 }
 
+// settleRounds bounds the rounds a fetch asks again before it reads the WAN when nobody
+// answered at all.
+const settleRounds = 3
+
 // lanSources asks the LAN for q and returns the peers to try, best first (Policy.Rank; a
 // peer Leave chose first), and whether the fetch should wait for the LAN rather than go
 // on to the sources after the peers (Policy.WaitForLAN; only for a file's blob, bw).
@@ -130,12 +134,12 @@ func (f *fetcher) lanSources(ctx context.Context, g *PeerGroup, group Source, q 
 	pol := g.policy()
 	found, err := g.discover(ctx, q)
 	if err != nil {
-		f.sourceFailed(group, "discovery", err)
-		return nil, false
+		f.sourceFailed(group, "discovery", err) // as lost datagrams: asked again below
 	}
 	need := Need{Self: g.Instance}
 	if bw != nil {
-		need.Have = bw.p.State().VerifiedBytes()
+		st := bw.p.State()
+		need.Have, need.Chunk = st.VerifiedBytes(), st.ChunkSize
 	}
 	now := time.Now()
 	cands := f.lan.cands(found, q, now, f.isBanned)
@@ -148,19 +152,23 @@ func (f *fetcher) lanSources(ctx context.Context, g *PeerGroup, group Source, q 
 		return false
 	}
 	if bw != nil && !bw.settled && need.Have == 0 && g.Settle > 0 && !ahead() {
-		// nobody holds it yet: a device that started a moment earlier may be about to
+		// nobody ahead answered: a device that started a moment earlier may be about to
+		// hold it, and no answer at all is not yet "nobody has it" (lost datagrams): ask
+		// again after a random wait, and while nobody answers at all, up to settleRounds
+		// times, each wait a little longer
 		bw.settled = true
-		select {
-		case <-ctx.Done():
-			return nil, false
-		case <-time.After(rand.N(g.Settle)):
+		for round := 0; round < settleRounds && !ahead() && (round == 0 || len(found) == 0); round++ {
+			select {
+			case <-ctx.Done():
+				return nil, false
+			case <-time.After(rand.N(g.Settle) + time.Duration(round)*g.Settle/4):
+			}
+			if found, err = g.discover(ctx, q); err != nil {
+				f.sourceFailed(group, "discovery", err)
+			}
+			now = time.Now()
+			cands = f.lan.cands(found, q, now, f.isBanned)
 		}
-		if found, err = g.discover(ctx, q); err != nil {
-			f.sourceFailed(group, "discovery", err)
-			return nil, false
-		}
-		now = time.Now()
-		cands = f.lan.cands(found, q, now, f.isBanned)
 	}
 	ranked := pol.Rank(cands, need, rand.New(rand.NewPCG(rand.Uint64(), 0)))
 	if bw != nil && bw.prefer != nil {

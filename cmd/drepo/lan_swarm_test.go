@@ -85,8 +85,12 @@ func newSwarmLAN(t *testing.T, n int, data []byte, chunk int64) *swarmLAN {
 func (w *swarmLAN) cfg(i int) string { return filepath.Join(w.dir, fmt.Sprintf("device%d.yaml", i)) }
 
 // fetch starts device i's fetch of app@1 into out<i>.
-func (w *swarmLAN) fetch(ctx context.Context, i int) *exec.Cmd {
-	cmd := w.lan.Command(ctx, i, w.bin, "--config", w.cfg(i), "--log-level", "info", "fetch", "app@1", "--out", filepath.Join(w.dir, fmt.Sprintf("out%d", i)))
+func (w *swarmLAN) fetch(ctx context.Context, i int, flags ...string) *exec.Cmd {
+	if flags == nil {
+		flags = []string{"--log-level", "info"}
+	}
+	args := append(append([]string{"--config", w.cfg(i)}, flags...), "fetch", "app@1", "--out", filepath.Join(w.dir, fmt.Sprintf("out%d", i)))
+	cmd := w.lan.Command(ctx, i, w.bin, args...)
 	cmd.Stderr = &bytes.Buffer{}
 	if err := cmd.Start(); err != nil {
 		w.t.Fatal(err)
@@ -226,5 +230,37 @@ func TestLANLeaderKilled(t *testing.T) {
 		t.Fatalf("the repository served %.2f× the app", float64(served)/float64(len(w.data)))
 	} else {
 		t.Logf("leader %d killed; the repository served %.2f× the app", leader, float64(served)/float64(len(w.data)))
+	}
+}
+
+// Every device loses its first 16 discovery requests: its first four rounds, resends
+// included (only the directed broadcast leaves these namespaces). No answer is not taken
+// for "nobody has it": later rounds find the LAN, and the repository sends the app about
+// once.
+func TestLANLossyDiscovery(t *testing.T) {
+	const n = 6
+	w := newSwarmLAN(t, n, swarmData(24<<20, 73), 1<<20)
+	davtest.NeedTool(t, "nft")
+	for i := 1; i < n; i++ {
+		if err := w.lan.DropDiscovery(i, 22336, 16*92); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmds := map[int]*exec.Cmd{}
+	for i := 1; i < n; i++ {
+		cmds[i] = w.fetch(ctx, i, "--log-level", "debug")
+	}
+	for i := 1; i < n; i++ {
+		if err := cmds[i].Wait(); err != nil || !w.holds(i) {
+			t.Fatalf("device %d: %v\n%s", i, err, cmds[i].Stderr)
+		}
+	}
+	if served := w.repoServed(); served > int64(len(w.data))*3/2 {
+		for i := 1; i < n; i++ {
+			t.Logf("device %d:\n%s", i, cmds[i].Stderr)
+		}
+		t.Fatalf("the repository served %.2f× the app", float64(served)/float64(len(w.data)))
 	}
 }
