@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/drepo-dev/drepo/manifests"
-	"github.com/drepo-dev/drepo/mirror"
 )
 
 // HeldVersion is one app version whose manifest the store holds.
@@ -57,7 +56,7 @@ func (s *Store) Versions() ([]HeldVersion, error) {
 		if c := strings.Compare(a.App, b.App); c != 0 {
 			return c
 		}
-		return mirror.CompareVersions(a.Version, b.Version)
+		return manifests.CompareVersions(a.Version, b.Version)
 	})
 	return out, nil
 }
@@ -69,7 +68,7 @@ type GCReport struct {
 	RemovedBytes    int64    `json:"removed_bytes"`
 }
 
-// GC keeps the newest keep versions of every app (by mirror.CompareVersions) and removes
+// GC keeps the newest keep versions of every app (by manifests.CompareVersions) and removes
 // the other manifests and every blob, complete or partial, that no kept manifest names. It
 // holds the store's lock while it works.
 func (s *Store) GC(ctx context.Context, keep int, log *slog.Logger) (*GCReport, error) {
@@ -88,7 +87,7 @@ func (s *Store) GC(ctx context.Context, keep int, log *slog.Logger) (*GCReport, 
 	rep := &GCReport{}
 	keepBlobs := map[manifests.Hash]bool{}
 	for _, list := range byApp {
-		slices.SortFunc(list, func(a, b HeldVersion) int { return -mirror.CompareVersions(a.Version, b.Version) })
+		slices.SortFunc(list, func(a, b HeldVersion) int { return -manifests.CompareVersions(a.Version, b.Version) })
 		for i, v := range list {
 			if i < keep {
 				m, _, err := s.Manifest(v.Manifest)
