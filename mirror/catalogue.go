@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/drepo-dev/drepo/mirror/dav"
+
 	"github.com/drepo-dev/drepo/manifests"
 )
 
@@ -89,13 +91,13 @@ func changedVersions(known []*manifests.Index, next []manifests.AppEntry) []chan
 
 // describeChange names the files that differ between a published manifest (read by hash
 // from the first repository that has it) and the source's.
-func describeChange(ctx context.Context, c changedVersion, next *Version, remotes []Remote, opt SyncOptions) string {
+func describeChange(ctx context.Context, c changedVersion, next *Version, remotes []dav.Remote, opt SyncOptions) string {
 	var old *manifests.Manifest
 	for _, r := range remotes {
 		if r == nil {
 			continue
 		}
-		m, err := ReadManifest(ctx, r, c.old, opt.readOpts())
+		m, err := dav.ReadManifest(ctx, r, c.old, opt.readOpts())
 		if err == nil {
 			old = m
 			break
@@ -132,7 +134,7 @@ func describeChange(ctx context.Context, c changedVersion, next *Version, remote
 }
 
 // checkRepublish refuses versions whose published content changed, unless named in allow.
-func checkRepublish(ctx context.Context, changed []changedVersion, versions []*Version, allow []string, remotes []Remote, opt SyncOptions) error {
+func checkRepublish(ctx context.Context, changed []changedVersion, versions []*Version, allow []string, remotes []dav.Remote, opt SyncOptions) error {
 	var msgs []string
 	for _, c := range changed {
 		if slices.Contains(allow, c.id) {

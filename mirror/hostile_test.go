@@ -19,7 +19,10 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/drepo-dev/drepo/mirror/dav"
+
 	"aead.dev/minisign"
+
 	"github.com/drepo-dev/drepo/webdavsrv/davtest"
 )
 
@@ -71,19 +74,19 @@ func TestRedirectsToOtherOriginsRefused(t *testing.T) {
 	defer tlsSrv.Close()
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}), 0o644)
-	for _, r := range []Repository{
-		{Name: "port", URL: plain.URL + "/", Username: "u", Password: NewSecret("p")},
-		{Name: "downgrade", URL: tlsSrv.URL + "/", Username: "u", Password: NewSecret("p"), CACert: ca},
+	for _, r := range []dav.Repository{
+		{Name: "port", URL: plain.URL + "/", Username: "u", Password: dav.NewSecret("p")},
+		{Name: "downgrade", URL: tlsSrv.URL + "/", Username: "u", Password: dav.NewSecret("p"), CACert: ca},
 	} {
-		w, err := Open(r, 1)
+		w, err := dav.Open(r, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = ReadIndex(context.Background(), w, nil, ReadOptions{})
-		if !errors.Is(err, ErrRedirectRefused) || !strings.Contains(err.Error(), "redirect to another scheme, host or port refused") {
+		_, err = dav.ReadIndex(context.Background(), w, nil, dav.ReadOptions{})
+		if !errors.Is(err, dav.ErrRedirectRefused) || !strings.Contains(err.Error(), "redirect to another scheme, host or port refused") {
 			t.Errorf("%s: %v, want ErrRedirectRefused", r.Name, err)
 		}
-		if _, err := w.List(context.Background(), "blobs"); !errors.Is(err, ErrRedirectRefused) {
+		if _, err := w.List(context.Background(), "blobs"); !errors.Is(err, dav.ErrRedirectRefused) {
 			t.Errorf("%s: PROPFIND through gowebdav's path: %v", r.Name, err)
 		}
 	}
@@ -105,9 +108,9 @@ func TestTLSFailureNotRetried(t *testing.T) {
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	srv.StartTLS()
 	defer srv.Close()
-	w, _ := Open(Repository{Name: "r", URL: srv.URL + "/"}, 1)
-	_, err := ReadIndex(context.Background(), w, nil, ReadOptions{})
-	if !errors.Is(err, ErrTLSVerify) || Retryable(err) {
+	w, _ := dav.Open(dav.Repository{Name: "r", URL: srv.URL + "/"}, 1)
+	_, err := dav.ReadIndex(context.Background(), w, nil, dav.ReadOptions{})
+	if !errors.Is(err, dav.ErrTLSVerify) || dav.Retryable(err) {
 		t.Fatalf("want a final ErrTLSVerify, got %v", err)
 	}
 	if n := conns.Load(); n != 1 {
@@ -120,8 +123,8 @@ func TestTLSFailureNotRetried(t *testing.T) {
 func TestHostileListingNamesSkipped(t *testing.T) {
 	ctx := context.Background()
 	key, pub := testKeys(t)
-	dav := davtest.StartDrepo(t, davtest.DrepoOptions{})
-	hostile := newHostileProxy(t, dav, func(w http.ResponseWriter, r *http.Request) bool {
+	srv := davtest.StartDrepo(t, davtest.DrepoOptions{})
+	hostile := newHostileProxy(t, srv, func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method != "PROPFIND" || !strings.HasPrefix(r.URL.Path, "/tmp") {
 			return false
 		}
@@ -134,7 +137,7 @@ func TestHostileListingNamesSkipped(t *testing.T) {
 		io.WriteString(w, `</D:multistatus>`)
 		return true
 	})
-	r := Repository{Name: "r", URL: hostile.URL, Username: dav.User, Password: NewSecret(dav.Password)}
+	r := dav.Repository{Name: "r", URL: hostile.URL, Username: srv.User, Password: dav.NewSecret(srv.Password)}
 	opt := syncOpts(t, makeSource(t), key, r)
 	if rep, err := Sync(ctx, opt); err != nil || rep.Failed() {
 		t.Fatalf("sync: %+v %v", rep, err)
@@ -150,50 +153,10 @@ func TestHostileListingNamesSkipped(t *testing.T) {
 		}
 	}
 	hostile.mu.Unlock()
-	w, _ := Open(repoOf(dav, "r", 0), 4)
-	if v := Verify(ctx, repoOf(dav, "r", 0), w, VerifyOptions{Keys: []minisign.PublicKey{pub}}); !v.OK {
+	w, _ := dav.Open(repoOf(srv, "r", 0), 4)
+	if v := Verify(ctx, repoOf(srv, "r", 0), w, VerifyOptions{Keys: []minisign.PublicKey{pub}}); !v.OK {
 		t.Fatalf("the repository is damaged: %+v", v)
 	}
-}
-
-// One response with a flood of propstats is refused when it passes the token bound, not
-// held in memory (a short one with too many propstats is refused by count).
-func TestMultistatusPropstatFlood(t *testing.T) {
-	head := `<?xml version="1.0"?><D:multistatus xmlns:D="DAV:"><D:response><D:href>/x</D:href>`
-	flood := &repeatReader{unit: []byte(`<D:propstat/>`), left: 10_000_000}
-	body := io.MultiReader(strings.NewReader(head), flood)
-	w := &WebDAV{HTTPReader: &HTTPReader{base: &url.URL{Path: "/"}}}
-	err := w.decodeMultistatus(body, "", func(FileInfo) error { return nil })
-	if err == nil || !strings.Contains(err.Error(), "over 65536 bytes") {
-		t.Fatalf("want the flood refused, got %v", err)
-	}
-	if flood.left < 9_000_000 {
-		t.Fatalf("read %d propstats before refusing", 10_000_000-flood.left)
-	}
-}
-
-// repeatReader yields unit left times without holding them all.
-type repeatReader struct {
-	unit []byte
-	left int
-	off  int
-}
-
-func (r *repeatReader) Read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) && r.left > 0 {
-		c := copy(p[n:], r.unit[r.off:])
-		n += c
-		r.off += c
-		if r.off == len(r.unit) {
-			r.off = 0
-			r.left--
-		}
-	}
-	if n == 0 {
-		return 0, io.EOF
-	}
-	return n, nil
 }
 
 // verify --deep reads the bytes: a flipped byte that keeps size and mtime (bit rot) is found
@@ -202,20 +165,20 @@ func (r *repeatReader) Read(p []byte) (int, error) {
 func TestDeepVerifyDownloadsDespiteDigestCache(t *testing.T) {
 	ctx := context.Background()
 	key, pub := testKeys(t)
-	dav := davtest.StartDrepo(t, davtest.DrepoOptions{})
-	r := repoOf(dav, "r", 0)
+	srv := davtest.StartDrepo(t, davtest.DrepoOptions{})
+	r := repoOf(srv, "r", 0)
 	if rep, err := Sync(ctx, syncOpts(t, makeSource(t), key, r)); err != nil || rep.Failed() {
 		t.Fatalf("sync: %+v %v", rep, err)
 	}
-	w, _ := Open(r, 4)
+	w, _ := dav.Open(r, 4)
 	keys := []minisign.PublicKey{pub}
 	if v := Verify(ctx, r, w, VerifyOptions{Keys: keys, Deep: true, ServerDigest: true}); !v.OK || v.Deep != "server digest" {
 		t.Fatalf("digest verify (fills the cache): %+v", v)
 	}
 	var victim string
-	for p := range diskFiles(t, dav.Root) {
-		if fi, _ := os.Stat(filepath.Join(dav.Root, p)); strings.HasPrefix(p, "blobs/") && fi.Size() == 300000 {
-			victim = filepath.Join(dav.Root, p)
+	for p := range diskFiles(t, srv.Root) {
+		if fi, _ := os.Stat(filepath.Join(srv.Root, p)); strings.HasPrefix(p, "blobs/") && fi.Size() == 300000 {
+			victim = filepath.Join(srv.Root, p)
 		}
 	}
 	fi, _ := os.Stat(victim)

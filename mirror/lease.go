@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/drepo-dev/drepo/mirror/dav"
+
 	"github.com/drepo-dev/drepo/manifests"
 )
 
@@ -32,7 +34,7 @@ type leaseDoc struct {
 
 // lease is a held repository lease; renew it while working and release it at the end.
 type lease struct {
-	remote Remote
+	remote dav.Remote
 	doc    leaseDoc
 	log    *slog.Logger
 }
@@ -41,8 +43,8 @@ type lease struct {
 // renewed for stale is taken over (If-Match its ETag) with a warning; a live one makes this
 // repository fail with ErrLeaseHeld, naming the holder. The lease is read back, so a server
 // that ignores conditional PUTs still cannot give it to two syncs.
-func acquireLease(ctx context.Context, r Remote, stale time.Duration, log *slog.Logger) (*lease, error) {
-	cp, ok := r.(ConditionalPutter)
+func acquireLease(ctx context.Context, r dav.Remote, stale time.Duration, log *slog.Logger) (*lease, error) {
+	cp, ok := r.(dav.ConditionalPutter)
 	if !ok {
 		return nil, errors.New("mirror: the repository cannot take a lease (no conditional PUT)")
 	}
@@ -53,8 +55,8 @@ func acquireLease(ctx context.Context, r Remote, stale time.Duration, log *slog.
 	l := &lease{remote: r, log: log, doc: leaseDoc{ID: hex.EncodeToString(id[:]), Holder: fmt.Sprintf("%s pid %d", host, os.Getpid()),
 		Host: host, PID: os.Getpid(), Created: now, Renewed: now}}
 	b, _ := json.Marshal(l.doc)
-	err := cp.PutIf(ctx, LeaseName, b, "")
-	if errors.Is(err, ErrPrecondition) {
+	err := cp.PutIf(ctx, dav.LeaseName, b, "")
+	if errors.Is(err, dav.ErrPrecondition) {
 		cur, etag, rerr := readLease(ctx, r)
 		if rerr != nil {
 			return nil, rerr
@@ -71,7 +73,7 @@ func acquireLease(ctx context.Context, r Remote, stale time.Duration, log *slog.
 			log.Warn("taking over a stale lease", "holder", cur.Holder, "renewed_ago", age.Round(time.Second))
 		}
 		err = replaceLease(ctx, r, b, etag)
-		if errors.Is(err, ErrPrecondition) {
+		if errors.Is(err, dav.ErrPrecondition) {
 			return nil, fmt.Errorf("mirror: %w: another sync took the stale lease first", ErrLeaseHeld)
 		}
 	}
@@ -88,12 +90,12 @@ func acquireLease(ctx context.Context, r Remote, stale time.Duration, log *slog.
 	return l, nil
 }
 
-func readLease(ctx context.Context, r Remote) (leaseDoc, string, error) {
-	fi, err := r.Stat(ctx, LeaseName)
+func readLease(ctx context.Context, r dav.Remote) (leaseDoc, string, error) {
+	fi, err := r.Stat(ctx, dav.LeaseName)
 	if err != nil {
 		return leaseDoc{}, "", err
 	}
-	rc, err := r.Open(ctx, LeaseName, 0, -1)
+	rc, err := r.Open(ctx, dav.LeaseName, 0, -1)
 	if err != nil {
 		return leaseDoc{}, "", err
 	}
@@ -119,7 +121,7 @@ var ErrLeaseLost = errors.New("lost the repository lease")
 // suspended laptop) while another took over cannot commit over the other's work.
 func (l *lease) check(ctx context.Context) error {
 	cur, _, err := readLease(ctx, l.remote)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, dav.ErrNotFound) {
 		return fmt.Errorf("mirror: %w: lease.json is gone (another sync took it over and finished); nothing was changed, run sync again", ErrLeaseLost)
 	}
 	if err != nil {
@@ -149,18 +151,18 @@ func (l *lease) renew(ctx context.Context) error {
 // (W/"…") to a file changed within the last second, and If-Match never matches a weak
 // ETag (RFC 9110 §13.1.1); then the write is unconditional and the caller's read-back
 // decides who holds the lease.
-func replaceLease(ctx context.Context, r Remote, doc []byte, etag string) error {
+func replaceLease(ctx context.Context, r dav.Remote, doc []byte, etag string) error {
 	if etag == "" || strings.HasPrefix(etag, "W/") {
-		return r.Put(ctx, LeaseName, bytes.NewReader(doc), int64(len(doc)))
+		return r.Put(ctx, dav.LeaseName, bytes.NewReader(doc), int64(len(doc)))
 	}
-	return r.(ConditionalPutter).PutIf(ctx, LeaseName, doc, etag)
+	return r.(dav.ConditionalPutter).PutIf(ctx, dav.LeaseName, doc, etag)
 }
 
 // release removes the lease if this sync still holds it.
 func (l *lease) release(ctx context.Context) {
 	cur, _, err := readLease(ctx, l.remote)
 	if err == nil && cur.ID == l.doc.ID {
-		if err := l.remote.Remove(ctx, LeaseName); err != nil {
+		if err := l.remote.Remove(ctx, dav.LeaseName); err != nil {
 			l.log.Warn("could not remove the lease", "err", err)
 		}
 	}

@@ -10,15 +10,18 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/drepo-dev/drepo/manifests"
+	"github.com/drepo-dev/drepo/mirror/dav"
+
 	"golang.org/x/time/rate"
+
+	"github.com/drepo-dev/drepo/manifests"
 )
 
 // pusher brings one repository to the signed index doc.
 type pusher struct {
 	opt     SyncOptions
-	repo    Repository
-	remote  Remote
+	repo    dav.Repository
+	remote  dav.Remote
 	plan    *blobPlan
 	planFn  func() *blobPlan
 	doc     []byte
@@ -112,7 +115,7 @@ func (p *pusher) takeStaged(h manifests.Hash) string {
 func (p *pusher) run(ctx context.Context, currentDoc []byte) error {
 	log := p.opt.Log.With("repository", p.repo.Name)
 	if bytes.Equal(currentDoc, p.doc) && !p.opt.Full {
-		sig, err := readDoc(ctx, p.remote, SigName, manifests.MaxSignatureSize, p.opt.readOpts())
+		sig, err := dav.ReadDoc(ctx, p.remote, dav.SigName, manifests.MaxSignatureSize, p.opt.readOpts())
 		if err != nil {
 			return err
 		}
@@ -179,15 +182,15 @@ func (p *pusher) run(ctx context.Context, currentDoc []byte) error {
 	// under the index's hash first, then the index (the commit point), each replaced by a
 	// MOVE from tmp/ so readers see the old or the new file, never a partial one; last the
 	// signature under its minisign name.
-	if err := p.opt.Retry.do(ctx, p.opt.Log, "put signature", func() error {
-		return p.remote.Put(ctx, SigPath(p.doc), bytes.NewReader(p.sig), int64(len(p.sig)))
+	if err := p.opt.Retry.Do(ctx, p.opt.Log, "put signature", func() error {
+		return p.remote.Put(ctx, dav.SigPath(p.doc), bytes.NewReader(p.sig), int64(len(p.sig)))
 	}); err != nil {
 		return err
 	}
 	for _, d := range []struct {
 		name string
 		data []byte
-	}{{IndexName, p.doc}, {SigName, p.sig}} {
+	}{{dav.IndexName, p.doc}, {dav.SigName, p.sig}} {
 		if err := p.replace(ctx, d.name, d.data); err != nil {
 			return err
 		}
@@ -220,14 +223,14 @@ func (p *pusher) removeDamaged(ctx context.Context) error {
 
 // pruneSignatures removes signatures of indexes other than the current one.
 func (p *pusher) pruneSignatures(ctx context.Context) error {
-	ents, err := p.remote.List(ctx, SigsDir)
+	ents, err := p.remote.List(ctx, dav.SigsDir)
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, dav.ErrNotFound) {
 			return nil
 		}
 		return err
 	}
-	keep := SigPath(p.doc)
+	keep := dav.SigPath(p.doc)
 	var errs []error
 	for _, e := range ents {
 		if e.Name != keep {
@@ -253,9 +256,9 @@ func (p *pusher) missing(present map[manifests.Hash]int64) []manifests.Hash {
 // listBlobs maps every blob on the repository to its size.
 func (p *pusher) listBlobs(ctx context.Context) (map[manifests.Hash]int64, error) {
 	var present map[manifests.Hash]int64
-	err := p.opt.Retry.do(ctx, p.opt.Log, "list blobs", func() error {
+	err := p.opt.Retry.Do(ctx, p.opt.Log, "list blobs", func() error {
 		present = map[manifests.Hash]int64{}
-		return WalkAll(ctx, p.remote, BlobsDir, func(fi FileInfo) error {
+		return dav.WalkAll(ctx, p.remote, dav.BlobsDir, func(fi dav.FileInfo) error {
 			if h, ok := parseBlobName(fi.Name); ok {
 				present[h] = fi.Size
 			}
@@ -268,7 +271,7 @@ func (p *pusher) listBlobs(ctx context.Context) (map[manifests.Hash]int64, error
 // clearTmp removes what crashed syncs left in tmp/ (this sync holds the lease, so nothing
 // in there is in use).
 func (p *pusher) clearTmp(ctx context.Context) {
-	ents, err := p.remote.List(ctx, TmpDir)
+	ents, err := p.remote.List(ctx, dav.TmpDir)
 	if err != nil {
 		return
 	}
@@ -285,7 +288,7 @@ func (p *pusher) upload(ctx context.Context, h manifests.Hash) error {
 	src := p.plan.blobs[h]
 	name := manifests.BlobPath(h)
 	if tmp := p.takeStaged(h); tmp != "" {
-		err := p.remote.(Mover).Move(ctx, tmp, name)
+		err := p.remote.(dav.Mover).Move(ctx, tmp, name)
 		if err == nil {
 			if err = p.checkArrived(ctx, h, src.size); err == nil {
 				p.mu.Lock()
@@ -297,7 +300,7 @@ func (p *pusher) upload(ctx context.Context, h manifests.Hash) error {
 		p.opt.Log.Warn("moving a blob uploaded while hashing failed; uploading it again", "repository", p.repo.Name, "blob", name, "err", err)
 		_ = p.remote.Remove(context.WithoutCancel(ctx), tmp)
 	}
-	return p.opt.Retry.do(ctx, p.opt.Log, "upload "+name, func() error {
+	return p.opt.Retry.Do(ctx, p.opt.Log, "upload "+name, func() error {
 		var r io.Reader
 		if src.data != nil {
 			r = bytes.NewReader(src.data)
@@ -329,7 +332,7 @@ func (p *pusher) upload(ctx context.Context, h manifests.Hash) error {
 // checkArrived asks the server for the blob's digest; if it offers none, the size is
 // checked for all uploads at once afterwards (checkUnverified).
 func (p *pusher) checkArrived(ctx context.Context, h manifests.Hash, size int64) error {
-	d, ok := p.remote.(Digester)
+	d, ok := p.remote.(dav.Digester)
 	if ok && !p.noDigest.Load() {
 		sum, got, has, err := d.Digest(ctx, manifests.BlobPath(h))
 		if err != nil {
@@ -353,7 +356,7 @@ func (p *pusher) checkArrived(ctx context.Context, h manifests.Hash, size int64)
 }
 
 // errArrival: the server holds something else than what was sent; worth a new upload.
-var errArrival = &StatusError{Method: "CHECK", Code: 502, Body: "upload arrived wrong"}
+var errArrival = &dav.StatusError{Method: "CHECK", Code: 502, Body: "upload arrived wrong"}
 
 // checkUnverified lists the blobs once and checks the size of every upload not yet checked.
 func (p *pusher) checkUnverified(ctx context.Context) error {
@@ -378,12 +381,12 @@ func (p *pusher) checkUnverified(ctx context.Context) error {
 
 // replace writes a small document beside name in tmp/ and moves it over name.
 func (p *pusher) replace(ctx context.Context, name string, data []byte) error {
-	mv, ok := p.remote.(Mover)
+	mv, ok := p.remote.(dav.Mover)
 	if !ok {
 		return errors.New("mirror: the repository cannot MOVE; the index cannot be replaced atomically")
 	}
-	return p.opt.Retry.do(ctx, p.opt.Log, "replace "+name, func() error {
-		tmp := tmpName(name)
+	return p.opt.Retry.Do(ctx, p.opt.Log, "replace "+name, func() error {
+		tmp := dav.TmpName(name)
 		if err := p.remote.Put(ctx, tmp, bytes.NewReader(data), int64(len(data))); err != nil {
 			return err
 		}

@@ -18,7 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drepo-dev/drepo/mirror/dav"
+
 	"aead.dev/minisign"
+
 	"github.com/drepo-dev/drepo/manifests"
 	"github.com/drepo-dev/drepo/webdavsrv/davtest"
 )
@@ -26,7 +29,7 @@ import (
 // readRepoIndex reads the index a repository serves now, straight from the server's disk.
 func readRepoIndex(t *testing.T, s *davtest.Server) *manifests.Index {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(s.Root, IndexName))
+	b, err := os.ReadFile(filepath.Join(s.Root, dav.IndexName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,8 +45,8 @@ func TestSyncRefusesToEmptyTheCatalogue(t *testing.T) {
 	ctx := context.Background()
 	key, _ := testKeys(t)
 	src := makeSource(t)
-	dav := davtest.StartDrepo(t, davtest.DrepoOptions{})
-	opt := syncOpts(t, src, key, repoOf(dav, "main", 10))
+	srv := davtest.StartDrepo(t, davtest.DrepoOptions{})
+	opt := syncOpts(t, src, key, repoOf(srv, "main", 10))
 	if rep, err := Sync(ctx, opt); err != nil || rep.Failed() {
 		t.Fatalf("first sync: %+v %v", rep, err)
 	}
@@ -58,7 +61,7 @@ func TestSyncRefusesToEmptyTheCatalogue(t *testing.T) {
 	if !errors.Is(err, ErrRemovals) || !strings.Contains(err.Error(), "4 of the 4") || !strings.Contains(err.Error(), "tools@1.0") {
 		t.Fatalf("empty source: want ErrRemovals naming what would go, got %v", err)
 	}
-	if x := readRepoIndex(t, dav); x.Serial != 1 || len(x.Apps) != 4 {
+	if x := readRepoIndex(t, srv); x.Serial != 1 || len(x.Apps) != 4 {
 		t.Fatalf("the repository's index changed: serial %d, %d versions", x.Serial, len(x.Apps))
 	}
 	if b, _ := os.ReadFile(filepath.Join(opt.StateDir, "hashcache.json")); !bytes.Equal(b, cacheBefore) {
@@ -86,9 +89,9 @@ func TestSyncRefusesToEmptyTheCatalogue(t *testing.T) {
 func TestSyncRefusesUntrustedSigningKey(t *testing.T) {
 	key, _ := testKeys(t)
 	_, trusted := testKeys(t)
-	dav := davtest.StartDrepo(t, davtest.DrepoOptions{})
-	proxy := newCountingProxy(t, dav)
-	opt := syncOpts(t, makeSource(t), key, Repository{Name: "main", URL: proxy.URL, Username: dav.User, Password: NewSecret(dav.Password)})
+	srv := davtest.StartDrepo(t, davtest.DrepoOptions{})
+	proxy := newCountingProxy(t, srv)
+	opt := syncOpts(t, makeSource(t), key, dav.Repository{Name: "main", URL: proxy.URL, Username: srv.User, Password: dav.NewSecret(srv.Password)})
 	opt.Keys = []minisign.PublicKey{trusted}
 	if _, err := Sync(context.Background(), opt); !errors.Is(err, ErrUntrustedKey) {
 		t.Fatalf("want ErrUntrustedKey, got %v", err)
@@ -105,8 +108,8 @@ func TestSyncNeverReusesASerial(t *testing.T) {
 	keyA, _ := testKeys(t)
 	keyB, _ := testKeys(t)
 	src := makeSource(t)
-	dav := davtest.StartDrepo(t, davtest.DrepoOptions{})
-	opt := syncOpts(t, src, keyA, repoOf(dav, "main", 10))
+	srv := davtest.StartDrepo(t, davtest.DrepoOptions{})
+	opt := syncOpts(t, src, keyA, repoOf(srv, "main", 10))
 	addVersion := func(v string) {
 		os.MkdirAll(filepath.Join(src, "extra", v), 0o755)
 		os.WriteFile(filepath.Join(src, "extra", v, "f"), []byte(v), 0o644)
@@ -118,7 +121,7 @@ func TestSyncNeverReusesASerial(t *testing.T) {
 		if err != nil || rep.Failed() || rep.Serial != want {
 			t.Fatalf("%s: want serial %d: %+v %v", what, want, rep, err)
 		}
-		b, _ := os.ReadFile(filepath.Join(dav.Root, IndexName))
+		b, _ := os.ReadFile(filepath.Join(srv.Root, dav.IndexName))
 		if old, ok := seen[want]; ok && !bytes.Equal(old, b) {
 			t.Fatalf("%s: serial %d signed twice with different content", what, want)
 		}
@@ -144,7 +147,7 @@ func TestSyncNeverReusesASerial(t *testing.T) {
 
 	// an absurd serial on a repository is an error, not something to wrap past
 	doc, _ := (&manifests.Index{Serial: MaxSerial + 5, Created: time.Now()}).Encode()
-	os.WriteFile(filepath.Join(dav.Root, IndexName), doc, 0o644)
+	os.WriteFile(filepath.Join(srv.Root, dav.IndexName), doc, 0o644)
 	addVersion("4")
 	if _, err := Sync(ctx, opt); !errors.Is(err, ErrSerialRange) {
 		t.Fatalf("serial above 2^53: want ErrSerialRange, got %v", err)
@@ -157,8 +160,8 @@ func TestSyncRefusesChangedPublishedVersion(t *testing.T) {
 	ctx := context.Background()
 	key, _ := testKeys(t)
 	src := makeSource(t)
-	dav := davtest.StartDrepo(t, davtest.DrepoOptions{})
-	opt := syncOpts(t, src, key, repoOf(dav, "main", 10))
+	srv := davtest.StartDrepo(t, davtest.DrepoOptions{})
+	opt := syncOpts(t, src, key, repoOf(srv, "main", 10))
 	if rep, err := Sync(ctx, opt); err != nil || rep.Failed() {
 		t.Fatalf("first sync: %+v %v", rep, err)
 	}
@@ -169,7 +172,7 @@ func TestSyncRefusesChangedPublishedVersion(t *testing.T) {
 	if !errors.Is(err, ErrRepublish) || !strings.Contains(err.Error(), "tools@1.0: changed bin/t03") {
 		t.Fatalf("want ErrRepublish naming tools@1.0 and bin/t03, got %v", err)
 	}
-	if x := readRepoIndex(t, dav); x.Serial != 1 {
+	if x := readRepoIndex(t, srv); x.Serial != 1 {
 		t.Fatalf("index replaced: serial %d", x.Serial)
 	}
 	opt.Republish = []string{"tools@1.0"}
@@ -184,8 +187,8 @@ func TestSyncRetentionIsStable(t *testing.T) {
 	ctx := context.Background()
 	key, _ := testKeys(t)
 	src := makeSource(t)
-	dav := davtest.StartDrepo(t, davtest.DrepoOptions{})
-	opt := syncOpts(t, src, key, repoOf(dav, "main", 10))
+	srv := davtest.StartDrepo(t, davtest.DrepoOptions{})
+	opt := syncOpts(t, src, key, repoOf(srv, "main", 10))
 	if rep, err := Sync(ctx, opt); err != nil || rep.Failed() {
 		t.Fatalf("first sync: %+v %v", rep, err)
 	}
@@ -204,7 +207,7 @@ func TestSyncRetentionIsStable(t *testing.T) {
 	if err != nil || rep.Failed() || rep.Changed || rep.Repos[0].Status != StatusUpToDate {
 		t.Fatalf("the next sync with the same retention changed the catalogue: %+v %v", rep, err)
 	}
-	if x := readRepoIndex(t, dav); len(x.Apps) != 3 {
+	if x := readRepoIndex(t, srv); len(x.Apps) != 3 {
 		t.Fatalf("index holds %d versions, want 3", len(x.Apps))
 	}
 }
@@ -271,8 +274,8 @@ func startHungServer(t *testing.T) *hungServer {
 func TestSyncRepositoriesRunIndependently(t *testing.T) {
 	key, _ := testKeys(t)
 	src := makeSource(t)
-	dav := davtest.StartDrepo(t, davtest.DrepoOptions{})
-	good := repoOf(dav, "good", 10)
+	srv := davtest.StartDrepo(t, davtest.DrepoOptions{})
+	good := repoOf(srv, "good", 10)
 	opt := syncOpts(t, src, key, good)
 	if rep, err := Sync(context.Background(), opt); err != nil || rep.Failed() {
 		t.Fatalf("first sync: %+v %v", rep, err)
@@ -281,7 +284,7 @@ func TestSyncRepositoriesRunIndependently(t *testing.T) {
 	refused, _ := net.Listen("tcp", "127.0.0.1:0")
 	refusedURL := "http://" + refused.Addr().String() + "/"
 	refused.Close()
-	opt.Repos = []Repository{
+	opt.Repos = []dav.Repository{
 		{Name: "hung", URL: "http://" + hung.ln.Addr().String() + "/", SmallTimeout: 30 * time.Second},
 		{Name: "refused", URL: refusedURL},
 		good,
@@ -308,7 +311,7 @@ func TestSyncRepositoriesRunIndependently(t *testing.T) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	if x := readRepoIndex(t, dav); x.Serial != 2 {
+	if x := readRepoIndex(t, srv); x.Serial != 2 {
 		t.Fatalf("the good repository holds serial %d, want 2", x.Serial)
 	}
 	if hung.accepted.Load() == 0 || hung.firstDone.Load() {
@@ -332,14 +335,14 @@ func TestSyncThatLostItsLeaseDoesNotCommit(t *testing.T) {
 	ctx := context.Background()
 	key, _ := testKeys(t)
 	src := makeSource(t)
-	dav := davtest.StartDrepo(t, davtest.DrepoOptions{})
-	first := syncOpts(t, src, key, repoOf(dav, "main", 10))
+	srv := davtest.StartDrepo(t, davtest.DrepoOptions{})
+	first := syncOpts(t, src, key, repoOf(srv, "main", 10))
 	if rep, err := Sync(ctx, first); err != nil || rep.Failed() {
 		t.Fatalf("first sync: %+v %v", rep, err)
 	}
 
 	// sync A: its uploads go through a proxy that holds the first blob PUT until released
-	target, _ := url.Parse(dav.URL)
+	target, _ := url.Parse(srv.URL)
 	held, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	rp := httputil.NewSingleHostReverseProxy(target)
@@ -348,13 +351,13 @@ func TestSyncThatLostItsLeaseDoesNotCommit(t *testing.T) {
 			once.Do(func() { close(held); <-release })
 		}
 		if d := r.Header.Get("Destination"); d != "" {
-			r.Header.Set("Destination", strings.Replace(d, "http://"+r.Host, dav.URL[:len(dav.URL)-1], 1))
+			r.Header.Set("Destination", strings.Replace(d, "http://"+r.Host, srv.URL[:len(srv.URL)-1], 1))
 		}
 		r.Host = target.Host
 		rp.ServeHTTP(w, r)
 	}))
 	defer proxy.Close()
-	optA := syncOpts(t, src, key, Repository{Name: "main", URL: proxy.URL + "/", Username: dav.User, Password: NewSecret(dav.Password)})
+	optA := syncOpts(t, src, key, dav.Repository{Name: "main", URL: proxy.URL + "/", Username: srv.User, Password: dav.NewSecret(srv.Password)})
 	optA.LeaseStale = time.Hour // A does not renew during the test
 	os.MkdirAll(filepath.Join(src, "a", "1"), 0o755)
 	os.WriteFile(filepath.Join(src, "a", "1", "f"), []byte("from A"), 0o644)
@@ -369,21 +372,21 @@ func TestSyncThatLostItsLeaseDoesNotCommit(t *testing.T) {
 	<-held
 
 	// sync B takes the (stale to it) lease over, publishes serial 2 and prunes
-	optB := syncOpts(t, src, key, repoOf(dav, "main", 10))
+	optB := syncOpts(t, src, key, repoOf(srv, "main", 10))
 	optB.LeaseStale = time.Nanosecond
 	optB.KeepApps = map[string]int{"base_system": 1}
 	rep, err := Sync(ctx, optB)
 	if err != nil || rep.Failed() || rep.Serial != 2 || rep.Repos[0].Removed == 0 {
 		t.Fatalf("sync B: %+v %v", rep, err)
 	}
-	indexB, _ := os.ReadFile(filepath.Join(dav.Root, IndexName))
+	indexB, _ := os.ReadFile(filepath.Join(srv.Root, dav.IndexName))
 
 	close(release)
 	repA := <-done
 	if repA == nil || repA.Repos[0].Status != StatusFailed || !strings.Contains(repA.Repos[0].Error, "lost the repository lease") {
 		t.Fatalf("sync A after losing its lease: %+v", repA)
 	}
-	if b, _ := os.ReadFile(filepath.Join(dav.Root, IndexName)); !bytes.Equal(b, indexB) {
+	if b, _ := os.ReadFile(filepath.Join(srv.Root, dav.IndexName)); !bytes.Equal(b, indexB) {
 		t.Fatal("sync A replaced the index after losing its lease")
 	}
 }

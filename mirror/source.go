@@ -11,8 +11,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/drepo-dev/drepo/manifests"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/drepo-dev/drepo/manifests"
 )
 
 // Version is one app version built from the source folder.
@@ -165,4 +166,3 @@ func KeepNewest(vs []*Version, keep int, perApp map[string]int) []*Version {
 	})
 	return out
 }
-

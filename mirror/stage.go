@@ -8,8 +8,11 @@ import (
 	"os"
 	"sync"
 
-	"github.com/drepo-dev/drepo/manifests"
+	"github.com/drepo-dev/drepo/mirror/dav"
+
 	"golang.org/x/sync/errgroup"
+
+	"github.com/drepo-dev/drepo/manifests"
 )
 
 // StageMin is the size from which a new source file is uploaded while it is hashed: read
@@ -80,7 +83,7 @@ func (s *stager) hash(ctx context.Context, path string, fi fs.FileInfo, chunkSiz
 	var writers []io.Writer
 	var g errgroup.Group
 	for i, p := range pushers {
-		ups[i] = upload{p: p, pipe: newBufPipe(), tmp: tmpName("stage")}
+		ups[i] = upload{p: p, pipe: newBufPipe(), tmp: dav.TmpName("stage")}
 		writers = append(writers, ups[i].pipe)
 		u := ups[i]
 		g.Go(func() error {

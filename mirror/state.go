@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/drepo-dev/drepo/mirror/dav"
+
 	"github.com/drepo-dev/drepo/manifests"
 )
 
@@ -29,8 +31,8 @@ func (s state) serialPath() string { return filepath.Join(s.dir, "serial") }
 
 // lastIndex returns the last index and signature sync signed, or nil.
 func (s state) lastIndex() (doc, sig []byte) {
-	doc, err1 := os.ReadFile(filepath.Join(s.dir, IndexName))
-	sig, err2 := os.ReadFile(filepath.Join(s.dir, SigName))
+	doc, err1 := os.ReadFile(filepath.Join(s.dir, dav.IndexName))
+	sig, err2 := os.ReadFile(filepath.Join(s.dir, dav.SigName))
 	if err1 != nil || err2 != nil {
 		return nil, nil
 	}
@@ -43,10 +45,10 @@ func (s state) saveIndex(doc, sig []byte) error {
 	if err := ensureStateDir(s.dir); err != nil {
 		return err
 	}
-	if err := manifests.WriteFileAtomic(filepath.Join(s.dir, SigName), sig, 0o644); err != nil {
+	if err := manifests.WriteFileAtomic(filepath.Join(s.dir, dav.SigName), sig, 0o644); err != nil {
 		return err
 	}
-	return manifests.WriteFileAtomic(filepath.Join(s.dir, IndexName), doc, 0o644)
+	return manifests.WriteFileAtomic(filepath.Join(s.dir, dav.IndexName), doc, 0o644)
 }
 
 // serial returns the highest serial recorded as signed or seen; ok is false when the state

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drepo-dev/drepo/mirror/dav"
+
 	"github.com/drepo-dev/drepo/manifests"
 	"github.com/drepo-dev/drepo/webdavsrv/davtest"
 )
@@ -29,9 +31,9 @@ func servers(t *testing.T) []*davtest.Server {
 	return []*davtest.Server{davtest.StartDrepo(t, davtest.DrepoOptions{}), davtest.StartApache(t)}
 }
 
-func remoteFor(t *testing.T, s *davtest.Server) *WebDAV {
+func remoteFor(t *testing.T, s *davtest.Server) *dav.WebDAV {
 	t.Helper()
-	w, err := Open(Repository{Name: s.Name, URL: s.URL, Username: s.User, Password: NewSecret(s.Password)}, 4)
+	w, err := dav.Open(dav.Repository{Name: s.Name, URL: s.URL, Username: s.User, Password: dav.NewSecret(s.Password)}, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +62,7 @@ func TestRemoteSuite(t *testing.T) {
 			if err != nil || fi.Size != int64(len(data)) || fi.IsDir {
 				t.Fatalf("Stat: %+v %v", fi, err)
 			}
-			if _, err := w.Stat(ctx, "a/missing"); !errors.Is(err, ErrNotFound) {
+			if _, err := w.Stat(ctx, "a/missing"); !errors.Is(err, dav.ErrNotFound) {
 				t.Fatalf("Stat missing: %v", err)
 			}
 			rc, err := w.Open(ctx, "a/b/c/blob", 1000, 5000)
@@ -81,7 +83,7 @@ func TestRemoteSuite(t *testing.T) {
 			if !bytes.Equal(got, data[3<<20:]) {
 				t.Fatalf("Open to end: %d bytes", len(got))
 			}
-			if _, err := w.Open(ctx, "a/nope", 0, -1); !errors.Is(err, ErrNotFound) {
+			if _, err := w.Open(ctx, "a/nope", 0, -1); !errors.Is(err, dav.ErrNotFound) {
 				t.Fatalf("Open missing: %v", err)
 			}
 			ents, err := w.List(ctx, "a")
@@ -97,7 +99,7 @@ func TestRemoteSuite(t *testing.T) {
 				t.Fatalf("List: %v", names)
 			}
 			var walked []string
-			if err := WalkAll(ctx, w, "a", func(fi FileInfo) error { walked = append(walked, fi.Name); return nil }); err != nil {
+			if err := dav.WalkAll(ctx, w, "a", func(fi dav.FileInfo) error { walked = append(walked, fi.Name); return nil }); err != nil {
 				t.Fatal(err)
 			}
 			slices.Sort(walked)
@@ -132,17 +134,20 @@ func TestRemoteSuite(t *testing.T) {
 			if err := w.Remove(ctx, "z"); err != nil {
 				t.Fatalf("Remove of a missing name: %v", err)
 			}
-			if _, err := w.Stat(ctx, "z/target"); !errors.Is(err, ErrNotFound) {
+			if _, err := w.Stat(ctx, "z/target"); !errors.Is(err, dav.ErrNotFound) {
 				t.Fatalf("after Remove: %v", err)
 			}
 			if err := w.PutIf(ctx, "lease", []byte("one"), ""); err != nil {
 				t.Fatal(err)
 			}
-			if err := w.PutIf(ctx, "lease", []byte("two"), ""); !errors.Is(err, ErrPrecondition) {
+			if err := w.PutIf(ctx, "lease", []byte("two"), ""); !errors.Is(err, dav.ErrPrecondition) {
 				t.Fatalf("PutIf over an existing file: %v", err)
 			}
-			bad := &WebDAV{HTTPReader: &HTTPReader{base: w.base, user: s.User, pass: NewSecret("wrong"), client: w.client}}
-			if _, err := bad.Stat(ctx, "lease"); !errors.Is(err, ErrUnauthorized) {
+			bad, err := dav.Open(dav.Repository{Name: s.Name, URL: s.URL, Username: s.User, Password: dav.NewSecret("wrong")}, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := bad.Stat(ctx, "lease"); !errors.Is(err, dav.ErrUnauthorized) {
 				t.Fatalf("wrong password: %v", err)
 			}
 		})
@@ -173,7 +178,7 @@ func TestLease(t *testing.T) {
 				t.Fatalf("the old holder renewed a lease it lost: %v", err)
 			}
 			l2.release(ctx)
-			if _, err := w.Stat(ctx, LeaseName); !errors.Is(err, ErrNotFound) {
+			if _, err := w.Stat(ctx, dav.LeaseName); !errors.Is(err, dav.ErrNotFound) {
 				t.Fatalf("lease not released: %v", err)
 			}
 			// a lease of a process that died on this host is taken over at once
@@ -183,7 +188,7 @@ func TestLease(t *testing.T) {
 			}
 			host, _ := os.Hostname()
 			b, _ := json.Marshal(leaseDoc{ID: "x", Holder: "dead", Host: host, PID: dead.Process.Pid, Created: time.Now(), Renewed: time.Now()})
-			if err := w.PutIf(ctx, LeaseName, b, ""); err != nil {
+			if err := w.PutIf(ctx, dav.LeaseName, b, ""); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := acquireLease(ctx, w, time.Hour, log); err != nil {
@@ -215,7 +220,7 @@ func TestOpenRangeIgnored(t *testing.T) {
 	}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
-	w, err := Open(Repository{Name: "plain", URL: "http://" + l.Addr().String() + "/repo/"}, 1)
+	w, err := dav.Open(dav.Repository{Name: "plain", URL: "http://" + l.Addr().String() + "/repo/"}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,9 +10,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drepo-dev/drepo/mirror/dav"
+
 	"aead.dev/minisign"
-	"github.com/drepo-dev/drepo/manifests"
 	"golang.org/x/time/rate"
+
+	"github.com/drepo-dev/drepo/manifests"
 )
 
 // SyncOptions configure Sync. Source, SigningKey, StateDir and Repos are required.
@@ -23,7 +26,7 @@ type SyncOptions struct {
 	// always among them).
 	Keys      []minisign.PublicKey
 	StateDir  string
-	Repos     []Repository
+	Repos     []dav.Repository
 	Transfers int   // parallel uploads per repository; default 4
 	BWLimit   int64 // bytes per second over all uploads; 0 = no limit
 	DryRun    bool  // read and plan only
@@ -41,7 +44,7 @@ type SyncOptions struct {
 	Republish  []string
 	ChunkSize  int64
 	LeaseStale time.Duration // default 30 min
-	Retry      Retry
+	Retry      dav.Retry
 	Log        *slog.Logger
 	Progress   Progress
 	Now        func() time.Time
@@ -152,9 +155,9 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 	for i, repo := range opt.Repos {
 		results[i] = RepoResult{Name: repo.Name, Priority: repo.Priority}
 		popt := opt
-		popt.Retry = opt.Retry.withBudget()
+		popt.Retry = opt.Retry.WithBudget()
 		pushers[i] = &pusher{opt: popt, repo: repo, limiter: limiter, res: &results[i], staged: map[string]manifests.Hash{}}
-		w, err := Open(repo, opt.Transfers)
+		w, err := dav.Open(repo, opt.Transfers)
 		if err != nil {
 			results[i].Status, results[i].Error = StatusFailed, err.Error()
 			continue
@@ -166,7 +169,7 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 		reads[i] = r
 		go func() {
 			defer close(r.done)
-			r.doc, r.err = readDoc(ctx, w, IndexName, manifests.MaxIndexSize, pushers[i].opt.readOpts())
+			r.doc, r.err = dav.ReadDoc(ctx, w, dav.IndexName, manifests.MaxIndexSize, pushers[i].opt.readOpts())
 		}()
 	}
 	defer func() {
@@ -210,7 +213,7 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 		return nil, err
 	}
 	waitReads(ctx, reads, !haveRecord)
-	remotes := make([]Remote, len(opt.Repos))
+	remotes := make([]dav.Remote, len(opt.Repos))
 	current := make([][]byte, len(opt.Repos))
 	for i, r := range reads {
 		if r != nil && r.finished() && r.err == nil {
@@ -338,7 +341,9 @@ func (opt SyncOptions) withDefaults() SyncOptions {
 func (opt SyncOptions) prunes() bool { return opt.Keep > 0 || len(opt.KeepApps) > 0 }
 
 // readOpts is the read side of the options: retries and log.
-func (opt SyncOptions) readOpts() ReadOptions { return ReadOptions{Retry: opt.Retry, Log: opt.Log} }
+func (opt SyncOptions) readOpts() dav.ReadOptions {
+	return dav.ReadOptions{Retry: opt.Retry, Log: opt.Log}
+}
 
 // decision is the index this run publishes, and what it was decided from.
 type decision struct {
@@ -359,7 +364,7 @@ type decision struct {
 // lost state_dir or a switched key can never sign a serial twice. An unchanged set of app
 // versions re-uses the newest signed bytes when their serial is that highest one, so a no-op
 // sync changes nothing anywhere.
-func decideIndex(ctx context.Context, opt SyncOptions, st state, versions []*Version, remotes []Remote, current [][]byte) (*decision, error) {
+func decideIndex(ctx context.Context, opt SyncOptions, st state, versions []*Version, remotes []dav.Remote, current [][]byte) (*decision, error) {
 	d := &decision{dryRun: opt.DryRun}
 	d.entries = make([]manifests.AppEntry, len(versions))
 	for i, v := range versions {
@@ -410,7 +415,7 @@ func decideIndex(ctx context.Context, opt SyncOptions, st state, versions []*Ver
 		if bytes.Equal(doc, local) || (d.published != nil && x.Serial <= d.published.Serial && !same(x)) {
 			continue // known already, or older than what we know: its signature tells nothing new
 		}
-		rs, err := readSig(ctx, remotes[i], doc, opt.readOpts())
+		rs, err := dav.ReadSig(ctx, remotes[i], doc, opt.readOpts())
 		if err != nil || rs == nil || manifests.Verify(opt.Keys, doc, rs) != nil {
 			continue
 		}

@@ -17,7 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drepo-dev/drepo/mirror/dav"
+
 	"aead.dev/minisign"
+
 	"github.com/drepo-dev/drepo/manifests"
 	"github.com/drepo-dev/drepo/webdavsrv/davtest"
 )
@@ -70,8 +73,8 @@ func makeSource(t *testing.T) string {
 	return src
 }
 
-func repoOf(s *davtest.Server, name string, prio int) Repository {
-	return Repository{Name: name, URL: s.URL, Priority: prio, Username: s.User, Password: NewSecret(s.Password)}
+func repoOf(s *davtest.Server, name string, prio int) dav.Repository {
+	return dav.Repository{Name: name, URL: s.URL, Priority: prio, Username: s.User, Password: dav.NewSecret(s.Password)}
 }
 
 // countingProxy forwards to a real server and counts requests.
@@ -106,7 +109,7 @@ func diskFiles(t *testing.T, root string) map[string]string {
 			return err
 		}
 		rel, _ := filepath.Rel(root, p)
-		if strings.HasPrefix(rel, "blobs/") || rel == IndexName || rel == SigName {
+		if strings.HasPrefix(rel, "blobs/") || rel == dav.IndexName || rel == dav.SigName {
 			b, _ := os.ReadFile(p)
 			out[rel] = fmt.Sprintf("%x", sha256.Sum256(b))
 		}
@@ -115,19 +118,19 @@ func diskFiles(t *testing.T, root string) map[string]string {
 	return out
 }
 
-func syncOpts(t *testing.T, src string, key minisign.PrivateKey, repos ...Repository) SyncOptions {
+func syncOpts(t *testing.T, src string, key minisign.PrivateKey, repos ...dav.Repository) SyncOptions {
 	return SyncOptions{Source: src, SigningKey: key, StateDir: filepath.Join(t.TempDir(), "state"), Repos: repos,
-		ChunkSize: 1 << 20, Retry: Retry{Attempts: 2, Base: 10e6}}
+		ChunkSize: 1 << 20, Retry: dav.Retry{Attempts: 2, Base: 10e6}}
 }
 
 func TestSyncTwoRepositoriesAndNoop(t *testing.T) {
 	ctx := context.Background()
 	key, pub := testKeys(t)
 	src := makeSource(t)
-	dav, apache := davtest.StartDrepo(t, davtest.DrepoOptions{}), davtest.StartApache(t)
-	pd, pa := newCountingProxy(t, dav), newCountingProxy(t, apache)
-	rd := Repository{Name: "main", URL: pd.URL, Priority: 10, Username: dav.User, Password: NewSecret(dav.Password)}
-	ra := Repository{Name: "staging", URL: pa.URL, Priority: -1, Username: apache.User, Password: NewSecret(apache.Password)}
+	srv, apache := davtest.StartDrepo(t, davtest.DrepoOptions{}), davtest.StartApache(t)
+	pd, pa := newCountingProxy(t, srv), newCountingProxy(t, apache)
+	rd := dav.Repository{Name: "main", URL: pd.URL, Priority: 10, Username: srv.User, Password: dav.NewSecret(srv.Password)}
+	ra := dav.Repository{Name: "staging", URL: pa.URL, Priority: -1, Username: apache.User, Password: dav.NewSecret(apache.Password)}
 	opt := syncOpts(t, src, key, rd, ra)
 
 	rep, err := Sync(ctx, opt)
@@ -142,12 +145,12 @@ func TestSyncTwoRepositoriesAndNoop(t *testing.T) {
 			t.Fatalf("%s: %+v", r.Name, r)
 		}
 	}
-	fd, fa := diskFiles(t, dav.Root), diskFiles(t, apache.Root)
+	fd, fa := diskFiles(t, srv.Root), diskFiles(t, apache.Root)
 	if len(fd) != 4+2+1+2+12+2 || fmt.Sprint(fd) != fmt.Sprint(fa) {
 		t.Fatalf("repositories differ:\n%v\n%v", fd, fa)
 	}
-	for _, r := range []Repository{rd, ra} {
-		w, _ := Open(r, 4)
+	for _, r := range []dav.Repository{rd, ra} {
+		w, _ := dav.Open(r, 4)
 		v := Verify(ctx, r, w, VerifyOptions{Keys: []minisign.PublicKey{pub}, Deep: true, ServerDigest: true})
 		if !v.OK || v.Error != "" || v.Blobs != 21 || v.Serial != 1 || len(v.Unreferenced) != 0 {
 			t.Fatalf("verify --server-digest %s: %+v", r.Name, v)
@@ -168,7 +171,7 @@ func TestSyncTwoRepositoriesAndNoop(t *testing.T) {
 	if d, a := pd.n.Load(), pa.n.Load(); d > 2 || a > 2 {
 		t.Fatalf("no-op sync made %d and %d requests, want at most 2 each", d, a)
 	}
-	if fmt.Sprint(diskFiles(t, dav.Root)) != fmt.Sprint(fd) {
+	if fmt.Sprint(diskFiles(t, srv.Root)) != fmt.Sprint(fd) {
 		t.Fatal("no-op sync changed the repository")
 	}
 
@@ -207,7 +210,7 @@ func TestSyncTwoRepositoriesAndNoop(t *testing.T) {
 			t.Errorf("%s: prune removed nothing", r.Name)
 		}
 	}
-	w, _ := Open(ra, 4)
+	w, _ := dav.Open(ra, 4)
 	v := Verify(ctx, ra, w, VerifyOptions{Keys: []minisign.PublicKey{pub}, Deep: true})
 	if !v.OK || v.Versions != 3 || len(v.Unreferenced) != 0 {
 		t.Fatalf("after prune: %+v", v)
@@ -224,7 +227,7 @@ func TestVerifyFindsDamage(t *testing.T) {
 			if rep, err := Sync(ctx, syncOpts(t, src, key, r)); err != nil || rep.Failed() {
 				t.Fatalf("sync: %+v %v", rep, err)
 			}
-			w, _ := Open(r, 4)
+			w, _ := dav.Open(r, 4)
 			keys := []minisign.PublicKey{pub}
 			// flip one byte of a blob on the server's disk
 			var victim string
@@ -309,13 +312,13 @@ func TestSyncUploadsLargeFilesWhileHashing(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(src, "os", "1.0", "small"), []byte("small"), 0o644)
-	dav, apache := davtest.StartDrepo(t, davtest.DrepoOptions{}), davtest.StartApache(t)
-	opt := syncOpts(t, src, key, repoOf(dav, "main", 1), repoOf(apache, "staging", -1))
+	srv, apache := davtest.StartDrepo(t, davtest.DrepoOptions{}), davtest.StartApache(t)
+	opt := syncOpts(t, src, key, repoOf(srv, "main", 1), repoOf(apache, "staging", -1))
 	rep, err := Sync(ctx, opt)
 	if err != nil || rep.Failed() {
 		t.Fatalf("sync: %+v %v", rep, err)
 	}
-	for i, s := range []*davtest.Server{dav, apache} {
+	for i, s := range []*davtest.Server{srv, apache} {
 		r := rep.Repos[i]
 		if r.Uploaded != 3 || r.Staged != 1 {
 			t.Errorf("%s: uploaded %d (want 3), while hashing %d (want 1)", r.Name, r.Uploaded, r.Staged)
@@ -323,7 +326,7 @@ func TestSyncUploadsLargeFilesWhileHashing(t *testing.T) {
 		if left, _ := filepath.Glob(filepath.Join(s.Root, "tmp", "*")); len(left) != 0 {
 			t.Errorf("%s: left in tmp/: %v", r.Name, left)
 		}
-		w, _ := Open(repoOf(s, r.Name, 0), 4)
+		w, _ := dav.Open(repoOf(s, r.Name, 0), 4)
 		if v := Verify(ctx, repoOf(s, r.Name, 0), w, VerifyOptions{Keys: []minisign.PublicKey{pub}, Deep: true}); !v.OK {
 			t.Fatalf("%s: verify --deep: %+v", r.Name, v)
 		}
@@ -336,11 +339,11 @@ func TestSyncUploadsLargeFilesWhileHashing(t *testing.T) {
 	if err != nil || rep.Failed() || rep.Changed {
 		t.Fatalf("touched sync: %+v %v", rep, err)
 	}
-	for _, s := range []*davtest.Server{dav, apache} {
+	for _, s := range []*davtest.Server{srv, apache} {
 		if left, _ := filepath.Glob(filepath.Join(s.Root, "tmp", "*")); len(left) != 0 {
 			t.Errorf("%s: staged copies left after an unchanged sync: %v", s.Name, left)
 		}
-		if _, err := os.Stat(filepath.Join(s.Root, LeaseName)); err == nil {
+		if _, err := os.Stat(filepath.Join(s.Root, dav.LeaseName)); err == nil {
 			t.Errorf("%s: lease not released", s.Name)
 		}
 	}
@@ -357,7 +360,7 @@ func TestVerifyReportsExpiredIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	sig := manifests.Sign(key, doc, time.Now())
-	for name, b := range map[string][]byte{IndexName: doc, SigPath(doc): sig} {
+	for name, b := range map[string][]byte{dav.IndexName: doc, dav.SigPath(doc): sig} {
 		if err := w.Put(ctx, name, bytes.NewReader(b), int64(len(b))); err != nil {
 			t.Fatal(err)
 		}

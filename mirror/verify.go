@@ -15,9 +15,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/drepo-dev/drepo/mirror/dav"
+
 	"aead.dev/minisign"
-	"github.com/drepo-dev/drepo/manifests"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/drepo-dev/drepo/manifests"
 )
 
 // VerifyOptions configure Verify.
@@ -30,7 +33,7 @@ type VerifyOptions struct {
 	// per file, valid while size and mtime are unchanged, so bit rot slips past it).
 	ServerDigest bool
 	Parallel     int // blobs checked at once with Deep; default 4
-	Retry        Retry
+	Retry        dav.Retry
 	Log          *slog.Logger
 }
 
@@ -67,7 +70,7 @@ type expectBlob struct {
 }
 
 // Verify checks one repository against its own signed index.
-func Verify(ctx context.Context, repo Repository, r Remote, opt VerifyOptions) *VerifyReport {
+func Verify(ctx context.Context, repo dav.Repository, r dav.Remote, opt VerifyOptions) *VerifyReport {
 	if opt.Parallel <= 0 {
 		opt.Parallel = 4
 	}
@@ -78,23 +81,23 @@ func Verify(ctx context.Context, repo Repository, r Remote, opt VerifyOptions) *
 	bad := func(kind, name, format string, a ...any) {
 		rep.Problems = append(rep.Problems, Problem{Kind: kind, Name: name, Detail: fmt.Sprintf(format, a...)})
 	}
-	so := ReadOptions{Retry: opt.Retry, Log: opt.Log}.withDefaults()
-	doc, err := readDoc(ctx, r, IndexName, manifests.MaxIndexSize, so)
+	so := dav.ReadOptions{Retry: opt.Retry, Log: opt.Log}.WithDefaults()
+	doc, err := dav.ReadDoc(ctx, r, dav.IndexName, manifests.MaxIndexSize, so)
 	if err != nil {
 		rep.Error = err.Error()
 		return rep
 	}
 	if doc == nil {
-		bad("index", IndexName, "no index in the repository")
+		bad("index", dav.IndexName, "no index in the repository")
 		return rep
 	}
-	sig, err := readSig(ctx, r, doc, so)
+	sig, err := dav.ReadSig(ctx, r, doc, so)
 	if err != nil {
 		rep.Error = err.Error()
 		return rep
 	}
 	if sig == nil {
-		bad("signature", SigName, "no signature beside the index")
+		bad("signature", dav.SigName, "no signature beside the index")
 		return rep
 	}
 	idx, err := manifests.VerifyIndex(opt.Keys, doc, sig)
@@ -103,12 +106,12 @@ func Verify(ctx context.Context, repo Repository, r Remote, opt VerifyOptions) *
 		if errors.Is(err, manifests.ErrBadSignature) {
 			kind = "signature"
 		}
-		bad(kind, IndexName, "%v", err)
+		bad(kind, dav.IndexName, "%v", err)
 		return rep
 	}
 	rep.Serial, rep.Versions = idx.Serial, len(idx.Apps)
 	if idx.Expired(time.Now()) {
-		bad("index", IndexName, "expired at %s: devices will refuse it; run sync", idx.Expires.Format(time.RFC3339))
+		bad("index", dav.IndexName, "expired at %s: devices will refuse it; run sync", idx.Expires.Format(time.RFC3339))
 	}
 
 	// The listing (presence, sizes, unreferenced blobs, leftovers) needs nothing from the
@@ -187,14 +190,14 @@ func Verify(ctx context.Context, repo Repository, r Remote, opt VerifyOptions) *
 // index references (the manifests included) with its size and where it is used. A manifest
 // that is missing, too large, damaged or invalid is left for the caller's presence and size
 // checks, or reported through bad.
-func expectedBlobs(ctx context.Context, r Remote, idx *manifests.Index, parallel int, so ReadOptions, bad func(kind, name, format string, a ...any)) (map[manifests.Hash]expectBlob, error) {
+func expectedBlobs(ctx context.Context, r dav.Remote, idx *manifests.Index, parallel int, so dav.ReadOptions, bad func(kind, name, format string, a ...any)) (map[manifests.Hash]expectBlob, error) {
 	expect := map[manifests.Hash]expectBlob{}
 	mdocs := make([][]byte, len(idx.Apps))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(parallel)
 	for i, e := range idx.Apps {
 		g.Go(func() error {
-			b, err := readDoc(gctx, r, manifests.BlobPath(e.Manifest), int(e.ManifestSize), so)
+			b, err := dav.ReadDoc(gctx, r, manifests.BlobPath(e.Manifest), int(e.ManifestSize), so)
 			if err != nil && !errors.Is(err, manifests.ErrTooLarge) {
 				return err
 			}
@@ -231,16 +234,16 @@ func expectedBlobs(ctx context.Context, r Remote, idx *manifests.Index, parallel
 }
 
 // listBlobs lists the repository: the size of every blob, and the leftover temporary files.
-func listBlobs(ctx context.Context, r Remote, so ReadOptions) (map[manifests.Hash]int64, []string, error) {
+func listBlobs(ctx context.Context, r dav.Remote, so dav.ReadOptions) (map[manifests.Hash]int64, []string, error) {
 	present := map[manifests.Hash]int64{}
 	leftovers := []string{}
-	err := so.Retry.do(ctx, so.Log, "list", func() error {
+	err := so.Retry.Do(ctx, so.Log, "list", func() error {
 		clear(present)
 		leftovers = leftovers[:0]
-		return WalkAll(ctx, r, "", func(fi FileInfo) error {
+		return dav.WalkAll(ctx, r, "", func(fi dav.FileInfo) error {
 			if h, ok := parseBlobName(fi.Name); ok {
 				present[h] = fi.Size
-			} else if strings.HasPrefix(fi.Name, TmpDir+"/") {
+			} else if strings.HasPrefix(fi.Name, dav.TmpDir+"/") {
 				leftovers = append(leftovers, fi.Name)
 			}
 			return nil
@@ -254,8 +257,8 @@ func listBlobs(ctx context.Context, r Remote, so ReadOptions) (map[manifests.Has
 // opt.Parallel workers share the list; each keeps one buffer and one hasher, so 10,000
 // small blobs cost 10,000 requests and next to no allocation. It also says how the bytes
 // were checked, for the report.
-func checkBytes(ctx context.Context, r Remote, blobs []manifests.Hash, opt VerifyOptions) (map[manifests.Hash]manifests.Hash, string, error) {
-	d, canDigest := r.(Digester)
+func checkBytes(ctx context.Context, r dav.Remote, blobs []manifests.Hash, opt VerifyOptions) (map[manifests.Hash]manifests.Hash, string, error) {
+	d, canDigest := r.(dav.Digester)
 	canDigest = canDigest && opt.ServerDigest
 	var noDigest atomic.Bool
 	var byDigest, byDownload atomic.Int64
@@ -274,13 +277,13 @@ func checkBytes(ctx context.Context, r Remote, blobs []manifests.Hash, opt Verif
 		name := manifests.BlobPath(blobs[i])
 		if canDigest && !noDigest.Load() {
 			var got bool
-			err := opt.Retry.do(ctx, opt.Log, "digest "+name, func() error {
+			err := opt.Retry.Do(ctx, opt.Log, "digest "+name, func() error {
 				var err error
 				sums[i], _, got, err = d.Digest(ctx, name)
 				return err
 			})
 			switch {
-			case errors.Is(err, ErrNotFound):
+			case errors.Is(err, dav.ErrNotFound):
 				return nil
 			case err != nil:
 				return err
@@ -291,7 +294,7 @@ func checkBytes(ctx context.Context, r Remote, blobs []manifests.Hash, opt Verif
 			}
 			noDigest.Store(true)
 		}
-		err := opt.Retry.do(ctx, opt.Log, "download "+name, func() error {
+		err := opt.Retry.Do(ctx, opt.Log, "download "+name, func() error {
 			rc, err := r.Open(ctx, name, 0, -1)
 			if err != nil {
 				return err
@@ -305,7 +308,7 @@ func checkBytes(ctx context.Context, r Remote, blobs []manifests.Hash, opt Verif
 			return nil
 		})
 		switch {
-		case errors.Is(err, ErrNotFound):
+		case errors.Is(err, dav.ErrNotFound):
 			return nil
 		case err != nil:
 			return err

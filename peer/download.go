@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/drepo-dev/drepo/manifests"
-	"github.com/drepo-dev/drepo/mirror"
+	"github.com/drepo-dev/drepo/mirror/dav"
 )
 
 // chunkLoc is where the store already holds a chunk: in a complete blob.
@@ -62,7 +62,7 @@ func (f *fetcher) blob(ctx context.Context, fl manifests.File, chunkSize int64) 
 	}
 	if fl.Size == 0 {
 		if fl.SHA256 != manifests.SumBytes(nil) {
-			return fmt.Errorf("peer: %s: an empty file named %s: %w", fl.Path, fl.SHA256, mirror.ErrCorrupt)
+			return fmt.Errorf("peer: %s: an empty file named %s: %w", fl.Path, fl.SHA256, dav.ErrCorrupt)
 		}
 		return manifests.WriteFileAtomic(s.BlobPath(fl.SHA256), nil, 0o444)
 	}
@@ -146,7 +146,7 @@ func copyLocal(p *Partial, loc chunkLoc, off int64, want manifests.Hash) error {
 		return err
 	}
 	if manifests.Hash(h.Sum(nil)) != want {
-		return fmt.Errorf("peer: %s: %w", loc.path, mirror.ErrCorrupt)
+		return fmt.Errorf("peer: %s: %w", loc.path, dav.ErrCorrupt)
 	}
 	return nil
 }
@@ -195,7 +195,7 @@ func (f *fetcher) tryRun(ctx context.Context, s Source, bw *blobWant, q Query, f
 		if perr != nil {
 			err = perr // a wrong chunk or a failed write says more than the read it cut
 		}
-		if cause := context.Cause(ctx); errors.Is(cause, errLeft) && !errors.Is(err, mirror.ErrCorrupt) {
+		if cause := context.Cause(ctx); errors.Is(cause, errLeft) && !errors.Is(err, dav.ErrCorrupt) {
 			err = cause
 		}
 		for *a < b && p.has(*a) {

@@ -13,8 +13,9 @@ import (
 	"time"
 
 	"aead.dev/minisign"
+
 	"github.com/drepo-dev/drepo/manifests"
-	"github.com/drepo-dev/drepo/mirror"
+	"github.com/drepo-dev/drepo/mirror/dav"
 )
 
 // Progress receives the bytes a fetch brings in (downloaded or reused); Start gives the
@@ -81,7 +82,7 @@ type fetcher struct {
 }
 
 // readOpts: one try per source; the next source is the retry.
-var readOpts = mirror.ReadOptions{Retry: mirror.Retry{Attempts: 1}}
+var readOpts = dav.ReadOptions{Retry: dav.Retry{Attempts: 1}}
 
 // Fetch brings the app version into the store from the sources, every byte verified (see
 // the package doc for the trust rules), and lays it out in opt.Out. It resumes from
@@ -205,7 +206,7 @@ func (f *fetcher) sourceFailed(s Source, what string, err error) {
 	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
 		f.down[s.Name] = true // not there at all: not asked again in this run
 	}
-	if errors.Is(err, mirror.ErrCorrupt) {
+	if errors.Is(err, dav.ErrCorrupt) {
 		f.bad[s.Name]++
 		f.banned[s.Name] = true
 		r.Banned = true
@@ -258,7 +259,7 @@ sources:
 	for _, group := range f.opt.Sources {
 		srcs, _ := f.groupSources(ctx, group, Query{Kind: KindIndex, Serial: highest}, nil)
 		for _, s := range srcs {
-			doc, sig, err := mirror.ReadIndexDoc(ctx, s.Reader, readOpts)
+			doc, sig, err := dav.ReadIndexDoc(ctx, s.Reader, readOpts)
 			if err != nil {
 				f.sourceFailed(s, "index", err)
 				continue
@@ -309,7 +310,7 @@ sources:
 func (f *fetcher) manifest(ctx context.Context, e manifests.AppEntry) (*manifests.Manifest, error) {
 	check := func(m *manifests.Manifest) error {
 		if m.App != e.App || m.Version != e.Version {
-			return fmt.Errorf("peer: manifest %s is %s@%s, the index says %s@%s: %w", e.Manifest, m.App, m.Version, e.App, e.Version, mirror.ErrCorrupt)
+			return fmt.Errorf("peer: manifest %s is %s@%s, the index says %s@%s: %w", e.Manifest, m.App, m.Version, e.App, e.Version, dav.ErrCorrupt)
 		}
 		return nil
 	}
@@ -318,7 +319,7 @@ func (f *fetcher) manifest(ctx context.Context, e manifests.AppEntry) (*manifest
 	}
 	var m *manifests.Manifest
 	err := f.each(ctx, Query{Kind: KindBlob, Blob: e.Manifest}, "manifest of "+e.App+"@"+e.Version, nil, func(s Source) error {
-		doc, err := mirror.ReadManifestDoc(ctx, s.Reader, e.Manifest, readOpts)
+		doc, err := dav.ReadManifestDoc(ctx, s.Reader, e.Manifest, readOpts)
 		if err != nil {
 			f.sourceFailed(s, "manifest", err)
 			return err
@@ -328,7 +329,7 @@ func (f *fetcher) manifest(ctx context.Context, e manifests.AppEntry) (*manifest
 			err = check(m)
 		}
 		if err != nil {
-			err = fmt.Errorf("%w: %w", mirror.ErrCorrupt, err)
+			err = fmt.Errorf("%w: %w", dav.ErrCorrupt, err)
 			f.sourceFailed(s, "manifest", err)
 			return err
 		}
@@ -368,14 +369,14 @@ func (f *fetcher) each(ctx context.Context, q Query, what string, bw *blobWant, 
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				var se *mirror.StatusError
+				var se *dav.StatusError
 				if errors.As(err, &se) && (se.Code == 503 || se.Code == 429) {
 					busy = true
 				}
 				// a peer that stopped short is most likely still fetching what it serves:
 				// worth asking again (one that sent wrong bytes is banned instead), and a
 				// transfer the policy left is no failure
-				if (s.Kind == KindPeer && !errors.Is(err, mirror.ErrCorrupt)) || errors.Is(err, errLeft) {
+				if (s.Kind == KindPeer && !errors.Is(err, dav.ErrCorrupt)) || errors.Is(err, errLeft) {
 					busy = true
 				}
 				if errors.Is(err, errLeft) {

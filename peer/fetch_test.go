@@ -19,8 +19,10 @@ import (
 	"time"
 
 	"aead.dev/minisign"
+
 	"github.com/drepo-dev/drepo/manifests"
 	"github.com/drepo-dev/drepo/mirror"
+	"github.com/drepo-dev/drepo/mirror/dav"
 	"github.com/drepo-dev/drepo/webdavsrv/davtest"
 )
 
@@ -69,8 +71,8 @@ func newWorld(t *testing.T) *world {
 	key, pub := testKeys(t)
 	w := &world{t: t, key: key, pub: pub, src: t.TempDir(), srv: davtest.StartDrepo(t, davtest.DrepoOptions{AnonymousRead: true})}
 	w.sync = mirror.SyncOptions{Source: w.src, SigningKey: key, StateDir: filepath.Join(t.TempDir(), "state"),
-		Repos:     []mirror.Repository{{Name: "origin", URL: w.srv.URL, Username: w.srv.User, Password: mirror.NewSecret(w.srv.Password)}},
-		ChunkSize: testChunk, Retry: mirror.Retry{Attempts: 2, Base: time.Millisecond}}
+		Repos:     []dav.Repository{{Name: "origin", URL: w.srv.URL, Username: w.srv.User, Password: dav.NewSecret(w.srv.Password)}},
+		ChunkSize: testChunk, Retry: dav.Retry{Attempts: 2, Base: time.Millisecond}}
 	return w
 }
 
@@ -92,7 +94,7 @@ func (w *world) publish(app, version string, files map[string][]byte) {
 
 // source is a repository source for a URL.
 func source(t *testing.T, name, url string, prio int) Source {
-	srcs, _ := PlanSources([]mirror.Repository{{Name: name, URL: url, Priority: prio}}, 500*time.Millisecond)
+	srcs, _ := PlanSources([]dav.Repository{{Name: name, URL: url, Priority: prio}}, 500*time.Millisecond)
 	if len(srcs) != 1 {
 		t.Fatalf("no source for %s", url)
 	}
@@ -290,12 +292,12 @@ func TestFetchPriorityOrder(t *testing.T) {
 	target := manifests.SumBytes(data)
 	var stagingLog syncBuffer
 	staging := davtest.StartDrepo(t, davtest.DrepoOptions{AnonymousRead: true, Log: &stagingLog})
-	w.sync.Repos = append(w.sync.Repos, mirror.Repository{Name: "staging", URL: staging.URL, Priority: -1, Username: staging.User, Password: mirror.NewSecret(staging.Password)})
+	w.sync.Repos = append(w.sync.Repos, dav.Repository{Name: "staging", URL: staging.URL, Priority: -1, Username: staging.User, Password: dav.NewSecret(staging.Password)})
 	w.publish("app", "1.1", map[string][]byte{"f": data})
 	logged := len(stagingLog.String())
 	p10 := newFaultProxy(t, w.srv.URL, target, nil, false)
 	p5 := newFaultProxy(t, w.srv.URL, target, nil, false)
-	srcs, skips := PlanSources([]mirror.Repository{
+	srcs, skips := PlanSources([]dav.Repository{
 		{Name: "staging", URL: staging.URL, Priority: -1}, {Name: "five", URL: p5.URL, Priority: 5}, {Name: "ten", URL: p10.URL, Priority: 10}}, time.Second)
 	if len(srcs) != 2 || srcs[0].Name != "ten" || srcs[1].Name != "five" || len(skips) != 1 || !strings.Contains(skips[0].Reason, "staging") {
 		t.Fatalf("plan: %+v skips %+v", srcs, skips)
@@ -380,7 +382,7 @@ func TestFetchTrustRefusals(t *testing.T) {
 		os.WriteFile(filepath.Join(root, "index.json"), doc, 0o644)
 		os.Remove(filepath.Join(root, "index.json.minisig"))
 		if sign {
-			os.WriteFile(filepath.Join(root, mirror.SigPath(doc)), manifests.Sign(w.key, doc, time.Now()), 0o644)
+			os.WriteFile(filepath.Join(root, dav.SigPath(doc)), manifests.Sign(w.key, doc, time.Now()), 0o644)
 		}
 	}
 	older := *x2
@@ -416,7 +418,7 @@ func TestFetchTrustRefusals(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			if c.name == "tampered index" {
 				os.WriteFile(filepath.Join(root, "index.json"), c.doc, 0o644)
-				os.WriteFile(filepath.Join(root, mirror.SigPath(c.doc)), manifests.Sign(w.key, idx2, time.Now()), 0o644)
+				os.WriteFile(filepath.Join(root, dav.SigPath(c.doc)), manifests.Sign(w.key, idx2, time.Now()), 0o644)
 			} else {
 				serve(c.doc, c.sign)
 			}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"aead.dev/minisign"
+
 	"github.com/drepo-dev/drepo/manifests"
 )
 

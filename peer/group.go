@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/drepo-dev/drepo/manifests"
-	"github.com/drepo-dev/drepo/mirror"
+	"github.com/drepo-dev/drepo/mirror/dav"
 )
 
 // PeerGroup is the LAN's peers as one fetch source: for each thing a fetch needs (the
@@ -139,7 +139,7 @@ func (g *PeerGroup) remember(found []Found, now time.Time) {
 // peerSource is the HTTP source of a peer that answered; the fetch keeps one per address.
 func peerSource(f Found, stall time.Duration) (Source, error) {
 	host := net.JoinHostPort(f.IP.String(), strconv.Itoa(int(f.HTTPPort)))
-	r, err := mirror.OpenReader(mirror.Repository{Name: "peer " + host, URL: "http://" + host + "/v1/"}, 1)
+	r, err := dav.OpenReader(dav.Repository{Name: "peer " + host, URL: "http://" + host + "/v1/"}, 1)
 	if err != nil {
 		return Source{}, err
 	}

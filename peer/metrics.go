@@ -7,9 +7,10 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/drepo-dev/drepo/manifests"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/drepo-dev/drepo/manifests"
 )
 
 // metrics are the peer server's Prometheus metrics, on a registry of its own (no globals).

@@ -10,8 +10,9 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/drepo-dev/drepo/manifests"
 	"golang.org/x/sys/unix"
+
+	"github.com/drepo-dev/drepo/manifests"
 )
 
 // Partial is a blob being fetched: a sparse file in partial/ and its state. Bytes are
@@ -141,18 +142,6 @@ func (p *Partial) has(i int) bool {
 	return p.st.Has(i)
 }
 
-// verifiedUpTo reports whether every chunk holding a byte of [from, to) is verified.
-func (p *Partial) verifiedUpTo(from, to int64) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for i := int(from / p.st.ChunkSize); int64(i)*p.st.ChunkSize < to; i++ {
-		if !p.st.Has(i) {
-			return false
-		}
-	}
-	return true
-}
-
 // ReadAt reads from the partial file (verified chunks only are meaningful).
 func (p *Partial) ReadAt(b []byte, off int64) (int, error) { return p.f.ReadAt(b, off) }
 
@@ -266,11 +255,4 @@ func (p *Partial) Finish() error {
 		return err
 	}
 	return nil
-}
-
-// discard removes the partial blob and its state.
-func (p *Partial) discard() {
-	p.closeFiles()
-	_ = os.Remove(p.path)
-	_ = os.Remove(p.path + ".state")
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"aead.dev/minisign"
+
 	"github.com/drepo-dev/drepo/manifests"
 )
 

@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/drepo-dev/drepo/manifests"
-	"github.com/drepo-dev/drepo/mirror"
+	"github.com/drepo-dev/drepo/mirror/dav"
 )
 
 // The download pipeline: the network reader fills buffers (pieces of at most pieceSize,
@@ -136,7 +136,7 @@ func (pl *pipeline) hashStage() {
 		if pc.end {
 			var err error
 			if got := manifests.Hash(h.Sum(nil)); got != pl.chunks[pc.chunk] {
-				err = fmt.Errorf("chunk %d hashed to %s, the manifest says %s: %w", pc.chunk, got, pl.chunks[pc.chunk], mirror.ErrCorrupt)
+				err = fmt.Errorf("chunk %d hashed to %s, the manifest says %s: %w", pc.chunk, got, pl.chunks[pc.chunk], dav.ErrCorrupt)
 			}
 			pl.verdicts <- verdict{chunk: pc.chunk, err: err}
 		}

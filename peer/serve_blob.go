@@ -12,8 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/drepo-dev/drepo/manifests"
 	"golang.org/x/sys/unix"
+
+	"github.com/drepo-dev/drepo/manifests"
 )
 
 // serveBlob answers GET /v1/blobs/sha256/<h>. A complete blob is served with

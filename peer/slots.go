@@ -1,12 +1,13 @@
 package peer
 
 import (
-	"github.com/drepo-dev/drepo/manifests"
 	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/drepo-dev/drepo/manifests"
 )
 
 // The peer server's transfer slots: at most Limit transfers at once. When a request finds

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/drepo-dev/drepo/manifests"
-	"github.com/drepo-dev/drepo/mirror"
+	"github.com/drepo-dev/drepo/mirror/dav"
 )
 
 // Source kinds, as reports and metrics name them.
@@ -22,7 +22,7 @@ type Source struct {
 	Name     string
 	Kind     string
 	Priority int
-	Reader   mirror.Reader
+	Reader   dav.Reader
 	// BlobName is where blob h is in this source's namespace.
 	BlobName func(h manifests.Hash) string
 
@@ -50,11 +50,11 @@ type Skip struct {
 	Reason string `json:"reason"`
 }
 
-// PlanSources orders the repositories as a device uses them (mirror.DeviceOrder: priority
+// PlanSources orders the repositories as a device uses them (dav.DeviceOrder: priority
 // high to low, equal ones shuffled) and says why the others are skipped. A staging
 // repository (negative priority) is never contacted. stall bounds how long a transfer may
 // crawl before the next source is tried.
-func PlanSources(repos []mirror.Repository, stall time.Duration) ([]Source, []Skip) {
+func PlanSources(repos []dav.Repository, stall time.Duration) ([]Source, []Skip) {
 	var skips []Skip
 	for _, r := range repos {
 		if r.Staging() {
@@ -62,8 +62,8 @@ func PlanSources(repos []mirror.Repository, stall time.Duration) ([]Source, []Sk
 		}
 	}
 	var out []Source
-	for _, r := range mirror.DeviceOrder(repos) {
-		h, err := mirror.OpenReader(r, 1)
+	for _, r := range dav.DeviceOrder(repos) {
+		h, err := dav.OpenReader(r, 1)
 		if err != nil {
 			skips = append(skips, Skip{Name: r.Name, Reason: err.Error()})
 			continue

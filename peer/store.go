@@ -11,8 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/drepo-dev/drepo/manifests"
 	"golang.org/x/sys/unix"
+
+	"github.com/drepo-dev/drepo/manifests"
 )
 
 // Store is the device's content-addressed store (layout in the package doc). Everything in

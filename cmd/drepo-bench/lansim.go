@@ -74,7 +74,6 @@ type simDev struct {
 	sentTo    map[int]float64
 	waited    map[int]time.Duration // per client: time its transfer waited for this device's chunks
 	decideAt  time.Duration
-	lastLook  time.Duration
 	settled   bool
 	wait      peer.LANWait
 	lastHave  int64

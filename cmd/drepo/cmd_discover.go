@@ -6,9 +6,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/drepo-dev/drepo/manifests"
 	"github.com/drepo-dev/drepo/peer"
-	"github.com/urfave/cli/v2"
 )
 
 func discoverCommand(e *env) *cli.Command {

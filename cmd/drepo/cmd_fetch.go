@@ -7,9 +7,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/drepo-dev/drepo/manifests"
 	"github.com/drepo-dev/drepo/peer"
-	"github.com/urfave/cli/v2"
 )
 
 func fetchCommand(e *env) *cli.Command {

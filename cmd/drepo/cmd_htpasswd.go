@@ -9,11 +9,12 @@ import (
 	"os"
 	"strings"
 
-	"github.com/drepo-dev/drepo/manifests"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
+
+	"github.com/drepo-dev/drepo/manifests"
 )
 
 // readPasswordTwice asks for a password on the terminal without echo, and again to confirm.

@@ -5,8 +5,9 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/drepo-dev/drepo/manifests"
 	"github.com/urfave/cli/v2"
+
+	"github.com/drepo-dev/drepo/manifests"
 )
 
 func keygenCommand(e *env) *cli.Command {

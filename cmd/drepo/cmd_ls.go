@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"text/tabwriter"
 
-	"github.com/drepo-dev/drepo/mirror"
 	"github.com/urfave/cli/v2"
+
+	"github.com/drepo-dev/drepo/mirror"
+	"github.com/drepo-dev/drepo/mirror/dav"
 )
 
 func lsCommand(e *env) *cli.Command {
@@ -48,11 +50,11 @@ Examples:
 				if err != nil {
 					return err
 				}
-				w, err := mirror.Open(repos[0], 1)
+				w, err := dav.Open(repos[0], 1)
 				if err != nil {
 					return err
 				}
-				idx, err := mirror.ReadIndex(c.Context, w, keys, mirror.ReadOptions{Log: e.log})
+				idx, err := dav.ReadIndex(c.Context, w, keys, dav.ReadOptions{Log: e.log})
 				if err != nil {
 					return fmt.Errorf("repository %s: %w", name, err)
 				}

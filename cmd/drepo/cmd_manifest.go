@@ -6,8 +6,9 @@ import (
 	"os"
 	"text/tabwriter"
 
-	"github.com/drepo-dev/drepo/manifests"
 	"github.com/urfave/cli/v2"
+
+	"github.com/drepo-dev/drepo/manifests"
 )
 
 func manifestCommand(e *env) *cli.Command {

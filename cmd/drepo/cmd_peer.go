@@ -5,8 +5,9 @@ import (
 	"net"
 	"strconv"
 
-	"github.com/drepo-dev/drepo/peer"
 	"github.com/urfave/cli/v2"
+
+	"github.com/drepo-dev/drepo/peer"
 )
 
 func peerCommand(e *env) *cli.Command {

@@ -5,8 +5,9 @@ import (
 	"net"
 	"time"
 
-	"github.com/drepo-dev/drepo/webdavsrv"
 	"github.com/urfave/cli/v2"
+
+	"github.com/drepo-dev/drepo/webdavsrv"
 )
 
 func serveCommand(e *env) *cli.Command {

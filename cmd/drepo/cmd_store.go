@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"text/tabwriter"
 
-	"github.com/drepo-dev/drepo/peer"
 	"github.com/urfave/cli/v2"
+
+	"github.com/drepo-dev/drepo/peer"
 )
 
 func storeCommand(e *env) *cli.Command {

@@ -6,9 +6,11 @@ import (
 	"text/tabwriter"
 
 	"aead.dev/minisign"
+	"github.com/urfave/cli/v2"
+
 	"github.com/drepo-dev/drepo/manifests"
 	"github.com/drepo-dev/drepo/mirror"
-	"github.com/urfave/cli/v2"
+	"github.com/drepo-dev/drepo/mirror/dav"
 )
 
 func verifyCommand(e *env) *cli.Command {
@@ -61,7 +63,7 @@ Examples:
 			var broken []string
 			damaged := map[string][]string{}
 			for _, r := range repos {
-				w, err := mirror.Open(r, c.Int("parallel"))
+				w, err := dav.Open(r, c.Int("parallel"))
 				var rep *mirror.VerifyReport
 				if err != nil {
 					rep = &mirror.VerifyReport{Repository: r.Name, URL: r.URL, Priority: r.Priority, Error: err.Error()}

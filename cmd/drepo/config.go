@@ -11,9 +11,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/drepo-dev/drepo/manifests"
-	"github.com/drepo-dev/drepo/mirror"
 	"gopkg.in/yaml.v3"
+
+	"github.com/drepo-dev/drepo/manifests"
+	"github.com/drepo-dev/drepo/mirror/dav"
 )
 
 // Config is the one YAML file that serves admin and device (DESIGN.md). Paths in it are
@@ -46,16 +47,16 @@ type Keep struct {
 // Repository is one WebDAV repository. Priority −1 (any negative) is staging: synced and
 // verified, never read by devices.
 type Repository struct {
-	Name         string        `yaml:"name" json:"name"`
-	URL          string        `yaml:"url" json:"url"`
-	Priority     int           `yaml:"priority" json:"priority"`
-	Username     string        `yaml:"username,omitempty" json:"username,omitempty"`
-	Password     mirror.Secret `yaml:"password,omitempty" json:"password,omitzero"`
-	PasswordFile string        `yaml:"password_file,omitempty" json:"password_file,omitempty"`
-	PasswordEnv  string        `yaml:"password_env,omitempty" json:"password_env,omitempty"`
-	CACert       string        `yaml:"ca_cert,omitempty" json:"ca_cert,omitempty"`
-	ClientCert   string        `yaml:"client_cert,omitempty" json:"client_cert,omitempty"`
-	ClientKey    string        `yaml:"client_key,omitempty" json:"client_key,omitempty"`
+	Name         string     `yaml:"name" json:"name"`
+	URL          string     `yaml:"url" json:"url"`
+	Priority     int        `yaml:"priority" json:"priority"`
+	Username     string     `yaml:"username,omitempty" json:"username,omitempty"`
+	Password     dav.Secret `yaml:"password,omitempty" json:"password,omitzero"`
+	PasswordFile string     `yaml:"password_file,omitempty" json:"password_file,omitempty"`
+	PasswordEnv  string     `yaml:"password_env,omitempty" json:"password_env,omitempty"`
+	CACert       string     `yaml:"ca_cert,omitempty" json:"ca_cert,omitempty"`
+	ClientCert   string     `yaml:"client_cert,omitempty" json:"client_cert,omitempty"`
+	ClientKey    string     `yaml:"client_key,omitempty" json:"client_key,omitempty"`
 }
 
 // Peers configures the device's peer server and discovery (IGEL's ports by default).
@@ -295,7 +296,7 @@ func (c *Config) sourceDir(hint string) (string, error) {
 
 // secret returns repository i's password from password, password_file or password_env;
 // errors name the config file and line.
-func (c *Config) secret(i int) (mirror.Secret, error) {
+func (c *Config) secret(i int) (dav.Secret, error) {
 	r := c.Repositories[i]
 	at := func(field, format string, args ...any) error {
 		path := fmt.Sprintf("repositories[%d].%s", i, field)
@@ -305,20 +306,20 @@ func (c *Config) secret(i int) (mirror.Secret, error) {
 	case r.PasswordFile != "":
 		f, err := os.Open(r.PasswordFile)
 		if err != nil {
-			return mirror.Secret{}, at("password_file", "%v", err)
+			return dav.Secret{}, at("password_file", "%v", err)
 		}
 		defer f.Close()
 		b, err := manifests.ReadLimited(f, 4096)
 		if err != nil {
-			return mirror.Secret{}, at("password_file", "%v", err)
+			return dav.Secret{}, at("password_file", "%v", err)
 		}
-		return mirror.NewSecret(strings.TrimRight(string(b), "\r\n")), nil
+		return dav.NewSecret(strings.TrimRight(string(b), "\r\n")), nil
 	case r.PasswordEnv != "":
 		v, ok := os.LookupEnv(r.PasswordEnv)
 		if !ok {
-			return mirror.Secret{}, at("password_env", "environment variable %s is not set", r.PasswordEnv)
+			return dav.Secret{}, at("password_env", "environment variable %s is not set", r.PasswordEnv)
 		}
-		return mirror.NewSecret(v), nil
+		return dav.NewSecret(v), nil
 	}
 	return r.Password, nil
 }

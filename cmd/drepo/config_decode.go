@@ -2,10 +2,11 @@ package main
 
 import (
 	"fmt"
-	"github.com/drepo-dev/drepo/mirror"
 	"reflect"
 	"strconv"
 	"strings"
+
+	"github.com/drepo-dev/drepo/mirror/dav"
 
 	"gopkg.in/yaml.v3"
 )
@@ -42,7 +43,7 @@ func (d nodeDecoder) warnings(c *Config) []string {
 	return w
 }
 
-var secretType = reflect.TypeFor[mirror.Secret]()
+var secretType = reflect.TypeFor[dav.Secret]()
 
 func (d *nodeDecoder) decode(n *yaml.Node, out any, path string) error {
 	if d.lines == nil {
@@ -70,7 +71,7 @@ func (d *nodeDecoder) value(n *yaml.Node, v reflect.Value, path string) error {
 		if n.Kind != yaml.ScalarNode {
 			return d.errAt(n.Line, name, "must be a string")
 		}
-		v.Set(reflect.ValueOf(mirror.NewSecret(n.Value)))
+		v.Set(reflect.ValueOf(dav.NewSecret(n.Value)))
 		if n.Value != "" {
 			d.plain = append(d.plain, path)
 		}

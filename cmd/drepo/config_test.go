@@ -2,11 +2,12 @@ package main
 
 import (
 	"errors"
-	"github.com/drepo-dev/drepo/mirror"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/drepo-dev/drepo/mirror/dav"
 )
 
 func TestConfigErrorsNameFileLineField(t *testing.T) {
@@ -92,7 +93,7 @@ func TestSecretsNeverShown(t *testing.T) {
 			t.Errorf("%v: no warning about the plain password: %s", args, errs)
 		}
 	}
-	s := mirror.NewSecret(secret)
+	s := dav.NewSecret(secret)
 	for _, f := range []string{s.String(), s.GoString()} {
 		if strings.Contains(f, secret) {
 			t.Errorf("Secret printed itself")

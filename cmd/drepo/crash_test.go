@@ -16,8 +16,9 @@ import (
 	"time"
 
 	"aead.dev/minisign"
+
 	"github.com/drepo-dev/drepo/manifests"
-	"github.com/drepo-dev/drepo/mirror"
+	"github.com/drepo-dev/drepo/mirror/dav"
 	"github.com/drepo-dev/drepo/webdavsrv/davtest"
 )
 
@@ -102,12 +103,12 @@ func writeVersion(t *testing.T, src string, v int, files int) {
 // complete and with the right bytes (read straight from the server's root folder).
 func checkInvariant(t *testing.T, s *davtest.Server, pub minisign.PublicKey) int {
 	t.Helper()
-	doc, err1 := os.ReadFile(filepath.Join(s.Root, mirror.IndexName))
+	doc, err1 := os.ReadFile(filepath.Join(s.Root, dav.IndexName))
 	if errors.Is(err1, os.ErrNotExist) {
 		return 0 // no index yet: nothing is promised
 	}
 	// the signature of exactly these bytes, as drepo's readers fetch it
-	sig, err2 := os.ReadFile(filepath.Join(s.Root, filepath.FromSlash(mirror.SigPath(doc))))
+	sig, err2 := os.ReadFile(filepath.Join(s.Root, filepath.FromSlash(dav.SigPath(doc))))
 	if err1 != nil || err2 != nil {
 		t.Fatalf("index present but unreadable: %v %v", err1, err2)
 	}

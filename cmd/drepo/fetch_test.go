@@ -17,6 +17,7 @@ import (
 
 	"github.com/drepo-dev/drepo/manifests"
 	"github.com/drepo-dev/drepo/mirror"
+	"github.com/drepo-dev/drepo/mirror/dav"
 	"github.com/drepo-dev/drepo/peer"
 	"github.com/drepo-dev/drepo/webdavsrv/davtest"
 )
@@ -78,7 +79,7 @@ func deviceSetup(t *testing.T, files map[string][]byte, chunk int64, url func(se
 		os.WriteFile(p, data, 0o644)
 	}
 	rep, err := mirror.Sync(context.Background(), mirror.SyncOptions{Source: src, SigningKey: key, StateDir: filepath.Join(dir, "state"), ChunkSize: chunk,
-		Repos: []mirror.Repository{{Name: "r", URL: s.URL, Username: s.User, Password: mirror.NewSecret(s.Password)}}})
+		Repos: []dav.Repository{{Name: "r", URL: s.URL, Username: s.User, Password: dav.NewSecret(s.Password)}}})
 	if err != nil || rep.Failed() {
 		t.Fatalf("sync: %+v %v", rep, err)
 	}

@@ -14,8 +14,9 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/drepo-dev/drepo/manifests"
 	"github.com/urfave/cli/v2"
+
+	"github.com/drepo-dev/drepo/manifests"
 )
 
 // Exit codes, shared by every command (README "Exit codes").

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"aead.dev/minisign"
+
 	"github.com/drepo-dev/drepo/manifests"
 	"github.com/drepo-dev/drepo/webdavsrv/davtest"
 )

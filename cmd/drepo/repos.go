@@ -5,15 +5,17 @@ import (
 	"slices"
 
 	"aead.dev/minisign"
+
 	"github.com/drepo-dev/drepo/manifests"
 	"github.com/drepo-dev/drepo/mirror"
+	"github.com/drepo-dev/drepo/mirror/dav"
 	"github.com/drepo-dev/drepo/peer"
 )
 
 // repositories returns the configured repositories, or those named (in config order);
 // naming one that does not exist is a usage error.
-func (c *Config) repositories(names []string) ([]mirror.Repository, error) {
-	var out []mirror.Repository
+func (c *Config) repositories(names []string) ([]dav.Repository, error) {
+	var out []dav.Repository
 	for _, n := range names {
 		if !slices.ContainsFunc(c.Repositories, func(r Repository) bool { return r.Name == n }) {
 			return nil, usageErrorf("no repository %q in %s", n, c.path)
@@ -27,7 +29,7 @@ func (c *Config) repositories(names []string) ([]mirror.Repository, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, mirror.Repository{Name: r.Name, URL: r.URL, Priority: r.Priority, Username: r.Username,
+		out = append(out, dav.Repository{Name: r.Name, URL: r.URL, Priority: r.Priority, Username: r.Username,
 			Password: pw, CACert: r.CACert, ClientCert: r.ClientCert, ClientKey: r.ClientKey})
 	}
 	if len(out) == 0 {
@@ -81,10 +83,10 @@ func (c *Config) stateDir() string {
 // deviceRepositories returns every configured repository for a device: those it reads
 // (priority ≥ 0) with their secrets, and staging ones without, since a device never
 // contacts them (they are listed only to say so).
-func (c *Config) deviceRepositories() ([]mirror.Repository, error) {
-	var out []mirror.Repository
+func (c *Config) deviceRepositories() ([]dav.Repository, error) {
+	var out []dav.Repository
 	for i, r := range c.Repositories {
-		repo := mirror.Repository{Name: r.Name, URL: r.URL, Priority: r.Priority, Username: r.Username,
+		repo := dav.Repository{Name: r.Name, URL: r.URL, Priority: r.Priority, Username: r.Username,
 			CACert: r.CACert, ClientCert: r.ClientCert, ClientKey: r.ClientKey}
 		if !repo.Staging() {
 			pw, err := c.secret(i)

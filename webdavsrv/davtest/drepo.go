@@ -13,8 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/drepo-dev/drepo/webdavsrv"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/drepo-dev/drepo/webdavsrv"
 )
 
 // DrepoOptions tune StartDrepo.

@@ -1,4 +1,4 @@
-package mirror
+package dav
 
 import "log/slog"
 

@@ -1,4 +1,4 @@
-package mirror
+package dav
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"slices"
 
 	"aead.dev/minisign"
+
 	"github.com/drepo-dev/drepo/manifests"
 )
 
@@ -20,19 +21,19 @@ type ReadOptions struct {
 	Log   *slog.Logger
 }
 
-func (ro ReadOptions) withDefaults() ReadOptions {
+func (ro ReadOptions) WithDefaults() ReadOptions {
 	if ro.Log == nil {
 		ro.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return ro
 }
 
-// readDoc reads a small document from a repository (nil if it does not exist): at most
+// ReadDoc reads a small document from a repository (nil if it does not exist): at most
 // SmallAttempts tries, each within SmallTimeout for documents up to an index's size.
-func readDoc(ctx context.Context, r Reader, name string, max int, ro ReadOptions) ([]byte, error) {
-	ro = ro.withDefaults()
+func ReadDoc(ctx context.Context, r Reader, name string, max int, ro ReadOptions) ([]byte, error) {
+	ro = ro.WithDefaults()
 	var b []byte
-	err := ro.Retry.small().do(ctx, ro.Log, "read "+name, func() error {
+	err := ro.Retry.small().Do(ctx, ro.Log, "read "+name, func() error {
 		// A small document is read whole within SmallTimeout; a manifest may be larger and
 		// keeps the stall guard only.
 		rctx, cancel := ctx, context.CancelFunc(func() {})
@@ -61,14 +62,14 @@ func readDoc(ctx context.Context, r Reader, name string, max int, ro ReadOptions
 // bytes (signatures/<sha256>.minisig, else index.json.minisig). ErrNotFound if there is no
 // index; sig is nil if there is no signature. Nothing is verified here.
 func ReadIndexDoc(ctx context.Context, r Reader, ro ReadOptions) (doc, sig []byte, err error) {
-	doc, err = readDoc(ctx, r, IndexName, manifests.MaxIndexSize, ro)
+	doc, err = ReadDoc(ctx, r, IndexName, manifests.MaxIndexSize, ro)
 	if err != nil {
 		return nil, nil, err
 	}
 	if doc == nil {
 		return nil, nil, ErrNotFound
 	}
-	sig, err = readSig(ctx, r, doc, ro)
+	sig, err = ReadSig(ctx, r, doc, ro)
 	return doc, sig, err
 }
 
@@ -81,14 +82,14 @@ func ReadIndex(ctx context.Context, r Reader, keys []minisign.PublicKey, ro Read
 	return manifests.VerifyIndex(keys, doc, sig)
 }
 
-// readSig reads the signature of the index document doc: the one stored under the index's
+// ReadSig reads the signature of the index document doc: the one stored under the index's
 // hash, else index.json.minisig (repositories written by hand with minisign). nil if neither.
-func readSig(ctx context.Context, r Reader, doc []byte, ro ReadOptions) ([]byte, error) {
-	sig, err := readDoc(ctx, r, SigPath(doc), manifests.MaxSignatureSize, ro)
+func ReadSig(ctx context.Context, r Reader, doc []byte, ro ReadOptions) ([]byte, error) {
+	sig, err := ReadDoc(ctx, r, SigPath(doc), manifests.MaxSignatureSize, ro)
 	if err != nil || sig != nil {
 		return sig, err
 	}
-	return readDoc(ctx, r, SigName, manifests.MaxSignatureSize, ro)
+	return ReadDoc(ctx, r, SigName, manifests.MaxSignatureSize, ro)
 }
 
 // ErrCorrupt: a source sent bytes that do not match the hash they were asked for by.
@@ -97,7 +98,7 @@ var ErrCorrupt = errors.New("bytes do not match their hash")
 // ReadManifestDoc reads the manifest blob h and refuses bytes that do not hash to h
 // (ErrCorrupt): a reader that trusts the index trusts what it names by hash, nothing else.
 func ReadManifestDoc(ctx context.Context, r Reader, h manifests.Hash, ro ReadOptions) ([]byte, error) {
-	b, err := readDoc(ctx, r, manifests.BlobPath(h), manifests.MaxManifestSize, ro)
+	b, err := ReadDoc(ctx, r, manifests.BlobPath(h), manifests.MaxManifestSize, ro)
 	if err != nil {
 		return nil, err
 	}

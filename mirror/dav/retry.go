@@ -1,4 +1,4 @@
-package mirror
+package dav
 
 import (
 	"context"
@@ -33,8 +33,8 @@ const RepoRetryBudget = 30
 // SmallAttempts × SmallTimeout plus the waits between.
 const SmallAttempts = 3
 
-// withBudget returns r with a fresh per-repository retry budget.
-func (r Retry) withBudget() Retry {
+// WithBudget returns r with a fresh per-repository retry budget.
+func (r Retry) WithBudget() Retry {
 	r.budget = new(atomic.Int64)
 	r.budget.Store(RepoRetryBudget)
 	return r
@@ -42,12 +42,12 @@ func (r Retry) withBudget() Retry {
 
 // small returns r for small requests: at most SmallAttempts tries.
 func (r Retry) small() Retry {
-	r = r.withDefaults()
+	r = r.WithDefaults()
 	r.Attempts = min(r.Attempts, SmallAttempts)
 	return r
 }
 
-func (r Retry) withDefaults() Retry {
+func (r Retry) WithDefaults() Retry {
 	if r.Attempts <= 0 {
 		r.Attempts = 5
 	}
@@ -63,8 +63,8 @@ func (r Retry) withDefaults() Retry {
 // do runs fn until it succeeds, fails for good, or the tries run out. Only transient
 // failures are retried: connection errors, stalls, 423, 425, 429 and 5xx (Retry-After is
 // honoured up to Max).
-func (r Retry) do(ctx context.Context, log *slog.Logger, what string, fn func() error) error {
-	r = r.withDefaults()
+func (r Retry) Do(ctx context.Context, log *slog.Logger, what string, fn func() error) error {
+	r = r.WithDefaults()
 	wait := r.Base
 	for attempt := 1; ; attempt++ {
 		err := fn()

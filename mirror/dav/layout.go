@@ -1,4 +1,4 @@
-package mirror
+package dav
 
 import (
 	"crypto/rand"
@@ -26,8 +26,8 @@ func SigPath(index []byte) string {
 	return SigsDir + "/" + manifests.SumBytes(index).String() + ".minisig"
 }
 
-// tmpName returns a fresh name in the repository's tmp/ folder.
-func tmpName(base string) string {
+// TmpName returns a fresh name in the repository's tmp/ folder.
+func TmpName(base string) string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return TmpDir + "/" + base + "." + hex.EncodeToString(b[:])

@@ -1,4 +1,4 @@
-package mirror
+package dav
 
 import (
 	"bytes"
@@ -14,8 +14,9 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/drepo-dev/drepo/manifests"
 	"github.com/studio-b12/gowebdav"
+
+	"github.com/drepo-dev/drepo/manifests"
 )
 
 // WebDAV is a Remote on any WebDAV server (Apache mod_dav, nginx, drepo serve). Listing,

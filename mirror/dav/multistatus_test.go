@@ -1,8 +1,9 @@
-package mirror
+package dav
 
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net/url"
 	"slices"
 	"strings"
@@ -122,4 +123,44 @@ func TestMultistatusCallbackError(t *testing.T) {
 	if err != stop || n != 1 {
 		t.Fatalf("err %v after %d entries, want the callback's error after 1", err, n)
 	}
+}
+
+// One response with a flood of propstats is refused when it passes the token bound, not
+// held in memory (a short one with too many propstats is refused by count).
+func TestMultistatusPropstatFlood(t *testing.T) {
+	head := `<?xml version="1.0"?><D:multistatus xmlns:D="DAV:"><D:response><D:href>/x</D:href>`
+	flood := &repeatReader{unit: []byte(`<D:propstat/>`), left: 10_000_000}
+	body := io.MultiReader(strings.NewReader(head), flood)
+	w := &WebDAV{HTTPReader: &HTTPReader{base: &url.URL{Path: "/"}}}
+	err := w.decodeMultistatus(body, "", func(FileInfo) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "over 65536 bytes") {
+		t.Fatalf("want the flood refused, got %v", err)
+	}
+	if flood.left < 9_000_000 {
+		t.Fatalf("read %d propstats before refusing", 10_000_000-flood.left)
+	}
+}
+
+// repeatReader yields unit left times without holding them all.
+type repeatReader struct {
+	unit []byte
+	left int
+	off  int
+}
+
+func (r *repeatReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) && r.left > 0 {
+		c := copy(p[n:], r.unit[r.off:])
+		n += c
+		r.off += c
+		if r.off == len(r.unit) {
+			r.off = 0
+			r.left--
+		}
+	}
+	if n == 0 {
+		return 0, io.EOF
+	}
+	return n, nil
 }

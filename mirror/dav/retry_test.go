@@ -1,4 +1,4 @@
-package mirror
+package dav
 
 import (
 	"context"
@@ -25,7 +25,7 @@ func TestRetryable(t *testing.T) {
 	final := []error{
 		&StatusError{Code: 401}, &StatusError{Code: 403}, &StatusError{Code: 404}, &StatusError{Code: 409},
 		&StatusError{Code: 412}, &StatusError{Code: 501}, &StatusError{Code: 507}, context.Canceled,
-		fmt.Errorf("mirror: x: %w", errSourceChanged), errors.New("something else"),
+		fmt.Errorf("mirror: x: %w", errors.New("source file changed since it was hashed")), errors.New("something else"),
 	}
 	for _, err := range final {
 		if Retryable(err) {
@@ -37,7 +37,7 @@ func TestRetryable(t *testing.T) {
 func TestRetryDo(t *testing.T) {
 	r := Retry{Attempts: 3, Base: time.Millisecond, Max: time.Millisecond}
 	n := 0
-	err := r.do(context.Background(), discardLogger(), "x", func() error {
+	err := r.Do(context.Background(), discardLogger(), "x", func() error {
 		n++
 		if n < 3 {
 			return &StatusError{Code: 503}
@@ -48,12 +48,12 @@ func TestRetryDo(t *testing.T) {
 		t.Fatalf("transient failures: err %v after %d tries", err, n)
 	}
 	n = 0
-	err = r.do(context.Background(), discardLogger(), "x", func() error { n++; return &StatusError{Code: 404} })
+	err = r.Do(context.Background(), discardLogger(), "x", func() error { n++; return &StatusError{Code: 404} })
 	if n != 1 || !errors.Is(err, ErrNotFound) {
 		t.Fatalf("a 404 was retried (%d tries): %v", n, err)
 	}
 	n = 0
-	err = r.do(context.Background(), discardLogger(), "x", func() error { n++; return &StatusError{Code: 500} })
+	err = r.Do(context.Background(), discardLogger(), "x", func() error { n++; return &StatusError{Code: 500} })
 	if n != 3 || err == nil {
 		t.Fatalf("tries not bounded: %d, %v", n, err)
 	}
