@@ -94,10 +94,11 @@ func (r *Responder) Answer(b []byte, src string, now time.Time) []byte {
 		FreeSlots: uint8(min(r.Server.FreeSlots(), 255))}
 	switch q.Kind {
 	case KindBlob:
-		complete, held, ok := r.Server.holding(q.Blob)
+		v, ok := r.Server.view(q.Blob)
 		if !ok {
 			return nil
 		}
+		complete, held, _ := v.held()
 		a.Blob, a.Complete, a.Held = q.Blob, complete, held
 	case KindIndex:
 		serial := r.Server.status().Serial

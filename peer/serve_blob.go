@@ -1,10 +1,8 @@
 package peer
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"strconv"
@@ -17,19 +15,19 @@ import (
 	"github.com/drepo-dev/drepo/manifests"
 )
 
-// serveBlob answers GET /v1/blobs/sha256/<h>. A complete blob is served with
-// http.ServeContent (Range, HEAD). A blob still arriving is served from its verified
-// chunks: a range that starts inside them is answered at once and streams on as the
-// fetch verifies more; a range just beyond them waits up to WaitAhead for the next chunk,
-// then gets 503. Mid-stream, a chunk that does not arrive within WaitAhead cuts the
-// response, so the client keeps what it verified and tries elsewhere.
+// serveBlob answers GET /v1/blobs/sha256/<h>, complete or still arriving, chunk by chunk
+// (so a transfer's rate is known while it runs: Preempt). A blob still arriving is served
+// from its verified chunks: a range that starts inside them is answered at once and
+// streams on as the fetch verifies more; a range just beyond them waits up to WaitAhead for
+// the next chunk, then gets 503. Mid-stream, a chunk that does not arrive within WaitAhead
+// cuts the response, so the client keeps what it verified and tries elsewhere.
 func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request) {
 	h, err := manifests.ParseHash(r.PathValue("hash"))
 	if err != nil {
 		http.NotFound(w, r)
 		return
 	}
-	complete, _, ok := s.holding(h)
+	v, ok := s.view(h)
 	if !ok {
 		http.NotFound(w, r)
 		return
@@ -39,68 +37,28 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.release(t)
-	cw := &countingWriter{ResponseWriter: w, n: &s.served, t: t}
-	if complete {
-		f, err := os.Open(s.Store.BlobPath(h))
-		if err == nil {
-			defer f.Close()
-			if fi, err := f.Stat(); err == nil {
-				// served chunk by chunk like a partial blob, so the transfer's rate is known
-				// while it runs (Preempt)
-				s.serveRange(cw, r, h, f, completeState(fi.Size()), t)
-				return
-			}
-		}
-	}
-	s.servePartial(cw, r, h, t)
-}
-
-// completeState is the state of a blob held whole: one chunk per piece of the default
-// size, every one verified.
-func completeState(size int64) PartialState {
-	st, _ := NewPartialState(size, manifests.DefaultChunkSize)
-	for i := range st.Chunks() {
-		st.Set(i)
-	}
-	return st
-}
-
-func (s *Server) servePartial(w http.ResponseWriter, r *http.Request, h manifests.Hash, t *transfer) {
-	f, err := os.Open(s.Store.partialPath(h))
-	if errors.Is(err, fs.ErrNotExist) {
-		f, err = os.Open(s.Store.BlobPath(h)) // finished meanwhile: the same file, renamed
-	}
+	f, err := v.open()
 	if err != nil {
 		http.NotFound(w, r)
 		return
 	}
 	defer f.Close()
-	st, err := s.Store.partialState(h)
-	if err != nil {
-		fi, serr := os.Stat(s.Store.BlobPath(h))
-		if serr != nil {
-			http.NotFound(w, r)
-			return
-		}
-		st = completeState(fi.Size())
-	}
-	s.serveRange(w, r, h, f, st, t)
+	s.serveRange(&countingWriter{ResponseWriter: w, n: &s.served, t: t}, r, v, f, t)
 }
 
-// serveRange answers a GET of blob h from f, whose verified chunks st names (waiting for
-// more as the fetch verifies them; the time waited is the transfer's t.waited).
-func (s *Server) serveRange(w http.ResponseWriter, r *http.Request, h manifests.Hash, f *os.File, st PartialState, t *transfer) {
+// serveRange answers a GET of blob v from f, waiting for chunks as the fetch verifies them
+// (the time waited is the transfer's t.waited).
+func (s *Server) serveRange(w http.ResponseWriter, r *http.Request, v *blobView, f *os.File, t *transfer) {
+	h, st := v.h, v.st
 	start, end, partial, ok := parseRange(r.Header.Get("Range"), st.Size)
 	if !ok {
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", st.Size))
 		http.Error(w, "range not satisfiable", http.StatusRequestedRangeNotSatisfiable)
 		return
 	}
-	verified := s.verifiedWaiter(h, st)
 	// the first chunk waits less than a client's answer deadline (10 s), so a client hears
 	// 503 and asks elsewhere rather than giving up on its own
-	first := s.verifiedWaiterFor(h, st, min(s.WaitAhead, firstChunkWait))
-	if st.Size > 0 && !first(int(start/st.ChunkSize), r) {
+	if st.Size > 0 && !v.wait(r.Context(), int(start/st.ChunkSize), min(s.WaitAhead, firstChunkWait)) {
 		w.Header().Set("Retry-After", "2")
 		http.Error(w, "not here yet: the chunk is still arriving", http.StatusServiceUnavailable)
 		return
@@ -119,7 +77,7 @@ func (s *Server) serveRange(w http.ResponseWriter, r *http.Request, h manifests.
 	for off := start; off <= end; {
 		i := int(off / st.ChunkSize)
 		waitStart := time.Now()
-		ok := verified(i, r)
+		ok := v.wait(r.Context(), i, s.WaitAhead)
 		t.waited.Add(int64(time.Since(waitStart)))
 		if !ok {
 			s.Log.Info("a chunk did not arrive in time; cutting the response", "blob", h, "chunk", i)
@@ -133,8 +91,8 @@ func (s *Server) serveRange(w http.ResponseWriter, r *http.Request, h manifests.
 		// ReadFrom). Read-then-send in turn made each hop of a LAN chain ~10% slower
 		// than its link, and a chain of 16 falls further behind at every hop.
 		_ = unix.Fadvise(int(f.Fd()), off, n, unix.FADV_WILLNEED)
-		if next, err := s.Store.partialState(h); err == nil && i+1 < next.Chunks() && next.Has(i+1) {
-			nOff, nLen := next.ChunkRange(i + 1) // and the next one, while this one is sent
+		if i+1 < st.Chunks() && v.has(i+1) {
+			nOff, nLen := st.ChunkRange(i + 1) // and the next one, while this one is sent
 			_ = unix.Fadvise(int(f.Fd()), nOff, nLen, unix.FADV_WILLNEED)
 		}
 		if _, err := f.Seek(off, io.SeekStart); err != nil {
@@ -150,13 +108,6 @@ func (s *Server) serveRange(w http.ResponseWriter, r *http.Request, h manifests.
 	}
 }
 
-// verifiedWaiter returns a function that reports whether chunk i of the partial blob h is
-// verified, waiting up to WaitAhead for it (polling the state the fetch writes). A blob that
-// completed meanwhile has every chunk.
-func (s *Server) verifiedWaiter(h manifests.Hash, st PartialState) func(int, *http.Request) bool {
-	return s.verifiedWaiterFor(h, st, s.WaitAhead)
-}
-
 // statePoll is how often a transfer waiting for a chunk reads the state again: every hop
 // of a LAN passing a blob on waits about half of it per chunk, and a read of a small file
 // costs microseconds.
@@ -164,37 +115,6 @@ const statePoll = 10 * time.Millisecond
 
 // firstChunkWait bounds the wait before a response starts.
 const firstChunkWait = 5 * time.Second
-
-func (s *Server) verifiedWaiterFor(h manifests.Hash, st PartialState, wait time.Duration) func(int, *http.Request) bool {
-	return func(i int, r *http.Request) bool {
-		deadline := time.Now().Add(wait)
-		for {
-			if st.Has(i) {
-				return true
-			}
-			next, err := s.Store.partialState(h)
-			switch {
-			case err == nil && next.Size == st.Size && next.ChunkSize == st.ChunkSize:
-				st = next
-				if st.Has(i) {
-					return true
-				}
-			case errors.Is(err, fs.ErrNotExist):
-				if _, serr := os.Stat(s.Store.BlobPath(h)); serr == nil {
-					return true
-				}
-			}
-			if time.Now().After(deadline) {
-				return false
-			}
-			select {
-			case <-r.Context().Done():
-				return false
-			case <-time.After(statePoll):
-			}
-		}
-	}
-}
 
 // parseRange reads a single "bytes=" range against size: start, end (inclusive), whether
 // it was a range at all, and whether it is satisfiable. Several ranges are answered whole.

@@ -3,7 +3,6 @@ package peer
 import (
 	"encoding/json"
 	"errors"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -51,9 +50,9 @@ type Server struct {
 	once      sync.Once
 	runMu     sync.Mutex
 	running   map[*transfer]struct{}
-	clients   map[string]knownClient // by client host: its last transfer's rate (Preempt)
-	link      rateMax                // the best rate this device showed lately: sending, or its own download
-	growth    sync.Map               // blob hash → heldSample: how fast its own fetch verifies a partial blob
+	clients   map[string]knownClient        // by client host: its last transfer's rate (Preempt)
+	link      rateMax                       // the best rate this device showed lately: sending, or its own download
+	growth    map[manifests.Hash]heldSample // how fast its own fetch verifies each partial blob
 	preempted atomic.Int64
 	slots     chan struct{}
 	active    atomic.Int64
@@ -78,6 +77,7 @@ func (s *Server) init() {
 		s.slots = make(chan struct{}, s.Limit)
 		s.running = map[*transfer]struct{}{}
 		s.clients = map[string]knownClient{}
+		s.growth = map[manifests.Hash]heldSample{}
 		s.metrics = newMetrics(s)
 	})
 }
@@ -155,9 +155,9 @@ func (s *Server) status() Status {
 	if ents, err := os.ReadDir(filepath.Join(s.Store.Dir(), "blobs", "sha256")); err == nil {
 		st.Complete = len(ents)
 	}
-	if ps, err := s.Store.PartialBlobs(); err == nil {
-		for h, p := range ps {
-			st.Partial = append(st.Partial, PartialStatus{Blob: h, Size: p.Size, Verified: p.VerifiedBytes()})
+	for _, h := range s.Store.partialHashes() {
+		if v, err := s.Store.view(h); err == nil && !v.complete {
+			st.Partial = append(st.Partial, PartialStatus{Blob: h, Size: v.st.Size, Verified: v.st.VerifiedBytes()})
 		}
 	}
 	if doc, _ := s.Store.Index(); doc != nil {
@@ -175,47 +175,24 @@ func (s *Server) serveStatus(w http.ResponseWriter, _ *http.Request) {
 	_ = enc.Encode(s.status())
 }
 
-// holding reports what the store holds of blob h: complete, or verified bytes of a partial.
-// A partial with nothing verified yet counts while its fetch is alive (its state written in
-// the last activeFetch): other devices then stream from it instead of all going to the WAN.
-func (s *Server) holding(h manifests.Hash) (complete bool, held int64, ok bool) {
-	if fi, err := os.Stat(s.Store.BlobPath(h)); err == nil && fi.Mode().IsRegular() {
-		return true, fi.Size(), true
-	}
-	if s.CompleteOnly {
-		return false, 0, false
-	}
-	if fi, err := os.Stat(s.Store.partialPath(h) + ".state"); err != nil || time.Since(fi.ModTime()) > activeFetch {
-		if st, err := s.Store.partialState(h); err != nil || st.VerifiedBytes() == 0 {
-			return false, 0, false
-		}
-	}
-	st, err := s.Store.partialState(h)
+// view is what the store holds of blob h, or false (nothing, a stale empty partial,
+// or CompleteOnly and not complete). It learns this device's own download rate on the way.
+func (s *Server) view(h manifests.Hash) (*blobView, bool) {
+	v, err := s.Store.view(h)
 	if err != nil {
-		if !errors.Is(err, fs.ErrNotExist) {
+		if !errors.Is(err, errNotHeld) {
 			s.Log.Warn("a partial blob's state does not read", "blob", h, "err", err)
 		}
-		return false, 0, false
+		return nil, false
 	}
-	s.observeGrowth(h, st.VerifiedBytes(), time.Now())
-	return false, st.VerifiedBytes(), true
-}
-
-// observeGrowth learns this device's own download rate from a partial blob's verified
-// bytes over time: part of the link rate that Preempt compares transfers with.
-func (s *Server) observeGrowth(h manifests.Hash, held int64, now time.Time) {
-	v, ok := s.growth.Load(h)
-	if !ok {
-		s.growth.Store(h, heldSample{held: held, at: now})
-		return
+	if s.CompleteOnly && !v.complete {
+		return nil, false
 	}
-	old := v.(heldSample)
-	if d := now.Sub(old.at); d >= growthAfter {
-		if held > old.held {
-			s.link.observe(float64(held-old.held)/d.Seconds(), now)
-		}
-		s.growth.Store(h, heldSample{held: held, at: now})
+	_, held, ok := v.held()
+	if ok && !v.complete {
+		s.observeGrowth(h, held, time.Now())
 	}
+	return v, ok
 }
 
 // activeFetch: a partial blob whose state was written this recently is being fetched.

@@ -128,7 +128,7 @@ func (s *Server) serveProbe(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if _, _, ok := s.holding(h); !ok {
+	if _, ok := s.view(h); !ok {
 		http.NotFound(w, r)
 		return
 	}
@@ -214,4 +214,25 @@ func (s *Server) policy() Policy {
 		return *s.Policy
 	}
 	return DefaultPolicy
+}
+
+// observeGrowth learns this device's own download rate from a partial blob's verified
+// bytes over time: part of the link rate that Preempt compares transfers with.
+func (s *Server) observeGrowth(h manifests.Hash, held int64, now time.Time) {
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	old, ok := s.growth[h]
+	if !ok || len(s.growth) >= maxKnown {
+		if !ok && len(s.growth) >= maxKnown {
+			clear(s.growth)
+		}
+		s.growth[h] = heldSample{held: held, at: now}
+		return
+	}
+	if d := now.Sub(old.at); d >= rateAfter {
+		if held > old.held {
+			s.link.observe(float64(held-old.held)/d.Seconds(), now)
+		}
+		s.growth[h] = heldSample{held: held, at: now}
+	}
 }

@@ -182,25 +182,32 @@ func (s *Store) Index() (doc, sig []byte) {
 
 // PartialBlobs lists the blobs being fetched, with their states.
 func (s *Store) PartialBlobs() (map[manifests.Hash]PartialState, error) {
-	ents, err := os.ReadDir(filepath.Join(s.dir, "partial"))
-	if err != nil {
+	if _, err := os.Stat(filepath.Join(s.dir, "partial")); err != nil {
 		return nil, err
 	}
 	out := map[manifests.Hash]PartialState{}
-	for _, e := range ents {
-		name, ok := strings.CutSuffix(e.Name(), ".state")
-		if !ok {
-			continue
-		}
-		h, err := manifests.ParseHash(name)
-		if err != nil {
-			continue
-		}
+	for _, h := range s.partialHashes() {
 		if st, err := s.partialState(h); err == nil {
 			out[h] = st
 		}
 	}
 	return out, nil
+}
+
+// partialHashes lists the blobs with a state file in partial/.
+func (s *Store) partialHashes() []manifests.Hash {
+	ents, _ := os.ReadDir(filepath.Join(s.dir, "partial"))
+	var out []manifests.Hash
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".state")
+		if !ok {
+			continue
+		}
+		if h, err := manifests.ParseHash(name); err == nil {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 func (s *Store) partialState(h manifests.Hash) (PartialState, error) {

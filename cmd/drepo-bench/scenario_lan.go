@@ -161,8 +161,13 @@ func publishLocal(ctx context.Context, drepo, dir, repo string) error {
 	}
 	defer func() { stop(); _ = serve.Wait() }()
 	cfg := filepath.Join(dir, "admin.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("source: %s\nsigning_key: %s\nstate_dir: %s\nrepositories:\n  - {name: r, url: \"http://127.0.0.1:%d/\"}\n",
-		filepath.Join(dir, "source"), filepath.Join(dir, "key.key"), filepath.Join(dir, "state"), port)), 0o644); err != nil {
+	// DREPO_BENCH_LAN_CHUNK (e.g. 1M) publishes with that chunk size
+	chunk := ""
+	if c := os.Getenv("DREPO_BENCH_LAN_CHUNK"); c != "" {
+		chunk = "chunk_size: " + c + "\n"
+	}
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("source: %s\nsigning_key: %s\nstate_dir: %s\n%srepositories:\n  - {name: r, url: \"http://127.0.0.1:%d/\"}\n",
+		filepath.Join(dir, "source"), filepath.Join(dir, "key.key"), filepath.Join(dir, "state"), chunk, port)), 0o644); err != nil {
 		return err
 	}
 	var last error

@@ -101,7 +101,11 @@ Examples:
 			if err != nil {
 				return err
 			}
-			rep, err := mirror.Sync(c.Context, mirror.SyncOptions{
+			chunk, err := cfg.chunkSize()
+			if err != nil {
+				return err
+			}
+			rep, err := mirror.Sync(c.Context, mirror.SyncOptions{ChunkSize: chunk,
 				Source: cfg.Source, SigningKey: key, Keys: keys, StateDir: cfg.stateDir(), Repos: repos,
 				Transfers: c.Int("transfers"), BWLimit: bw, DryRun: c.Bool("dry-run"), Full: c.Bool("full"),
 				Keep: keep, KeepApps: keepApps, AllowRemovals: c.Bool("allow-removals"), Republish: c.StringSlice("republish"),

@@ -32,6 +32,11 @@ type Config struct {
 	Peers         Peers        `yaml:"peers" json:"peers"`
 	Serve         Serve        `yaml:"serve" json:"serve"`
 	Keep          Keep         `yaml:"keep" json:"keep"`
+	// ChunkSize is the chunk size of the manifests sync builds (a size: 1M, 4M; default
+	// 4 MiB). A LAN passes a blob on one chunk at a time, so smaller chunks make shorter hops
+	// (README: How a device picks its sources). A published version keeps its manifest: sync
+	// refuses to change its chunk size (like any change) unless --republish.
+	ChunkSize string `yaml:"chunk_size,omitempty" json:"chunk_size,omitempty"`
 
 	path  string         // the file this came from
 	lines map[string]int // field path → line, for errors found after loading (secrets)
@@ -247,7 +252,28 @@ func (c *Config) validate(d nodeDecoder) error {
 			return d.errf("serve.max_upload", "%v", err)
 		}
 	}
+	if c.ChunkSize != "" {
+		if _, err := c.chunkSize(); err != nil {
+			return d.errf("chunk_size", "%v", err)
+		}
+	}
 	return nil
+}
+
+// chunkSize is chunk_size in bytes (0: the default): 64 KiB to 256 MiB, a multiple of
+// 4 KiB (devices write whole chunks past the page cache, which wants 4 KiB alignment).
+func (c *Config) chunkSize() (int64, error) {
+	if c.ChunkSize == "" {
+		return 0, nil
+	}
+	n, err := parseSize(c.ChunkSize)
+	if err != nil {
+		return 0, err
+	}
+	if n < manifests.MinChunkSize || n > manifests.MaxChunkSize || n%4096 != 0 {
+		return 0, fmt.Errorf("%d bytes: want 64K to 256M, a multiple of 4K", n)
+	}
+	return n, nil
 }
 
 // resolve makes paths absolute (relative to the config's folder). Secrets are read only
