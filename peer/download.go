@@ -181,6 +181,10 @@ func (f *fetcher) tryRun(ctx context.Context, s Source, bw *blobWant, q Query, f
 	defer rc.Close()
 	rep := f.report(s)
 	began, before := time.Now(), st.VerifiedBytes()
+	f.log.Debug("transfer", "source", s.Name, "blob", fl.SHA256, "from_chunk", *a, "to_chunk", b)
+	defer func() {
+		f.log.Debug("transfer ended", "source", s.Name, "verified_bytes", p.State().VerifiedBytes()-before, "seconds", time.Since(began).Seconds(), "err", err)
+	}()
 	delivered := func() int64 { return p.State().VerifiedBytes() - before }
 	if g := f.lanGroup(); g != nil {
 		wctx, wstop := context.WithCancel(ctx)

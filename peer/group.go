@@ -76,17 +76,18 @@ func (g *PeerGroup) SendErrors() int64 { return g.sendErrors.Load() }
 
 // discover asks who has what q names: the targets and the peers heard lately, the request
 // sent again within the wait (DiscoveryResends), so one lost datagram loses no answer.
-func (g *PeerGroup) discover(ctx context.Context, q Query) ([]Found, error) {
+// small: q is an index or a manifest.
+func (g *PeerGroup) discover(ctx context.Context, q Query, small bool) ([]Found, error) {
 	q.Instance = g.Instance
 	wait := g.Wait
 	switch {
 	case wait > 0:
-	case q.Kind == KindBlob:
-		wait = 250 * time.Millisecond
-	default:
+	case small:
 		// an index or a manifest: one answer will do, and an answer missed costs only a few
 		// KB from the repository, while every device of a LAN that starts together waits it
 		wait = 100 * time.Millisecond
+	default:
+		wait = 250 * time.Millisecond
 	}
 	targets := g.targets(time.Now())
 	found, errs, err := Discover(ctx, q, targets, wait, DiscoveryResends(wait, rand.New(rand.NewPCG(rand.Uint64(), 0))))

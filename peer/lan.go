@@ -132,7 +132,7 @@ const settleRounds = 3
 // on to the sources after the peers (Policy.WaitForLAN; only for a file's blob, bw).
 func (f *fetcher) lanSources(ctx context.Context, g *PeerGroup, group Source, q Query, bw *blobWant) (srcs []Source, wait bool) {
 	pol := g.policy()
-	found, err := g.discover(ctx, q)
+	found, err := g.discover(ctx, q, bw == nil)
 	if err != nil {
 		f.sourceFailed(group, "discovery", err) // as lost datagrams: asked again below
 	}
@@ -143,27 +143,19 @@ func (f *fetcher) lanSources(ctx context.Context, g *PeerGroup, group Source, q 
 	}
 	now := time.Now()
 	cands := f.lan.cands(found, q, now, f.isBanned)
-	ahead := func() bool {
-		for _, c := range cands {
-			if c.ahead(need) {
-				return true
-			}
-		}
-		return false
-	}
-	if bw != nil && !bw.settled && need.Have == 0 && g.Settle > 0 && !ahead() {
-		// nobody ahead answered: a device that started a moment earlier may be about to
-		// hold it, and no answer at all is not yet "nobody has it" (lost datagrams): ask
-		// again after a random wait, and while nobody answers at all, up to settleRounds
-		// times, each wait a little longer
+	if bw != nil && !bw.settled && need.Have == 0 && g.Settle > 0 && len(found) == 0 {
+		// nobody answered: a device that started a moment earlier may be about to hold
+		// it, and no answer at all is not yet "nobody has it" (lost datagrams): ask again
+		// after a random wait, up to settleRounds times, each wait a little longer. A
+		// device that hears others, none ahead of it, leads at once.
 		bw.settled = true
-		for round := 0; round < settleRounds && !ahead() && (round == 0 || len(found) == 0); round++ {
+		for round := 0; round < settleRounds && len(found) == 0; round++ {
 			select {
 			case <-ctx.Done():
 				return nil, false
 			case <-time.After(rand.N(g.Settle) + time.Duration(round)*g.Settle/4):
 			}
-			if found, err = g.discover(ctx, q); err != nil {
+			if found, err = g.discover(ctx, q, false); err != nil {
 				f.sourceFailed(group, "discovery", err)
 			}
 			now = time.Now()
@@ -238,7 +230,7 @@ func (f *fetcher) watchLeave(ctx context.Context, g *PeerGroup, src Source, q Qu
 		}
 		t := Transfer{Source: src.instance, Started: started, Bytes: delivered()}
 		f.lan.rate(src.instance, t.Rate(now))
-		found, err := g.discover(ctx, q)
+		found, err := g.discover(ctx, q, false)
 		if err != nil || ctx.Err() != nil {
 			continue
 		}

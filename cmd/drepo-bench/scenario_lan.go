@@ -256,7 +256,11 @@ func (l *lanBench) round(ctx context.Context, mode string) (string, error) {
 	var wg, fast sync.WaitGroup
 	var mu sync.Mutex
 	for i := 1; i <= devices; i++ {
-		args := []string{"--config", filepath.Join(l.dir, fmt.Sprintf("device%d.yaml", i)), "--log-level", "info", "fetch", "os@1.0", "--json"}
+		level := "info"
+		if v := os.Getenv("DREPO_BENCH_LAN_LOG"); v != "" {
+			level = v // debug: every transfer's start and end in the devices' reports
+		}
+		args := []string{"--config", filepath.Join(l.dir, fmt.Sprintf("device%d.yaml", i)), "--log-level", level, "fetch", "os@1.0", "--json"}
 		if mode == "repository" || mode == "alone" {
 			args = append(args, "--no-peers")
 		}
