@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -155,11 +156,15 @@ type Found struct {
 	From *net.UDPAddr // the address the answer came from: its discovery socket
 }
 
-// Discover sends q to every target (broadcast addresses and static peers), again at each
-// offset of resends, and collects the answers that arrive within wait, one per instance,
-// dropping our own and any that does not answer q. sendErrs counts datagrams that could
-// not be sent; it is an error only when no request at all went out.
-func Discover(ctx context.Context, q Query, targets []*net.UDPAddr, wait time.Duration, resends []time.Duration) (found []Found, sendErrs int, err error) {
+// Discover sends q to every target (broadcast addresses and static peers) and to recent
+// (peers that answered lately, by unicast), again at each offset of resends, and collects
+// the answers that arrive within wait, one per instance, dropping our own and any that
+// does not answer q. A resend goes to the recent peers that have not answered yet, and to
+// the targets only while nobody answered: a lost datagram is made up for without a peer
+// that answered hearing the question again (each peer answers an address a bounded number
+// of times a second). sendErrs counts datagrams that could not be sent; it is an error only
+// when no request at all went out.
+func Discover(ctx context.Context, q Query, targets, recent []*net.UDPAddr, wait time.Duration, resends []time.Duration) (found []Found, sendErrs int, err error) {
 	conn, err := listenBroadcast()
 	if err != nil {
 		return nil, 0, err
@@ -167,8 +172,20 @@ func Discover(ctx context.Context, q Query, targets []*net.UDPAddr, wait time.Du
 	defer conn.Close()
 	req := EncodeQuery(q)
 	sent := 0
+	answered := map[string]bool{}
+	first := true
 	send := func() {
-		for _, t := range targets {
+		var to []*net.UDPAddr
+		if first || len(found) == 0 {
+			to = append(to, targets...)
+		}
+		for _, r := range recent {
+			if !answered[r.String()] && !slices.ContainsFunc(targets, func(t *net.UDPAddr) bool { return t.String() == r.String() }) {
+				to = append(to, r)
+			}
+		}
+		first = false
+		for _, t := range to {
 			if _, err := conn.WriteToUDP(req, t); err == nil {
 				sent++
 			} else {
@@ -197,7 +214,7 @@ func Discover(ctx context.Context, q Query, targets []*net.UDPAddr, wait time.Du
 		if rerr != nil {
 			var ne net.Error
 			if !errors.As(rerr, &ne) || !ne.Timeout() || !until.Before(deadline) || ctx.Err() != nil {
-				if sent == 0 && len(targets) > 0 {
+				if sent == 0 && len(targets)+len(recent) > 0 {
 					return nil, sendErrs, errors.New("peer: discovery: no request could be sent")
 				}
 				return found, sendErrs, nil // the wait is over
@@ -212,6 +229,7 @@ func Discover(ctx context.Context, q Query, targets []*net.UDPAddr, wait time.Du
 			continue
 		}
 		seen[a.Instance] = true
+		answered[addr.String()] = true
 		found = append(found, Found{Answer: a, IP: addr.IP, From: addr})
 	}
 }

@@ -89,8 +89,7 @@ func (g *PeerGroup) discover(ctx context.Context, q Query, small bool) ([]Found,
 	default:
 		wait = 250 * time.Millisecond
 	}
-	targets := g.targets(time.Now())
-	found, errs, err := Discover(ctx, q, targets, wait, DiscoveryResends(wait, rand.New(rand.NewPCG(rand.Uint64(), 0))))
+	found, errs, err := Discover(ctx, q, g.Targets, g.recentPeers(time.Now()), wait, DiscoveryResends(wait, rand.New(rand.NewPCG(rand.Uint64(), 0))))
 	if errs > 0 {
 		g.sendErrors.Add(int64(errs))
 		if g.Log != nil {
@@ -104,11 +103,11 @@ func (g *PeerGroup) discover(ctx context.Context, q Query, small bool) ([]Found,
 	return found, nil
 }
 
-// targets is Targets plus the peers heard within rememberPeers.
-func (g *PeerGroup) targets(now time.Time) []*net.UDPAddr {
+// recentPeers are the peers heard within rememberPeers.
+func (g *PeerGroup) recentPeers(now time.Time) []*net.UDPAddr {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	out := append([]*net.UDPAddr(nil), g.Targets...)
+	var out []*net.UDPAddr
 	for k, r := range g.recent {
 		if now.Sub(r.at) > rememberPeers {
 			delete(g.recent, k)

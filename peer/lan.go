@@ -210,13 +210,13 @@ func (f *fetcher) isBanned(fd Found) bool {
 	return f.banned["peer "+net.JoinHostPort(fd.IP.String(), strconv.Itoa(int(fd.HTTPPort)))]
 }
 
-// watchLeave runs beside a transfer from src while a LAN exists: every half second after
+// watchLeave runs beside a transfer from src while a LAN exists: every second after
 // the policy's sample time it asks the LAN for the blob and, when Policy.Leave names peers
 // ahead that are much faster, records them in bw.prefer and ends the transfer (cancel).
 // The verified chunks stay; the next round asks those peers first. It returns when ctx ends.
 func (f *fetcher) watchLeave(ctx context.Context, g *PeerGroup, src Source, q Query, bw *blobWant, started time.Time, delivered func() int64, cancel context.CancelCauseFunc) {
 	pol := g.policy()
-	tick := time.NewTicker(500 * time.Millisecond)
+	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		select {

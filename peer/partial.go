@@ -27,6 +27,7 @@ type Partial struct {
 	// filesystem refuses it; see writePiece.
 	direct *os.File
 
+	persistMu  sync.Mutex // serialises Persist
 	mu         sync.Mutex
 	st         PartialState
 	pending    int            // chunks marked since the last Persist
@@ -198,6 +199,10 @@ func (p *Partial) Announce() error {
 // written bytes durable, then writes the list (atomically), so the state never names a
 // chunk whose bytes might not be on disk.
 func (p *Partial) Persist() error {
+	// one at a time, each taking its snapshot after the last one was written: a slower
+	// older write can never land after a newer one and make the state go back
+	p.persistMu.Lock()
+	defer p.persistMu.Unlock()
 	p.mu.Lock()
 	b := p.st.Encode()
 	p.pending = 0

@@ -292,7 +292,7 @@ func Simulate(c SimConfig) SimResult {
 			}
 			if d.src != simNone {
 				// a transfer runs: the policy may leave it for a much faster peer
-				d.decideAt = now + 500*time.Millisecond
+				d.decideAt = now + time.Second
 				var srcID uint64
 				if d.src >= 0 {
 					srcID = devs[d.src].id

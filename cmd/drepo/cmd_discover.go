@@ -83,7 +83,7 @@ Examples:
 			rows := []row{}
 			for _, a := range asks {
 				a.Q.Instance = id
-				found, _, err := peer.Discover(c.Context, a.Q, targets, c.Duration("wait"), peer.DiscoveryResends(c.Duration("wait"), nil))
+				found, _, err := peer.Discover(c.Context, a.Q, targets, nil, c.Duration("wait"), peer.DiscoveryResends(c.Duration("wait"), nil))
 				if err != nil {
 					return err
 				}
