@@ -89,6 +89,59 @@ func changedVersions(known []*manifests.Index, next []manifests.AppEntry) []chan
 	return out
 }
 
+// adoptPublished keeps the published manifest of every changed version whose files are
+// the same (paths, hashes, sizes, modes) and whose chunk size alone differs: chunk_size
+// (or its default) changed since the version was published, and a published version is
+// immutable. It returns how many versions it took back; the others stay changed.
+func adoptPublished(ctx context.Context, changed []changedVersion, versions []*Version, remotes []dav.Remote, opt SyncOptions) int {
+	n := 0
+	for _, c := range changed {
+		i := slices.IndexFunc(versions, func(v *Version) bool { return versionID(v.Entry()) == c.id })
+		if i < 0 {
+			continue
+		}
+		for _, r := range remotes {
+			if r == nil {
+				continue
+			}
+			doc, err := dav.ReadManifestDoc(ctx, r, c.old, opt.readOpts())
+			if err != nil {
+				continue
+			}
+			old, err := manifests.DecodeManifest(doc)
+			if err != nil || !sameFiles(old, versions[i].Manifest) {
+				break
+			}
+			opt.Log.Info("keeping the published manifest of an unchanged version (its chunk size differs from chunk_size)",
+				"version", c.id, "chunk_size", old.ChunkSize)
+			versions[i] = &Version{Manifest: old, Doc: doc, Hash: c.old, Dir: versions[i].Dir}
+			n++
+			break
+		}
+	}
+	return n
+}
+
+// sameFiles reports whether two manifests of one app version list the same files.
+func sameFiles(a, b *manifests.Manifest) bool {
+	if a.App != b.App || a.Version != b.Version || len(a.Files) != len(b.Files) {
+		return false
+	}
+	key := func(f manifests.File) string {
+		return fmt.Sprintf("%s\x00%s\x00%d\x00%v", f.Path, f.SHA256, f.Size, f.Executable)
+	}
+	want := map[string]bool{}
+	for _, f := range a.Files {
+		want[key(f)] = true
+	}
+	for _, f := range b.Files {
+		if !want[key(f)] {
+			return false
+		}
+	}
+	return true
+}
+
 // describeChange names the files that differ between a published manifest (read by hash
 // from the first repository that has it) and the source's.
 func describeChange(ctx context.Context, c changedVersion, next *Version, remotes []dav.Remote, opt SyncOptions) string {

@@ -221,6 +221,9 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 		}
 	}
 	d, err := decideIndex(ctx, opt, st, versions, remotes, current)
+	if err == nil && adoptPublished(ctx, changedVersions(d.known, d.entries), versions, remotes, opt) > 0 {
+		d, err = decideIndex(ctx, opt, st, versions, remotes, current)
+	}
 	if err == nil {
 		err = checkRemovals(d.published, d.removed, retained, opt.AllowRemovals)
 	}

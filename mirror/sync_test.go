@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -368,5 +370,58 @@ func TestVerifyReportsExpiredIndex(t *testing.T) {
 	v := Verify(ctx, repoOf(s, "r", 0), w, VerifyOptions{Keys: []minisign.PublicKey{pub}})
 	if v.OK || len(v.Problems) != 1 || !strings.Contains(v.Problems[0].Detail, "expired") {
 		t.Fatalf("expired index: %+v", v)
+	}
+}
+
+// A new chunk size applies to new versions only: a published version keeps its manifest
+// (it is immutable), so changing chunk_size is not a change of every published version.
+func TestSyncNewChunkSizeKeepsPublishedManifests(t *testing.T) {
+	ctx := context.Background()
+	key, _ := testKeys(t)
+	src := makeSource(t)
+	srv := davtest.StartDrepo(t, davtest.DrepoOptions{})
+	opt := syncOpts(t, src, key, repoOf(srv, "main", 10))
+	if rep, err := Sync(ctx, opt); err != nil || rep.Failed() {
+		t.Fatalf("first sync: %+v %v", rep, err)
+	}
+	first, _ := os.ReadFile(filepath.Join(srv.Root, dav.IndexName))
+	opt.ChunkSize = 256 << 10
+	if rep, err := Sync(ctx, opt); err != nil || rep.Failed() {
+		t.Fatalf("sync with another chunk size: %+v %v", rep, err)
+	}
+	again, _ := os.ReadFile(filepath.Join(srv.Root, dav.IndexName))
+	x1, _ := manifests.DecodeIndex(first)
+	x2, _ := manifests.DecodeIndex(again)
+	if !slices.Equal(x1.Apps, x2.Apps) {
+		t.Fatalf("published versions changed with the chunk size:\n%+v\n%+v", x1.Apps, x2.Apps)
+	}
+	// a new version gets the new chunk size
+	if err := os.MkdirAll(filepath.Join(src, "newapp", "1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(src, "newapp", "1", "f"), randBytes(600<<10, 9), 0o644)
+	if rep, err := Sync(ctx, opt); err != nil || rep.Failed() {
+		t.Fatalf("sync of a new version: %+v %v", rep, err)
+	}
+	third, _ := os.ReadFile(filepath.Join(srv.Root, dav.IndexName))
+	x3, _ := manifests.DecodeIndex(third)
+	e, ok := x3.Find("newapp", "1")
+	if !ok {
+		t.Fatal("the new version is not published")
+	}
+	doc, _ := os.ReadFile(filepath.Join(srv.Root, manifests.BlobPath(e.Manifest)))
+	m, _ := manifests.DecodeManifest(doc)
+	if m.ChunkSize != 256<<10 {
+		t.Fatalf("the new version has chunk size %d, want %d", m.ChunkSize, 256<<10)
+	}
+	// a real change is still refused
+	for _, e := range x1.Apps {
+		p := filepath.Join(src, e.App, e.Version)
+		ents, _ := os.ReadDir(p)
+		os.WriteFile(filepath.Join(p, ents[0].Name()), []byte("changed"), 0o644)
+		break
+	}
+	if _, err := Sync(ctx, opt); !errors.Is(err, ErrRepublish) {
+		t.Fatalf("a changed published version: %v", err)
 	}
 }
