@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -143,13 +144,14 @@ func (f *fetcher) lanSources(ctx context.Context, g *PeerGroup, group Source, q 
 	}
 	now := time.Now()
 	cands := f.lan.cands(found, q, now, f.isBanned)
-	if bw != nil && !bw.settled && need.Have == 0 && g.Settle > 0 && len(found) == 0 {
-		// nobody answered: a device that started a moment earlier may be about to hold
-		// it, and no answer at all is not yet "nobody has it" (lost datagrams): ask again
-		// after a random wait, up to settleRounds times, each wait a little longer. A
-		// device that hears others, none ahead of it, leads at once.
+	if bw != nil && !bw.settled && need.Have == 0 && g.Settle > 0 && !slices.ContainsFunc(cands, func(c Cand) bool { return c.ahead(need) }) {
+		// nobody ahead answered: a device that started a moment earlier (with a lower
+		// instance id) may not have announced the blob yet, and no answer at all is not
+		// yet "nobody has it" (lost datagrams): ask again after a random wait; while
+		// nobody answers at all, up to settleRounds times, each wait a little longer.
+		// Leading at once when only devices behind answered made three leaders of one LAN.
 		bw.settled = true
-		for round := 0; round < settleRounds && len(found) == 0; round++ {
+		for round := 0; round < settleRounds && (round == 0 || len(found) == 0); round++ {
 			select {
 			case <-ctx.Done():
 				return nil, false

@@ -332,9 +332,11 @@ func Simulate(c SimConfig) SimResult {
 				}
 			}
 			cs := cands(d, now)
-			heard := slices.ContainsFunc(cs, func(x peer.Cand) bool { return !x.Banned })
-			if !d.settled && d.have == 0 && c.Settle > 0 && !heard {
-				// nobody answered: ask again after a random wait (peer.lanSources)
+			ahead := slices.ContainsFunc(cs, func(x peer.Cand) bool {
+				return !x.Banned && (x.Complete || x.Held > d.have || (x.Held == d.have && x.ID < d.id))
+			})
+			if !d.settled && d.have == 0 && c.Settle > 0 && !ahead {
+				// nobody ahead answered: ask again after a random wait (peer.lanSources)
 				d.settled = true
 				d.decideAt = now + c.Wait + time.Duration(rnd.Int64N(int64(c.Settle)))
 				continue
