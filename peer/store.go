@@ -194,6 +194,18 @@ func (s *Store) PartialBlobs() (map[manifests.Hash]PartialState, error) {
 	return out, nil
 }
 
+// PartialBytes is how many verified bytes the store holds in partial blobs (what a fetch
+// has brought in so far; benchmarks and tests watch it).
+func (s *Store) PartialBytes() int64 {
+	var n int64
+	for _, h := range s.partialHashes() {
+		if st, err := s.partialState(h); err == nil {
+			n += st.VerifiedBytes()
+		}
+	}
+	return n
+}
+
 // partialHashes lists the blobs with a state file in partial/.
 func (s *Store) partialHashes() []manifests.Hash {
 	ents, _ := os.ReadDir(filepath.Join(s.dir, "partial"))

@@ -359,16 +359,11 @@ func (l *lanBench) killLeader(ctx context.Context, cmds []*exec.Cmd) int {
 
 // verifiedBytes is what a device's store holds verified of partial blobs.
 func verifiedBytes(store string) int64 {
-	ents, _ := filepath.Glob(filepath.Join(store, "partial", "*.state"))
-	var n int64
-	for _, e := range ents {
-		if b, err := os.ReadFile(e); err == nil {
-			if st, err := peer.DecodePartialState(b); err == nil {
-				n += st.VerifiedBytes()
-			}
-		}
+	st, err := peer.OpenStore(store)
+	if err != nil {
+		return 0
 	}
-	return n
+	return st.PartialBytes()
 }
 
 func lastLines(s string, n int) string {

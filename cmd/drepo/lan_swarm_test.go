@@ -106,16 +106,11 @@ func (w *swarmLAN) holds(i int) bool {
 
 // verified is what device i's store holds verified of partial blobs.
 func (w *swarmLAN) verified(i int) int64 {
-	ents, _ := filepath.Glob(filepath.Join(w.dir, fmt.Sprintf("store%d", i), "partial", "*.state"))
-	var n int64
-	for _, e := range ents {
-		if b, err := os.ReadFile(e); err == nil {
-			if st, err := peer.DecodePartialState(b); err == nil {
-				n += st.VerifiedBytes()
-			}
-		}
+	st, err := peer.OpenStore(filepath.Join(w.dir, fmt.Sprintf("store%d", i)))
+	if err != nil {
+		return 0
 	}
-	return n
+	return st.PartialBytes()
 }
 
 // repoServed sums the bytes of the GETs in the repository's access log.
