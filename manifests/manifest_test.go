@@ -3,6 +3,7 @@ package manifests
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -56,7 +57,7 @@ func TestManifestRejects(t *testing.T) {
 		"chunk mismatch": strings.Replace(string(good), `"size":5`, `"size":4194305`, 1),
 		"bad app":        strings.Replace(string(good), `"base_system"`, `"base system"`, 1),
 		"bad version":    strings.Replace(string(good), `"12.7.4"`, `"../x"`, 1),
-		"tiny chunks":    strings.Replace(string(good), `"chunk_size":4194304`, `"chunk_size":1`, 1),
+		"tiny chunks":    strings.Replace(string(good), fmt.Sprintf(`"chunk_size":%d`, DefaultChunkSize), `"chunk_size":1`, 1),
 		"uppercase hash": strings.Replace(string(good), SumBytes(nil).String(), strings.ToUpper(SumBytes(nil).String()), 1),
 		"file and dir":   strings.Replace(string(good), `"path":"a"`, `"path":"z"`, 1),
 	}

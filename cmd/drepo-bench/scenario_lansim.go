@@ -42,7 +42,7 @@ const simHopDelay = 60 * time.Millisecond
 func simDefaults(c SimConfig) SimConfig {
 	c.Wait, c.Settle, c.HopDelay, c.Policy = 250*time.Millisecond, 500*time.Millisecond, simHopDelay, peer.DefaultPolicy
 	if c.Chunk == 0 {
-		c.Chunk = 4 << 20
+		c.Chunk = 1 << 20
 	}
 	return c
 }

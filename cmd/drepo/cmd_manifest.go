@@ -39,7 +39,7 @@ Examples:
 			&cli.StringFlag{Name: "app", Usage: "app `NAME` ([A-Za-z0-9._+-], up to 128)"},
 			&cli.StringFlag{Name: "version", Usage: "app `VERSION`"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to `FILE` instead of stdout"},
-			&cli.StringFlag{Name: "chunk-size", Value: "4M", Usage: "chunk `SIZE` (64K..256M)"},
+			&cli.StringFlag{Name: "chunk-size", Value: "1M", Usage: "chunk `SIZE` (64K..256M)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {

@@ -33,7 +33,7 @@ type Config struct {
 	Serve         Serve        `yaml:"serve" json:"serve"`
 	Keep          Keep         `yaml:"keep" json:"keep"`
 	// ChunkSize is the chunk size of the manifests sync builds (a size: 1M, 4M; default
-	// 4 MiB). A LAN passes a blob on one chunk at a time, so smaller chunks make shorter hops
+	// 1 MiB). A LAN passes a blob on one chunk at a time, so smaller chunks make shorter hops
 	// (README: How a device picks its sources). A published version keeps its manifest: sync
 	// refuses to change its chunk size (like any change) unless --republish.
 	ChunkSize string `yaml:"chunk_size,omitempty" json:"chunk_size,omitempty"`
