@@ -7,7 +7,7 @@ FUZZTIME    ?= 5m
 SCENARIOS   ?= hash
 RUNS        ?= 3
 # Debian packages the tests use (real servers and tools, never mocks)
-TEST_PKGS   := apache2 apache2-utils litmus minisign rclone curl openssl iproute2
+TEST_PKGS   := apache2 apache2-utils litmus minisign rclone curl openssl iproute2 nftables
 # the benchmark compares with these too
 BENCH_PKGS  := aria2
 DEPS_PKGS   ?= $(TEST_PKGS)
