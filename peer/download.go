@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/drepo-dev/drepo/manifests"
@@ -152,24 +153,42 @@ func copyLocal(p *Partial, loc chunkLoc, off int64, want manifests.Hash) error {
 }
 
 // run downloads chunks [a, b) of fl, trying the sources in order from where the last one
-// stopped; a chunk is marked only once it hashed to the manifest's chunk hash.
+// stopped; a chunk is marked only once it hashed to the manifest's chunk hash. Beside it,
+// a helper (help) may take the tail of the range from a complete peer with a free slot, so
+// one blob comes from two sources at once; run returns when both are done.
 func (f *fetcher) run(ctx context.Context, bw *blobWant, fl manifests.File, a, b int) error {
 	q := Query{Kind: KindBlob, Blob: fl.SHA256}
-	return f.each(ctx, q, fmt.Sprintf("%s (blob %s)", fl.Path, fl.SHA256), bw, func(s Source) error {
-		err := f.tryRun(ctx, s, bw, q, fl, &a, b)
+	lim := newRunLimit(a, b)
+	hctx, hcancel := context.WithCancel(ctx)
+	defer hcancel()
+	var helper sync.WaitGroup
+	if g := f.lanGroup(); g != nil && b-a >= helpMinChunks {
+		helper.Add(1)
+		go func() { defer helper.Done(); f.help(hctx, g, bw, q, fl, lim) }()
+	}
+	err := f.each(ctx, q, fmt.Sprintf("%s (blob %s)", fl.Path, fl.SHA256), bw, func(s Source) error {
+		err := f.tryRun(ctx, s, bw, q, fl, &a, lim, true)
 		if err != nil && !errors.Is(err, errLeft) {
 			f.sourceFailed(s, fl.Path, err)
 		}
 		return err
 	})
+	if err != nil {
+		hcancel()
+	}
+	lim.done()
+	helper.Wait() // its chunks are written or left missing for the next round
+	return err
 }
 
-// tryRun reads chunks *a..b-1 from one source with one ranged GET through the download
-// pipeline (pipeline.go), and leaves *a at the first chunk of them not verified. With a
-// LAN, watchLeave ends the transfer when the policy finds a much faster peer.
-func (f *fetcher) tryRun(ctx context.Context, s Source, bw *blobWant, q Query, fl manifests.File, a *int, b int) (err error) {
+// tryRun reads chunks *a up to lim's end from one source with one ranged GET through the
+// download pipeline (pipeline.go), and leaves *a at the first chunk of them not verified.
+// lim's end may be lowered meanwhile (a helper took the tail); the transfer then stops at
+// it. With watch, watchLeave ends the transfer when the policy finds a much faster peer.
+func (f *fetcher) tryRun(ctx context.Context, s Source, bw *blobWant, q Query, fl manifests.File, a *int, lim *runLimit, watch bool) (err error) {
 	p := bw.p
 	st := p.State()
+	b := lim.end()
 	start, _ := st.ChunkRange(*a)
 	lastOff, lastN := st.ChunkRange(b - 1)
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -180,20 +199,20 @@ func (f *fetcher) tryRun(ctx context.Context, s Source, bw *blobWant, q Query, f
 	}
 	defer rc.Close()
 	rep := f.report(s)
-	began, before := time.Now(), st.VerifiedBytes()
+	began := time.Now()
+	var got atomic.Int64 // bytes of verified chunks this transfer delivered
 	f.log.Debug("transfer", "source", s.Name, "blob", fl.SHA256, "from_chunk", *a, "to_chunk", b)
 	defer func() {
-		f.log.Debug("transfer ended", "source", s.Name, "verified_bytes", p.State().VerifiedBytes()-before, "seconds", time.Since(began).Seconds(), "err", err)
+		f.log.Debug("transfer ended", "source", s.Name, "verified_bytes", got.Load(), "seconds", time.Since(began).Seconds(), "err", err)
 	}()
-	delivered := func() int64 { return p.State().VerifiedBytes() - before }
-	if g := f.lanGroup(); g != nil {
+	if g := f.lanGroup(); g != nil && watch {
 		wctx, wstop := context.WithCancel(ctx)
-		var watch sync.WaitGroup
-		watch.Add(1)
-		go func() { defer watch.Done(); f.watchLeave(wctx, g, s, q, bw, began, delivered, cancel) }()
-		defer func() { wstop(); watch.Wait() }()
+		var w sync.WaitGroup
+		w.Add(1)
+		go func() { defer w.Done(); f.watchLeave(wctx, g, s, q, bw, began, got.Load, cancel) }()
+		defer func() { wstop(); w.Wait() }()
 	}
-	pl := newPipeline(p, fl.Chunks, func(err error) { cancel(err) })
+	pl := newPipeline(p, fl.Chunks, func(err error) { cancel(err) }, func(n int64) { got.Add(n) })
 	defer func() {
 		perr := pl.close()
 		if perr != nil {
@@ -202,14 +221,14 @@ func (f *fetcher) tryRun(ctx context.Context, s Source, bw *blobWant, q Query, f
 		if cause := context.Cause(ctx); errors.Is(cause, errLeft) && !errors.Is(err, dav.ErrCorrupt) {
 			err = cause
 		}
-		for *a < b && p.has(*a) {
+		for end := lim.end(); *a < end && p.has(*a); {
 			*a++
 		}
 		if d := time.Since(began); d >= time.Second {
-			f.lan.rate(s.instance, float64(delivered())/d.Seconds())
+			f.lan.rate(s.instance, float64(got.Load())/d.Seconds())
 		}
 	}()
-	for i := *a; i < b; i++ {
+	for i := *a; lim.take(i); i++ {
 		off, n := st.ChunkRange(i)
 		for done := int64(0); done < n; {
 			buf := pl.buffer(ctx)
@@ -218,8 +237,7 @@ func (f *fetcher) tryRun(ctx context.Context, s Source, bw *blobWant, q Query, f
 			}
 			buf = buf[:min(int64(len(buf)), n-done)]
 			k, err := io.ReadFull(rc, buf)
-			rep.Bytes += int64(k)
-			f.rep.Downloaded += int64(k)
+			f.count(rep, k)
 			if f.opt.Progress != nil && k > 0 {
 				f.opt.Progress.Add(k)
 			}

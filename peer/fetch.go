@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -69,6 +70,7 @@ var ErrNoSource = errors.New("no source could serve it")
 
 // fetcher is one run of Fetch.
 type fetcher struct {
+	mu     sync.Mutex
 	opt    FetchOptions
 	log    *slog.Logger
 	rep    *FetchReport
@@ -77,7 +79,8 @@ type fetcher struct {
 	banned map[string]bool
 	down   map[string]bool  // refused the connection: not asked again in this run
 	bad    map[string]int64 // chunks (or manifests) that failed their hash, by source
-	lan    lanMemory        // what this run learned of the LAN's peers
+	// mu guards the report and the maps above: two transfers of one blob run at once
+	lan    lanMemory // what this run learned of the LAN's peers
 	chunks map[manifests.Hash]chunkLoc
 }
 
@@ -165,6 +168,12 @@ func Fetch(ctx context.Context, opt FetchOptions) (*FetchReport, error) {
 // report returns the report entry of a source, making it on first use (peers are found
 // during the fetch).
 func (f *fetcher) report(s Source) *SourceReport {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reportLocked(s)
+}
+
+func (f *fetcher) reportLocked(s Source) *SourceReport {
 	r, ok := f.srcRep[s.Name]
 	if !ok {
 		r = &SourceReport{Name: s.Name, Kind: s.Kind}
@@ -172,6 +181,21 @@ func (f *fetcher) report(s Source) *SourceReport {
 		f.order = append(f.order, s.Name)
 	}
 	return r
+}
+
+// count adds k downloaded bytes to a source's report and the fetch's.
+func (f *fetcher) count(r *SourceReport, k int) {
+	f.mu.Lock()
+	r.Bytes += int64(k)
+	f.rep.Downloaded += int64(k)
+	f.mu.Unlock()
+}
+
+// usable reports whether a source is still asked in this run (not banned, not down).
+func (f *fetcher) usable(name string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return !f.banned[name] && !f.down[name]
 }
 
 // recordStats adds what this fetch brought in to the store's counters (for /metrics).
@@ -200,7 +224,9 @@ func (f *fetcher) groupSources(ctx context.Context, group Source, q Query, bw *b
 
 // sourceFailed records why a source failed; sending wrong bytes bans it for the run.
 func (f *fetcher) sourceFailed(s Source, what string, err error) {
-	r := f.report(s)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.reportLocked(s)
 	msg := manifests.Printable(fmt.Sprintf("%s: %v", what, err))
 	r.Errors = append(r.Errors, msg)
 	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
@@ -354,12 +380,12 @@ func (f *fetcher) each(ctx context.Context, q Query, what string, bw *blobWant, 
 		busy, lan, again := false, false, false
 	groups:
 		for _, group := range f.opt.Sources {
-			if f.down[group.Name] {
+			if !f.usable(group.Name) {
 				continue
 			}
 			srcs, wait := f.groupSources(ctx, group, q, bw)
 			for _, s := range srcs {
-				if f.banned[s.Name] || f.down[s.Name] {
+				if !f.usable(s.Name) {
 					continue
 				}
 				err := fn(s)

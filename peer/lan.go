@@ -209,6 +209,8 @@ func (f *fetcher) lanSources(ctx context.Context, g *PeerGroup, group Source, q 
 
 // isBanned reports whether a peer that answered was dropped for this run.
 func (f *fetcher) isBanned(fd Found) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	return f.banned["peer "+net.JoinHostPort(fd.IP.String(), strconv.Itoa(int(fd.HTTPPort)))]
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -24,8 +25,9 @@ type Partial struct {
 	f    *os.File
 	path string
 	// direct writes whole aligned pieces past the page cache (O_DIRECT), nil where the
-	// filesystem refuses it; see writePiece.
-	direct *os.File
+	// filesystem refuses it; see writePiece. Two transfers of one blob may write at once.
+	direct  atomic.Pointer[os.File]
+	refused atomic.Pointer[os.File] // a direct file the filesystem refused writes to
 
 	persistMu  sync.Mutex // serialises Persist
 	mu         sync.Mutex
@@ -60,7 +62,9 @@ func (s *Store) OpenPartial(h manifests.Hash, size, chunkSize int64) (*Partial, 
 	}
 	p := &Partial{s: s, h: h, f: f, path: path, st: st, announced: !fresh}
 	if chunkSize%directAlign == 0 {
-		p.direct, _ = os.OpenFile(path, os.O_WRONLY|unix.O_DIRECT, 0)
+		if d, err := os.OpenFile(path, os.O_WRONLY|unix.O_DIRECT, 0); err == nil {
+			p.direct.Store(d)
+		}
 	}
 	// announced at once: this device's peer server offers the blob from the first byte, so
 	// devices that start together can agree on one of them to fetch it (PeerGroup ranks a
@@ -104,14 +108,15 @@ const writebackWindow = 8 << 20
 // filesystem that refuses O_DIRECT, goes through WriteAt. Only the pipeline's writer
 // calls it.
 func (p *Partial) writePiece(b []byte, off int64) error {
-	if p.direct != nil && aligned(b, off) {
-		_, err := p.direct.WriteAt(b, off)
+	if d := p.direct.Load(); d != nil && aligned(b, off) {
+		_, err := d.WriteAt(b, off)
 		if !errors.Is(err, unix.EINVAL) {
 			return err
 		}
-		// the filesystem opened it but refuses the writes: buffered from now on
-		p.direct.Close()
-		p.direct = nil
+		// the filesystem opened it but refuses the writes: buffered from now on (the file
+		// is closed with the partial: another transfer may be writing through it)
+		p.direct.CompareAndSwap(d, nil)
+		p.refused.Store(d)
 	}
 	_, err := p.WriteAt(b, off)
 	return err
@@ -139,6 +144,14 @@ func (p *Partial) has(i int) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.st.Has(i)
+}
+
+// chunkLen is the length of chunk i.
+func (p *Partial) chunkLen(i int) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, n := p.st.ChunkRange(i)
+	return n
 }
 
 // ReadAt reads from the partial file (verified chunks only are meaningful).
@@ -226,9 +239,11 @@ func (p *Partial) Close() error {
 
 // closeFiles closes the partial's files.
 func (p *Partial) closeFiles() error {
-	if p.direct != nil {
-		p.direct.Close()
-		p.direct = nil
+	if d := p.direct.Swap(nil); d != nil {
+		d.Close()
+	}
+	if d := p.refused.Swap(nil); d != nil {
+		d.Close()
 	}
 	return p.f.Close()
 }

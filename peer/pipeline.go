@@ -39,9 +39,10 @@ type verdict struct {
 }
 
 type pipeline struct {
-	p      *Partial
-	chunks []manifests.Hash
-	cancel func(error) // stops the network read, with the failure as its cause
+	p        *Partial
+	chunks   []manifests.Hash
+	cancel   func(error) // stops the network read, with the failure as its cause
+	verified func(int64) // told the bytes of each chunk the pipeline verified
 
 	free     chan []byte
 	hashIn   chan *piece
@@ -55,9 +56,9 @@ type pipeline struct {
 }
 
 // newPipeline starts the stages. cancel stops the network read when a stage fails.
-func newPipeline(p *Partial, chunks []manifests.Hash, cancel func(error)) *pipeline {
+func newPipeline(p *Partial, chunks []manifests.Hash, cancel func(error), verified func(int64)) *pipeline {
 	pl := &pipeline{
-		p: p, chunks: chunks, cancel: cancel,
+		p: p, chunks: chunks, cancel: cancel, verified: verified,
 		free:     make(chan []byte, pipelineDepth),
 		hashIn:   make(chan *piece, pipelineDepth),
 		writeIn:  make(chan *piece, pipelineDepth),
@@ -163,6 +164,8 @@ func (pl *pipeline) writeStage() {
 			default:
 				if err := pl.p.Verified(v.chunk); err != nil {
 					pl.fail(err)
+				} else if pl.verified != nil {
+					pl.verified(pl.p.chunkLen(v.chunk))
 				}
 			}
 		}

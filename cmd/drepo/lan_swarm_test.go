@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -258,4 +259,44 @@ func TestLANLossyDiscovery(t *testing.T) {
 		}
 		t.Fatalf("the repository served %.2f× the app", float64(served)/float64(len(w.data)))
 	}
+}
+
+// A blob from two sources at once: with two complete peers free, a fetch streams from one
+// and, a second in, hands the second half of what is left to the other; both deliver, the
+// bytes are right, and the repository sends nothing.
+func TestLANBlobFromTwoPeersAtOnce(t *testing.T) {
+	const n = 4
+	w := newSwarmLAN(t, n, swarmData(48<<20, 74), 1<<20)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	for i := 1; i <= 2; i++ {
+		if cmd := w.fetch(ctx, i); cmd.Wait() != nil || !w.holds(i) {
+			t.Fatalf("device %d: %s", i, cmd.Stderr)
+		}
+	}
+	before := w.repoServed()
+	cmd := w.lan.Command(ctx, 3, w.bin, "--config", w.cfg(3), "--log-level", "debug", "fetch", "app@1", "--json", "--out", filepath.Join(w.dir, "out3"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil || !w.holds(3) {
+		t.Fatalf("device 3: %v\n%s", err, stderr.String())
+	}
+	var rep peer.FetchReport
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatal(err)
+	}
+	var peers []string
+	for _, s := range rep.Sources {
+		if s.Kind == peer.KindPeer && s.Bytes > 1<<20 {
+			peers = append(peers, fmt.Sprintf("%s: %d MiB", s.Name, s.Bytes>>20))
+		}
+	}
+	if len(peers) < 2 {
+		t.Fatalf("the blob came from %v; want two peers at once\n%s", peers, stderr.String())
+	}
+	if served := w.repoServed() - before; served > 1<<20 {
+		t.Fatalf("the repository served %d bytes to a device with two complete peers", served)
+	}
+	t.Logf("sources: %v", peers)
 }
