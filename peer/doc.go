@@ -4,21 +4,26 @@
 // arrives, from its verified chunks), and UDP discovery of who holds what.
 //
 // A download streams through a pipeline (pipeline.go): the network reader fills a fixed set
-// of buffers, and the chunk hasher, the writer (O_DIRECT where it can: past the page cache)
-// and the whole-file hasher take each one side by side, so a fetch costs about its slowest
-// part. With peers placed before a repository, a fetch waits for a busy LAN peer that
-// holds the blob rather than read it over the WAN again (PeerGroup.Patience): a LAN that
-// starts together fills as a chain, one chunk behind per hop, and the WAN carries it once.
+// of buffers, and the chunk hasher and the writer (O_DIRECT where it can: past the page
+// cache) take each one side by side, so a fetch costs about its slowest part. Which source,
+// when to leave a slow one, how long to wait for the LAN and when a peer server gives a
+// slow transfer's slot to another device are decided by Policy (policy.go): pure code with
+// the clock passed in, which the simulator (drepo-bench lan-sim) runs too. The fetch keeps
+// what it measured of the LAN in lanMemory and one blob's round state in blobWant, both
+// passed down, not read from fields elsewhere; a helper (help.go) may take the tail of a
+// blob from a second, complete peer while the first streams. The peer server reads a blob
+// still arriving through blobView, the one reader of the partial-blob protocol.
 //
 // Trust runs one way: an index is accepted only with a signature from a trusted key, a
 // serial not below the highest this device accepted from that key (an equal serial only
 // byte for byte), and an expiry later than both the clock and the newest creation time
 // accepted; it is stored before anything is fetched under it. A manifest is used only if it
 // hashes to the name the index gives; a chunk is written as verified only if it hashes to
-// the manifest's chunk hash; a blob moves under its final name only if the whole file hashes
-// to its name. So a repository (or later a peer) can withhold data but not alter it.
+// the manifest's chunk hash; a blob moves under its final name when every chunk is verified
+// (the signed manifest names both the file and its chunks). So a repository or a peer can
+// withhold data but not alter it.
 //
-// The store (DESIGN: device store):
+// The store:
 //
 //	<store>/blobs/sha256/<h>        complete blobs, verified, named by SHA-256
 //	<store>/partial/<h>             a blob being fetched (sparse; only verified chunks count)
