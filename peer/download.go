@@ -111,6 +111,7 @@ func (f *fetcher) blob(ctx context.Context, fl manifests.File, chunkSize int64) 
 		}
 	}
 	bw := &blobWant{p: p}
+	stuck := 0
 	for i := 0; i < n; {
 		st = p.State()
 		if st.Has(i) {
@@ -121,10 +122,19 @@ func (f *fetcher) blob(ctx context.Context, fl manifests.File, chunkSize int64) 
 		for j < n && !st.Has(j) {
 			j++
 		}
+		before := st.Count()
 		if err := f.run(ctx, bw, fl, i, j); err != nil {
 			return err
 		}
-		i = j
+		// the run's helper may have left part of the range missing (its source failed):
+		// look at the range again rather than step over it
+		if p.State().Count() == before {
+			if stuck++; stuck == 3 {
+				return fmt.Errorf("peer: %s (blob %s): chunks %d..%d stay missing: %w", fl.Path, fl.SHA256, i, j-1, ErrNoSource)
+			}
+		} else {
+			stuck = 0
+		}
 	}
 	finished = true
 	if err := p.Finish(); err != nil {

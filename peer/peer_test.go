@@ -399,3 +399,59 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 	t.Fatal("condition not met in 10 s")
 }
+
+// A helper whose peer sends wrong bytes leaves its part of the blob missing, the peer is
+// dropped, and the fetch brings that part from the repository: the blob completes with the
+// right bytes, never with a chunk left out.
+func TestHelperFailureLeavesNoHole(t *testing.T) {
+	w := newWorld(t)
+	data := randBytes(64*testChunk+7, 47)
+	w.publish("app", "1", map[string][]byte{"f": data})
+	h := manifests.SumBytes(data)
+	// device A holds the blob complete, but altered near its end: a peer that lies
+	stA := newStore(t)
+	if _, err := w.fetch(stA, "app", "1", source(t, "origin", w.srv.URL, 0)); err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Clone(data)
+	bad[60*testChunk+3] ^= 1
+	os.Chmod(stA.BlobPath(h), 0o644)
+	os.WriteFile(stA.BlobPath(h), bad, 0o444)
+	_, discoA := daemon(t, stA, 1, nil, nil)
+	// the repository sends slowly, so the helper starts while the first transfer runs
+	slow := newFaultProxy(t, w.srv.URL, h, func(ctx context.Context, rw http.ResponseWriter, body io.Reader, status int, hdr http.Header, p *faultProxy) {
+		for k, v := range hdr {
+			rw.Header()[k] = v
+		}
+		rw.WriteHeader(status)
+		buf := make([]byte, testChunk)
+		for {
+			n, err := io.ReadFull(body, buf)
+			rw.Write(buf[:n])
+			rw.(http.Flusher).Flush()
+			p.served.Add(int64(n))
+			if err != nil || ctx.Err() != nil {
+				return
+			}
+			time.Sleep(60 * time.Millisecond)
+		}
+	}, false)
+	stC := newStore(t)
+	id, _ := stC.Instance()
+	g := &PeerGroup{Targets: []*net.UDPAddr{discoA}, Instance: id, Wait: 100 * time.Millisecond, Stall: 5 * time.Second}
+	rep, err := Fetch(context.Background(), FetchOptions{Store: stC, Keys: []minisign.PublicKey{w.pub}, App: "app", Version: "1",
+		Sources: WithPeers([]Source{source(t, "origin", slow.URL, 10)}, g.Source(0), nil)})
+	if err != nil {
+		t.Fatalf("fetch: %v\n%+v", err, rep)
+	}
+	if b, _ := os.ReadFile(stC.BlobPath(h)); !bytes.Equal(b, data) {
+		t.Fatal("wrong bytes in the store")
+	}
+	var banned bool
+	for _, s := range rep.Sources {
+		banned = banned || (s.Kind == KindPeer && s.Banned)
+	}
+	if !banned {
+		t.Fatalf("the lying helper was not dropped (did the helper run?): %+v", rep.Sources)
+	}
+}
