@@ -210,6 +210,7 @@ func (f *fetcher) tryRun(ctx context.Context, s Source, bw *blobWant, q Query, f
 	defer rc.Close()
 	rep := f.report(s)
 	began := time.Now()
+	lim.source.Store(s.instance)
 	var got atomic.Int64 // bytes of verified chunks this transfer delivered
 	f.log.Debug("transfer", "source", s.Name, "blob", fl.SHA256, "from_chunk", *a, "to_chunk", b)
 	defer func() {
@@ -222,7 +223,7 @@ func (f *fetcher) tryRun(ctx context.Context, s Source, bw *blobWant, q Query, f
 		go func() { defer w.Done(); f.watchLeave(wctx, g, s, q, bw, began, got.Load, cancel) }()
 		defer func() { wstop(); w.Wait() }()
 	}
-	pl := newPipeline(p, fl.Chunks, func(err error) { cancel(err) }, func(n int64) { got.Add(n) })
+	pl := newPipeline(p, fl.Chunks, func(err error) { cancel(err) }, func(n int64) { got.Add(n); lim.got.Add(n) })
 	defer func() {
 		perr := pl.close()
 		if perr != nil {

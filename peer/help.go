@@ -10,7 +10,8 @@ import (
 
 // A blob from two sources at once: while a run's transfer streams the chunks in order, a
 // helper asks the LAN every second for a complete peer with a free slot and, when one is
-// there and enough of the range is left, takes the second half of what is left from it.
+// there, enough of the range is left and the transfer leaves room (Policy.Help), takes the
+// second half of what is left from it.
 // The two write disjoint chunks of the same partial blob through their own pipelines;
 // whatever the helper does not bring stays missing and the next round fetches it.
 
@@ -26,10 +27,13 @@ const helpMinChunks = 8
 type runLimit struct {
 	e, cur   atomic.Int64
 	finished atomic.Bool
+	got      atomic.Int64  // verified bytes the run's transfers delivered
+	source   atomic.Uint64 // the instance id of the peer the run reads (0: a repository)
+	began    time.Time
 }
 
 func newRunLimit(a, b int) *runLimit {
-	l := &runLimit{}
+	l := &runLimit{began: time.Now()}
 	l.e.Store(int64(b))
 	l.cur.Store(int64(a) - 1)
 	return l
@@ -81,6 +85,11 @@ func (f *fetcher) help(ctx context.Context, g *PeerGroup, bw *blobWant, q Query,
 		}
 		found, err := g.discover(ctx, q, false)
 		if err != nil {
+			continue
+		}
+		now := time.Now()
+		lan := LANRate(f.lan.cands(found, q, now, f.isBanned))
+		if !g.policy().Help(now, Transfer{Source: lim.source.Load(), Started: lim.began, Bytes: lim.got.Load()}, lan) {
 			continue
 		}
 		var pick *Found

@@ -190,3 +190,27 @@ func TestDiscoveryResendsWithinTheWindow(t *testing.T) {
 		}
 	}
 }
+
+// A second source helps only a transfer that leaves room on the link.
+func TestPolicyHelpsOnlyASlowTransfer(t *testing.T) {
+	p := DefaultPolicy
+	lan := 100 * mbit
+	fast := Transfer{Started: t0, Bytes: int64(8 * 90 * mbit)}
+	slow := Transfer{Started: t0, Bytes: int64(8 * 20 * mbit)}
+	if p.Help(t0.Add(8*time.Second), fast, lan) {
+		t.Fatal("a helper beside a transfer that fills the link")
+	}
+	if !p.Help(t0.Add(8*time.Second), slow, lan) {
+		t.Fatal("no helper beside a transfer at a fifth of the LAN's pace")
+	}
+	if p.Help(t0.Add(time.Second), Transfer{Started: t0}, lan) {
+		t.Fatal("a helper before the sample time")
+	}
+	// the LAN's pace unknown: a complete peer helps a repository read, not a peer's transfer
+	if !p.Help(t0.Add(8*time.Second), Transfer{Started: t0, Bytes: 1}, 0) {
+		t.Fatal("no helper beside a repository read")
+	}
+	if p.Help(t0.Add(8*time.Second), Transfer{Source: 7, Started: t0, Bytes: 1}, 0) {
+		t.Fatal("a helper beside a peer of unknown pace")
+	}
+}
