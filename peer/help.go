@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,10 +31,12 @@ type runLimit struct {
 	got      atomic.Int64  // verified bytes the run's transfers delivered
 	source   atomic.Uint64 // the instance id of the peer the run reads (0: a repository)
 	began    time.Time
+	over     chan struct{} // closed by done
+	overOnce sync.Once
 }
 
 func newRunLimit(a, b int) *runLimit {
-	l := &runLimit{began: time.Now()}
+	l := &runLimit{began: time.Now(), over: make(chan struct{})}
 	l.e.Store(int64(b))
 	l.cur.Store(int64(a) - 1)
 	return l
@@ -63,8 +66,12 @@ func (l *runLimit) split(mid int) (old int, ok bool) {
 	return old, true
 }
 
-// done marks the run over: no helper starts after it.
-func (l *runLimit) done() { l.finished.Store(true) }
+// done marks the run over: no helper starts after it, and one waiting for its next look
+// returns at once (the run waits for it).
+func (l *runLimit) done() {
+	l.finished.Store(true)
+	l.overOnce.Do(func() { close(l.over) })
+}
 
 // help is a run's helper (see above). It takes at most one tail, then returns.
 func (f *fetcher) help(ctx context.Context, g *PeerGroup, bw *blobWant, q Query, fl manifests.File, lim *runLimit) {
@@ -73,6 +80,8 @@ func (f *fetcher) help(ctx context.Context, g *PeerGroup, bw *blobWant, q Query,
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-lim.over:
 			return
 		case <-tick.C:
 		}
