@@ -334,9 +334,10 @@ func (l *lanBench) round(ctx context.Context, mode string) (string, error) {
 	return fmt.Sprintf("repository served %d MiB = %.2f× the app; last device %.1f s; devices: %s", served>>20, float64(served)/float64(l.size), last.Seconds(), strings.Join(fin, " ")), nil
 }
 
-// killLeader waits until the most advanced device (the one reading the repository: the
-// others follow it) holds 30 % of the app, then SIGKILLs its fetch and its peer daemon;
-// it returns that device (0: none). The access log cannot tell: it logs a GET at its end.
+// killLeader waits until the most advanced device holds 30 % of the app, then SIGKILLs
+// the fetch and the peer daemon of the device reading the repository: the one with an
+// established connection to its port (ss in each namespace), else the most advanced. It
+// returns that device (0: none). The access log cannot tell: it logs a GET at its end.
 func (l *lanBench) killLeader(ctx context.Context, cmds []*exec.Cmd) int {
 	for ctx.Err() == nil {
 		best, held := 0, int64(0)
@@ -346,6 +347,13 @@ func (l *lanBench) killLeader(ctx context.Context, cmds []*exec.Cmd) int {
 			}
 		}
 		if held >= l.size*3/10 {
+			for i := 1; i < len(cmds); i++ {
+				out, _ := l.lan.Command(ctx, i, "ss", "-Htn", "state", "established", "dst", l.lan.Addr(0)+":8080").Output()
+				if strings.TrimSpace(string(out)) != "" {
+					best = i
+					break
+				}
+			}
 			_ = cmds[best].Process.Kill() // ip netns exec execs drepo: the pid is drepo's
 			if d := l.daemonCmds[best]; d != nil {
 				_ = d.Process.Kill()
