@@ -59,9 +59,11 @@ type Need struct {
 }
 
 // ahead reports whether c holds more of the blob than the asker, so following c moves
-// the asker on. A peer that holds nothing yet counts at the very start only when its
-// instance id is lower: of devices that start together one leads and the others follow,
-// and none waits on one that waits on it.
+// the asker on. Of two that hold the same, the lower instance id leads and the other
+// follows, so devices that start together (or lost the same upstream) do not all read the
+// WAN and none waits on one that waits on it; past the start, only while the leader has a
+// free slot: a tied peer that is busy is most likely serving the asker's own chain, which
+// waits for the asker (a chain whose head died would stall until Idle).
 func (c Cand) ahead(n Need) bool {
 	switch {
 	case c.Banned:
@@ -69,7 +71,7 @@ func (c Cand) ahead(n Need) bool {
 	case c.Complete || c.Held > n.Have:
 		return true
 	case c.Held == n.Have:
-		return c.ID < n.Self
+		return c.ID < n.Self && (n.Have == 0 || c.Free)
 	}
 	return false
 }

@@ -134,12 +134,22 @@ func TestPolicyPatienceFollowsProgress(t *testing.T) {
 		t.Fatal("waits for peers that hold less")
 	}
 	// of two that hold the same, the lower instance id leads (follows nobody)
-	same := []Cand{{ID: 3, Held: 4 << 20}}
+	same := []Cand{{ID: 3, Held: 4 << 20, Free: true}}
 	if !p.WaitForLAN(t0, LANWait{}.Observe(t0, false, same, n), same, n) {
 		t.Fatal("the higher instance id should follow the lower one")
 	}
 	if p.WaitForLAN(t0, LANWait{}.Observe(t0, false, same, Need{Self: 2, Have: 4 << 20}), same, Need{Self: 2, Have: 4 << 20}) {
 		t.Fatal("the lower instance id should lead")
+	}
+	// past the start, a tied peer leads only with a free slot: a busy one is most likely
+	// the asker's own follower, waiting for it (the head of a chain whose leader died)
+	same[0].Free = false
+	if p.WaitForLAN(t0, LANWait{}.Observe(t0, false, same, n), same, n) {
+		t.Fatal("the new head of a chain waits for its own busy follower")
+	}
+	same[0].Free = true
+	if !p.WaitForLAN(t0, LANWait{}.Observe(t0, false, same, n), same, n) {
+		t.Fatal("a device that lost its upstream with a free tied sibling of lower id should follow it")
 	}
 }
 

@@ -333,7 +333,7 @@ func Simulate(c SimConfig) SimResult {
 			}
 			cs := cands(d, now)
 			ahead := slices.ContainsFunc(cs, func(x peer.Cand) bool {
-				return !x.Banned && (x.Complete || x.Held > d.have || (x.Held == d.have && x.ID < d.id))
+				return !x.Banned && (x.Complete || x.Held > d.have || (x.Held == d.have && x.ID < d.id && (d.have == 0 || x.Free)))
 			})
 			if !d.settled && d.have == 0 && c.Settle > 0 && !ahead {
 				// nobody ahead answered: ask again after a random wait (peer.lanSources)
