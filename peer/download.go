@@ -48,8 +48,7 @@ func chunkIndex(s *Store) (map[manifests.Hash]chunkLoc, error) {
 	return out, nil
 }
 
-// copyBuf is the size of one read or write when a file is read in order: a chunk copied
-// from another blob, or held chunks hashed into the whole-file hash.
+// copyBuf is the size of one read or write when a chunk is copied from another blob.
 const copyBuf = 1 << 20
 
 // blob makes the store hold file's blob: already there, or resumed from its verified chunks,
