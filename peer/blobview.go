@@ -94,8 +94,7 @@ func (v *blobView) open() (*os.File, error) {
 // has reports whether chunk i is verified as last read.
 func (v *blobView) has(i int) bool { return v.complete || v.st.Has(i) }
 
-// refresh reads the state again; a blob that finished meanwhile has every chunk. It
-// reports whether it learnt anything new it can trust.
+// refresh reads the state again; a blob that finished meanwhile has every chunk.
 func (v *blobView) refresh() {
 	if v.complete {
 		return

@@ -27,7 +27,6 @@ const helpMinChunks = 8
 // taken and backs off.
 type runLimit struct {
 	e, cur   atomic.Int64
-	finished atomic.Bool
 	got      atomic.Int64  // verified bytes the run's transfers delivered
 	source   atomic.Uint64 // the instance id of the peer the run reads (0: a repository)
 	began    time.Time
@@ -55,7 +54,7 @@ func (l *runLimit) take(i int) bool {
 // returns the end before.
 func (l *runLimit) split(mid int) (old int, ok bool) {
 	old = l.end()
-	if l.finished.Load() || mid >= old || int64(mid) <= l.cur.Load()+1 {
+	if l.finished() || mid >= old || int64(mid) <= l.cur.Load()+1 {
 		return 0, false
 	}
 	l.e.Store(int64(mid))
@@ -68,9 +67,16 @@ func (l *runLimit) split(mid int) (old int, ok bool) {
 
 // done marks the run over: no helper starts after it, and one waiting for its next look
 // returns at once (the run waits for it).
-func (l *runLimit) done() {
-	l.finished.Store(true)
-	l.overOnce.Do(func() { close(l.over) })
+func (l *runLimit) done() { l.overOnce.Do(func() { close(l.over) }) }
+
+// finished reports whether done was called.
+func (l *runLimit) finished() bool {
+	select {
+	case <-l.over:
+		return true
+	default:
+		return false
+	}
 }
 
 // help is a run's helper (see above). It takes at most one tail, then returns.
@@ -84,9 +90,6 @@ func (f *fetcher) help(ctx context.Context, g *PeerGroup, bw *blobWant, q Query,
 		case <-lim.over:
 			return
 		case <-tick.C:
-		}
-		if lim.finished.Load() {
-			return
 		}
 		cur, end := int(lim.cur.Load()), lim.end()
 		if end-cur < helpMinChunks {

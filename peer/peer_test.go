@@ -272,14 +272,7 @@ func TestFetchFromPeers(t *testing.T) {
 	w.publish("app", "1", map[string][]byte{"f": data})
 	h := manifests.SumBytes(data)
 	// device A: fetched from the repository, then corrupted on disk (a bad peer)
-	stA := newStore(t)
-	if _, err := w.fetch(stA, "app", "1", source(t, "origin", w.srv.URL, 0)); err != nil {
-		t.Fatal(err)
-	}
-	bad := bytes.Clone(data)
-	bad[3*testChunk+5] ^= 1
-	os.Chmod(stA.BlobPath(h), 0o644)
-	os.WriteFile(stA.BlobPath(h), bad, 0o444)
+	stA := lyingStore(t, w, data, 3*testChunk+5)
 	// device B: holds the blob as a fully verified partial (a good peer, ranked after A)
 	stB := newStore(t)
 	if _, err := w.fetch(stB, "app", "1", source(t, "origin", w.srv.URL, 0)); err != nil {
@@ -409,14 +402,7 @@ func TestHelperFailureLeavesNoHole(t *testing.T) {
 	w.publish("app", "1", map[string][]byte{"f": data})
 	h := manifests.SumBytes(data)
 	// device A holds the blob complete, but altered near its end: a peer that lies
-	stA := newStore(t)
-	if _, err := w.fetch(stA, "app", "1", source(t, "origin", w.srv.URL, 0)); err != nil {
-		t.Fatal(err)
-	}
-	bad := bytes.Clone(data)
-	bad[60*testChunk+3] ^= 1
-	os.Chmod(stA.BlobPath(h), 0o644)
-	os.WriteFile(stA.BlobPath(h), bad, 0o444)
+	stA := lyingStore(t, w, data, 60*testChunk+3)
 	_, discoA := daemon(t, stA, 1, nil, nil)
 	// the repository sends slowly, so the helper starts while the first transfer runs
 	slow := newFaultProxy(t, w.srv.URL, h, func(ctx context.Context, rw http.ResponseWriter, body io.Reader, status int, hdr http.Header, p *faultProxy) {
@@ -454,4 +440,20 @@ func TestHelperFailureLeavesNoHole(t *testing.T) {
 	if !banned {
 		t.Fatalf("the lying helper was not dropped (did the helper run?): %+v", rep.Sources)
 	}
+}
+
+// lyingStore is a store that fetched app@1 (whose one file is data) from w's repository and
+// then had the byte at off flipped on disk: as a peer, it serves wrong bytes there.
+func lyingStore(t *testing.T, w *world, data []byte, off int) *Store {
+	t.Helper()
+	st := newStore(t)
+	if _, err := w.fetch(st, "app", "1", source(t, "origin", w.srv.URL, 0)); err != nil {
+		t.Fatal(err)
+	}
+	h := manifests.SumBytes(data)
+	bad := bytes.Clone(data)
+	bad[off] ^= 1
+	os.Chmod(st.BlobPath(h), 0o644)
+	os.WriteFile(st.BlobPath(h), bad, 0o444)
+	return st
 }
