@@ -104,7 +104,7 @@ func adoptPublished(ctx context.Context, changed []changedVersion, versions []*V
 			if r == nil {
 				continue
 			}
-			doc, err := dav.ReadManifestDoc(ctx, r, c.old, opt.readOpts())
+			doc, err := dav.ReadManifestDoc(ctx, r, c.old, 0, opt.readOpts())
 			if err != nil {
 				continue
 			}

@@ -202,6 +202,7 @@ func Discover(ctx context.Context, q Query, targets, recent []*net.UDPAddr, wait
 		deadline = d
 	}
 	seen := map[uint64]bool{}
+	hosts := map[string]bool{}
 	buf := make([]byte, maxDatagram+1)
 	for {
 		// listen until the next resend (or the end), then send again
@@ -228,11 +229,30 @@ func Discover(ctx context.Context, q Query, targets, recent []*net.UDPAddr, wait
 			(q.Kind == KindBlob && a.Blob != q.Blob) || (q.Kind == KindIndex && a.Serial < q.Serial) {
 			continue
 		}
-		seen[a.Instance] = true
 		answered[addr.String()] = true
-		found = append(found, Found{Answer: a, IP: addr.IP, From: addr})
+		// one answer per address: a host that answers with many instance ids (or from
+		// many ports) is one peer, and a LAN's answers are kept up to maxAnswers, a
+		// complete holder taking the place of a partial one when full
+		host := addr.IP.String()
+		if hosts[host] {
+			continue
+		}
+		f := Found{Answer: a, IP: addr.IP, From: addr}
+		if len(found) >= maxAnswers {
+			i := slices.IndexFunc(found, func(o Found) bool { return !o.Complete })
+			if !a.Complete || i < 0 {
+				continue
+			}
+			found = slices.Delete(found, i, i+1)
+		}
+		seen[a.Instance] = true
+		hosts[host] = true
+		found = append(found, f)
 	}
 }
+
+// maxAnswers bounds the answers one discovery keeps (each a peer the fetch may ask).
+const maxAnswers = 64
 
 // listenBroadcast opens a UDP socket allowed to send to broadcast addresses.
 func listenBroadcast() (*net.UDPConn, error) {

@@ -202,15 +202,26 @@ func (f *fetcher) tryRun(ctx context.Context, s Source, bw *blobWant, q Query, f
 	lastOff, lastN := st.ChunkRange(b - 1)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	began := time.Now()
+	var got atomic.Int64 // bytes of verified chunks this transfer delivered
+	if g := f.lanGroup(); g != nil && s.Kind == KindPeer {
+		// from before the request: a peer that never answers is cut by the budget too
+		gctx, gstop := context.WithCancel(ctx)
+		var w sync.WaitGroup
+		w.Add(1)
+		go func() { defer w.Done(); f.guard(gctx, g.policy(), s, began, got.Load, cancel) }()
+		defer func() { gstop(); w.Wait() }()
+	}
 	rc, err := s.Reader.Open(ctx, s.BlobName(fl.SHA256), start, lastOff+lastN-start)
 	if err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, errFloor) {
+			return cause
+		}
 		return err
 	}
 	defer rc.Close()
 	rep := f.report(s)
-	began := time.Now()
 	lim.source.Store(s.instance)
-	var got atomic.Int64 // bytes of verified chunks this transfer delivered
 	f.log.Debug("transfer", "source", s.Name, "blob", fl.SHA256, "from_chunk", *a, "to_chunk", b)
 	defer func() {
 		f.log.Debug("transfer ended", "source", s.Name, "verified_bytes", got.Load(), "seconds", time.Since(began).Seconds(), "err", err)
@@ -222,13 +233,20 @@ func (f *fetcher) tryRun(ctx context.Context, s Source, bw *blobWant, q Query, f
 		go func() { defer w.Done(); f.watchLeave(wctx, g, s, q, bw, began, got.Load, cancel) }()
 		defer func() { wstop(); w.Wait() }()
 	}
-	pl := newPipeline(p, fl.Chunks, func(err error) { cancel(err) }, func(n int64) { got.Add(n); lim.got.Add(n) })
+	pl := newPipeline(p, fl.Chunks, func(err error) { cancel(err) }, func(n int64) {
+		got.Add(n)
+		lim.got.Add(n)
+		f.count(rep, n)
+		if f.opt.Progress != nil {
+			f.opt.Progress.Add(int(n))
+		}
+	})
 	defer func() {
 		perr := pl.close()
 		if perr != nil {
 			err = perr // a wrong chunk or a failed write says more than the read it cut
 		}
-		if cause := context.Cause(ctx); errors.Is(cause, errLeft) && !errors.Is(err, dav.ErrCorrupt) {
+		if cause := context.Cause(ctx); (errors.Is(cause, errLeft) || errors.Is(cause, errFloor)) && !errors.Is(err, dav.ErrCorrupt) {
 			err = cause
 		}
 		for end := lim.end(); *a < end && p.has(*a); {
@@ -247,10 +265,6 @@ func (f *fetcher) tryRun(ctx context.Context, s Source, bw *blobWant, q Query, f
 			}
 			buf = buf[:min(int64(len(buf)), n-done)]
 			k, err := io.ReadFull(rc, buf)
-			f.count(rep, k)
-			if f.opt.Progress != nil && k > 0 {
-				f.opt.Progress.Add(k)
-			}
 			if err != nil {
 				pl.release(buf)
 				if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
@@ -265,4 +279,44 @@ func (f *fetcher) tryRun(ctx context.Context, s Source, bw *blobWant, q Query, f
 		}
 	}
 	return nil
+}
+
+// errFloor ends a transfer from a peer that ran below Policy.Floor, or that delivered
+// nothing while the fetch's budget for such peers ran out: not a failure of the peer,
+// which is asked again later (known slow: last).
+var errFloor = errors.New("a peer delivered below the floor")
+
+// guard runs beside a transfer from the peer s, once a second: it cuts the transfer
+// (errFloor) when its verified rate over the last Policy.FloorWindow falls below
+// Policy.Floor, or when it has delivered nothing yet and the time it took would spend
+// the fetch's budget for peers that never delivered (unless s delivered before). So a
+// dripping or hanging peer costs seconds, and wrong bytes show within a chunk.
+func (f *fetcher) guard(ctx context.Context, pol Policy, s Source, began time.Time, got func() int64, cancel context.CancelCauseFunc) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	marks := []Mark{{At: began}}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now, n := time.Now(), got()
+		marks = append(marks, Mark{At: now, Bytes: n})
+		for len(marks) > 1 && now.Sub(marks[1].At) >= pol.FloorWindow {
+			marks = marks[1:]
+		}
+		need := f.need()
+		need.Wasted += now.Sub(began)
+		switch {
+		case pol.BelowFloor(now, marks[0], n):
+			rate := float64(n-marks[0].Bytes) / now.Sub(marks[0].At).Seconds()
+			f.lan.rate(s.instance, max(rate, 1)) // known slow: ranked last
+			cancel(fmt.Errorf("%w: %s delivered %d B/s (floor %d B/s)", errFloor, s.Name, int64(rate), int64(pol.Floor)))
+			return
+		case n == 0 && pol.Spent(need) && !f.lan.isProven(s):
+			cancel(fmt.Errorf("%w: %s delivered nothing in %s, and peers that never delivered had their time", errFloor, s.Name, now.Sub(began).Round(time.Second)))
+			return
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -52,6 +53,9 @@ type FetchReport struct {
 	Downloaded  int64          `json:"downloaded_bytes"`
 	ReusedLocal int64          `json:"reused_local_bytes"` // chunks copied from other blobs in the store
 	AlreadyHeld int64          `json:"already_held_bytes"` // complete blobs and verified chunks from earlier runs
+	// PeersWasted is the time spent on peers without verified progress from them
+	// (Policy.Budget bounds it, give or take one attempt's end).
+	PeersWasted time.Duration `json:"peers_wasted_ns"`
 	Out         string         `json:"out,omitempty"`
 	Duration    time.Duration  `json:"duration_ns"`
 }
@@ -76,12 +80,43 @@ type fetcher struct {
 	rep    *FetchReport
 	srcRep map[string]*SourceReport
 	order  []string // sources in the order they entered the report
-	banned map[string]bool
+	banned map[string]bool  // by Source.id
 	down   map[string]bool  // refused the connection: not asked again in this run
-	bad    map[string]int64 // chunks (or manifests) that failed their hash, by source
+	bad    map[string]int64 // chunks (or manifests) that failed their hash, by badLabel
 	// mu guards the report and the maps above: two transfers of one blob run at once
 	lan    lanMemory // what this run learned of the LAN's peers
 	chunks map[manifests.Hash]chunkLoc
+	wasted atomic.Int64 // nanoseconds spent on peers without verified progress (Policy.Budget)
+}
+
+// waste adds d to the time spent on peers without verified progress.
+func (f *fetcher) waste(d time.Duration) { f.wasted.Add(int64(d)) }
+
+// need is the fetch-wide part of the policy's Need.
+func (f *fetcher) need() Need { return Need{Wasted: time.Duration(f.wasted.Load())} }
+
+// spent reports whether peers that never delivered used up the policy's budget.
+func (f *fetcher) spent() bool {
+	g := f.lanGroup()
+	return g != nil && g.policy().Spent(f.need())
+}
+
+// ordered is the configured sources in the order a round tries them: as configured,
+// the LAN moved after the repositories once the budget is spent.
+func (f *fetcher) ordered() []Source {
+	if !f.spent() {
+		return f.opt.Sources
+	}
+	out := make([]Source, 0, len(f.opt.Sources))
+	var lan []Source
+	for _, s := range f.opt.Sources {
+		if s.group != nil {
+			lan = append(lan, s)
+		} else {
+			out = append(out, s)
+		}
+	}
+	return append(out, lan...)
 }
 
 // readOpts: one try per source; the next source is the retry.
@@ -109,6 +144,7 @@ func Fetch(ctx context.Context, opt FetchOptions) (*FetchReport, error) {
 			f.rep.Sources = append(f.rep.Sources, *f.srcRep[s])
 		}
 		f.rep.Duration = time.Since(start)
+		f.rep.PeersWasted = time.Duration(f.wasted.Load())
 	}()
 	for _, s := range opt.Sources {
 		f.report(s)
@@ -183,19 +219,20 @@ func (f *fetcher) reportLocked(s Source) *SourceReport {
 	return r
 }
 
-// count adds k downloaded bytes to a source's report and the fetch's.
-func (f *fetcher) count(r *SourceReport, k int) {
+// count adds k verified bytes to a source's report and the fetch's (bytes that failed
+// their hash are no download: they count nowhere but in the source's ban).
+func (f *fetcher) count(r *SourceReport, k int64) {
 	f.mu.Lock()
-	r.Bytes += int64(k)
-	f.rep.Downloaded += int64(k)
+	r.Bytes += k
+	f.rep.Downloaded += k
 	f.mu.Unlock()
 }
 
 // usable reports whether a source is still asked in this run (not banned, not down).
-func (f *fetcher) usable(name string) bool {
+func (f *fetcher) usable(s Source) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return !f.banned[name] && !f.down[name]
+	return !f.banned[s.id()] && !f.down[s.id()]
 }
 
 // recordStats adds what this fetch brought in to the store's counters (for /metrics).
@@ -222,24 +259,43 @@ func (f *fetcher) groupSources(ctx context.Context, group Source, q Query, bw *b
 	return f.lanSources(ctx, group.group, group, q, bw)
 }
 
-// sourceFailed records why a source failed; sending wrong bytes bans it for the run.
+// sourceFailed records why a source failed; sending wrong bytes or breaking the protocol
+// bans it (a peer by its address) for the run.
 func (f *fetcher) sourceFailed(s Source, what string, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r := f.reportLocked(s)
 	msg := manifests.Printable(fmt.Sprintf("%s: %v", what, err))
-	r.Errors = append(r.Errors, msg)
-	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
-		f.down[s.Name] = true // not there at all: not asked again in this run
+	if len(r.Errors) < maxReportErrors {
+		r.Errors = append(r.Errors, msg)
+	} else {
+		r.Errors[len(r.Errors)-1] = msg // the last error is what noSource shows
 	}
-	if errors.Is(err, dav.ErrCorrupt) {
-		f.bad[s.Name]++
-		f.banned[s.Name] = true
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
+		f.down[s.id()] = true // not there at all: not asked again in this run
+	}
+	if errors.Is(err, dav.ErrCorrupt) || errors.Is(err, dav.ErrProtocol) {
+		if errors.Is(err, dav.ErrCorrupt) {
+			f.bad[badLabel(s)]++
+		}
+		f.banned[s.id()] = true
 		r.Banned = true
-		f.log.Error("source sent wrong bytes; not asked again in this run", "source", s.Name, "what", what, "err", err)
+		f.log.Error("source sent wrong bytes or broke the protocol; not asked again in this run", "source", s.Name, "what", what, "err", err)
 		return
 	}
 	f.log.Warn("source failed; trying the next", "source", s.Name, "what", what, "err", err)
+}
+
+// maxReportErrors bounds the errors a source's report keeps.
+const maxReportErrors = 20
+
+// badLabel is the metrics label of a source's bad chunks: a repository's name (the
+// config bounds them), "peer" for every peer (a LAN's addresses would not be bounded).
+func badLabel(s Source) string {
+	if s.Kind == KindPeer {
+		return KindPeer
+	}
+	return s.Name
 }
 
 // noSource builds the error when every source failed for what: one line per source.
@@ -282,16 +338,24 @@ func (f *fetcher) index(ctx context.Context) (manifests.AppEntry, error) {
 		highest = max(highest, k.Serial)
 	}
 sources:
-	for _, group := range f.opt.Sources {
+	for _, group := range f.ordered() {
 		srcs, _ := f.groupSources(ctx, group, Query{Kind: KindIndex, Serial: highest}, nil)
 		for _, s := range srcs {
-			doc, sig, err := dav.ReadIndexDoc(ctx, s.Reader, readOpts)
+			if !f.usable(s) || (s.Kind == KindPeer && f.spent()) {
+				continue
+			}
+			began := time.Now()
+			rctx, cancel := f.budgeted(ctx, s)
+			doc, sig, err := dav.ReadIndexDoc(rctx, s.Reader, readOpts)
+			cancel()
 			if err != nil {
+				f.attempted(s, began, false, err)
 				f.sourceFailed(s, "index", err)
 				continue
 			}
 			// an index from a peer needs a trusted signature, whatever allow_unsigned says
 			x, next, err := trust.Accept(f.opt.Keys, f.opt.AllowUnsigned && s.Kind != KindPeer, doc, sig, f.opt.Now())
+			f.attempted(s, began, err == nil, err)
 			if err != nil {
 				f.sourceFailed(s, "index refused", err)
 				continue
@@ -334,9 +398,10 @@ sources:
 // manifest returns the entry's manifest from the store or the sources, checked against
 // the hash the index gives and against the app version asked for.
 func (f *fetcher) manifest(ctx context.Context, e manifests.AppEntry) (*manifests.Manifest, error) {
+	id := e.App + "@" + e.Version
 	check := func(m *manifests.Manifest) error {
 		if m.App != e.App || m.Version != e.Version {
-			return fmt.Errorf("peer: manifest %s is %s@%s, the index says %s@%s: %w", e.Manifest, m.App, m.Version, e.App, e.Version, dav.ErrCorrupt)
+			return fmt.Errorf("peer: the manifest for %s is %s@%s: %w", id, manifests.Printable(m.App), manifests.Printable(m.Version), ErrBadManifest)
 		}
 		return nil
 	}
@@ -344,25 +409,63 @@ func (f *fetcher) manifest(ctx context.Context, e manifests.AppEntry) (*manifest
 		return m, nil
 	}
 	var m *manifests.Manifest
-	err := f.each(ctx, Query{Kind: KindBlob, Blob: e.Manifest}, "manifest of "+e.App+"@"+e.Version, nil, func(s Source) error {
-		doc, err := dav.ReadManifestDoc(ctx, s.Reader, e.Manifest, readOpts)
+	err := f.each(ctx, Query{Kind: KindBlob, Blob: e.Manifest}, "manifest of "+id, nil, func(s Source) error {
+		rctx, cancel := f.budgeted(ctx, s)
+		doc, err := dav.ReadManifestDoc(rctx, s.Reader, e.Manifest, e.ManifestSize, readOpts)
+		cancel()
 		if err != nil {
 			f.sourceFailed(s, "manifest", err)
 			return err
 		}
-		m, err = manifests.DecodeManifest(doc)
-		if err == nil {
-			err = check(m)
+		// the bytes hash to the name the signed index gives: whatever is wrong in them,
+		// the publisher signed it, and no other source has other bytes to offer
+		if m, err = manifests.DecodeManifest(doc); err != nil {
+			return fmt.Errorf("peer: manifest for %s: %w (%w; fix the source folder and sync again)", id, err, ErrBadManifest)
 		}
-		if err != nil {
-			err = fmt.Errorf("%w: %w", dav.ErrCorrupt, err)
-			f.sourceFailed(s, "manifest", err)
+		if err := check(m); err != nil {
 			return err
 		}
-		f.report(s).Bytes += int64(len(doc))
+		f.mu.Lock()
+		f.reportLocked(s).Bytes += int64(len(doc)) // the source's part; Downloaded counts blobs
+		f.mu.Unlock()
 		return f.opt.Store.PutManifest(e.Manifest, doc)
 	})
 	return m, err
+}
+
+// budgeted bounds a small read from a peer that never delivered by what is left of the
+// budget (Policy.Budget; a blob transfer has guard instead).
+func (f *fetcher) budgeted(ctx context.Context, s Source) (context.Context, context.CancelFunc) {
+	g := f.lanGroup()
+	if s.Kind != KindPeer || g == nil || g.policy().Budget <= 0 || f.lan.isProven(s) {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, max(g.policy().Budget-f.need().Wasted, 0))
+}
+
+// ErrBadManifest: the signed index names a manifest that is not valid (a bad path, the
+// wrong app): the publisher's error, reported as such, never blamed on a source.
+var ErrBadManifest = errors.New("the signed index names an invalid manifest")
+
+// attempted records an attempt on a peer that began at began: verified progress makes it
+// proven; without, its time is wasted (Policy.Budget), and a failure that is not a busy
+// answer or a leave makes it no holder for the run.
+func (f *fetcher) attempted(s Source, began time.Time, progressed bool, err error) {
+	if s.Kind != KindPeer {
+		return
+	}
+	f.lan.outcome(s, progressed, busyErr(err))
+	if !progressed {
+		f.waste(time.Since(began))
+	}
+}
+
+// busyErr reports whether err says only that a source is busy or slow, or that the
+// fetch left it (nothing against it).
+func busyErr(err error) bool {
+	var se *dav.StatusError
+	return err == nil || errors.Is(err, errLeft) || errors.Is(err, errFloor) ||
+		(errors.As(err, &se) && (se.Code == 503 || se.Code == 429))
 }
 
 // BusyWait bounds how long a fetch keeps trying when the only sources left are busy
@@ -376,21 +479,33 @@ const BusyWait = 10 * time.Minute
 // BusyWait; otherwise the error names every source. The round's state is local.
 func (f *fetcher) each(ctx context.Context, q Query, what string, bw *blobWant, fn func(Source) error) error {
 	deadline := time.Now().Add(BusyWait)
+	verified := func() int64 {
+		if bw == nil {
+			return 0
+		}
+		return bw.p.State().VerifiedBytes()
+	}
 	for {
 		busy, lan, again := false, false, false
+		roundStart := verified()
 	groups:
-		for _, group := range f.opt.Sources {
-			if !f.usable(group.Name) {
+		for _, group := range f.ordered() {
+			if !f.usable(group) {
 				continue
 			}
 			srcs, wait := f.groupSources(ctx, group, q, bw)
 			for _, s := range srcs {
-				if !f.usable(s.Name) {
+				if !f.usable(s) || (s.Kind == KindPeer && f.spent() && !f.lan.isProven(s)) {
 					continue
 				}
+				before, began := verified(), time.Now()
 				err := fn(s)
+				f.attempted(s, began, err == nil || verified() > before, err)
 				if err == nil {
 					return nil
+				}
+				if errors.Is(err, ErrBadManifest) {
+					return err
 				}
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -428,6 +543,9 @@ func (f *fetcher) each(ctx context.Context, q Query, what string, bw *blobWant, 
 			// free to serve: the sooner it is found, the shorter the chain's lag
 			wait = 200*time.Millisecond + rand.N(200*time.Millisecond)
 			bw.wait.Waited += wait
+			if verified() == roundStart {
+				f.waste(wait) // waiting for peers that delivered nothing this round
+			}
 		}
 		f.log.Debug("every source left is busy; waiting for a free one", "what", what, "wait", wait)
 		select {

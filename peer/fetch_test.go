@@ -465,11 +465,18 @@ func TestFetchTamperedManifestAndChunk(t *testing.T) {
 	x, _ := manifests.DecodeIndex(idx)
 	mpath := filepath.Join(w.srv.Root, manifests.BlobPath(x.Apps[0].Manifest))
 	orig, _ := os.ReadFile(mpath)
-	os.WriteFile(mpath, bytes.Replace(orig, []byte(`"app"`), []byte(`"app" `), 1), 0o644)
+	os.WriteFile(mpath, bytes.Replace(orig, []byte(`"app"`), []byte(`"apx"`), 1), 0o644)
 	st := newStore(t)
 	rep, err := w.fetch(st, "app", "1", source(t, "origin", w.srv.URL, 0))
 	if err == nil || !rep.Sources[0].Banned || !strings.Contains(rep.Sources[0].Errors[0], "do not match their hash") {
 		t.Fatalf("tampered manifest: %v %+v", err, rep)
+	}
+	// a manifest longer than the index's manifest_size is read no further than that and
+	// breaks the protocol (the source is dropped), whatever follows
+	os.WriteFile(mpath, append(bytes.Clone(orig), bytes.Repeat([]byte(" "), 1<<20)...), 0o644)
+	rep, err = w.fetch(st, "app", "1", source(t, "origin", w.srv.URL, 0))
+	if err == nil || !rep.Sources[0].Banned || !strings.Contains(rep.Sources[0].Errors[0], "longer than the") {
+		t.Fatalf("oversized manifest: %v %+v", err, rep)
 	}
 	if hs, _ := st.Manifests(); len(hs) != 0 {
 		t.Fatal("a tampered manifest was stored")

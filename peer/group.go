@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -19,7 +21,13 @@ import (
 // among those that answer. Peers are untrusted transport: their bytes are checked like a
 // repository's, and an index from a peer needs a trusted signature even with allow_unsigned.
 type PeerGroup struct {
-	Targets  []*net.UDPAddr // broadcast addresses and static peers
+	Targets []*net.UDPAddr // broadcast addresses and static peers
+	// Static are the static peers' discovery addresses (in Targets too): the admin named
+	// them, so their answers are followed to the HTTP port they give. Any other answer is
+	// followed only to its own source address and HTTPPort (follow).
+	Static []*net.UDPAddr
+	// HTTPPort is peers.http_port, the same on every device (0: any port; tests).
+	HTTPPort int
 	Instance uint64         // this device's store instance (its own answers are ignored)
 	Wait     time.Duration  // how long answers are collected (default 250 ms for a blob, 100 ms for an index or manifest: a LAN answers in milliseconds)
 	Stall    time.Duration  // as for repositories
@@ -42,6 +50,7 @@ type PeerGroup struct {
 	mu         sync.Mutex
 	recent     map[string]recentPeer // discovery addresses that answered lately
 	sendErrors atomic.Int64
+	transport  http.RoundTripper // one pool of connections for every peer (peerTransport)
 }
 
 // recentPeer is a peer that answered discovery lately: it is asked by unicast too, so a
@@ -99,6 +108,7 @@ func (g *PeerGroup) discover(ctx context.Context, q Query, small bool) ([]Found,
 	if err != nil {
 		return nil, err
 	}
+	found = slices.DeleteFunc(found, func(f Found) bool { return !g.follow(f) })
 	g.remember(found, time.Now())
 	return found, nil
 }
@@ -132,17 +142,82 @@ func (g *PeerGroup) remember(found []Found, now time.Time) {
 		if len(g.recent) >= maxRecent {
 			break
 		}
-		g.recent[f.From.String()] = recentPeer{addr: f.From, at: now}
+		g.recent[f.From.IP.String()] = recentPeer{addr: f.From, at: now} // one per host
 	}
 }
 
+// Bounds on what a LAN can make a fetch hold: connections kept idle to peers in all and
+// per peer, and how long a peer may take to begin an answer (a peer server answers at
+// once, or within firstChunkWait with 503).
+const (
+	peerIdleConns    = 16
+	peerConnsPerHost = 2
+	peerAnswer       = firstChunkWait + time.Second
+)
+
+// peerTransport is the one transport of the group's peer sources: however many peers
+// answer, the fetch holds at most peerConnsPerHost connections to each and
+// peerIdleConns idle in all, and a peer that accepts and never answers costs peerAnswer.
+func (g *PeerGroup) peerTransport() http.RoundTripper {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.transport == nil {
+		d := &net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}
+		g.transport = &http.Transport{
+			DialContext:           d.DialContext,
+			TLSHandshakeTimeout:   3 * time.Second,
+			ResponseHeaderTimeout: peerAnswer,
+			MaxIdleConns:          peerIdleConns,
+			MaxIdleConnsPerHost:   peerConnsPerHost,
+			MaxConnsPerHost:       peerConnsPerHost,
+			IdleConnTimeout:       30 * time.Second,
+			WriteBufferSize:       64 << 10,
+			ReadBufferSize:        256 << 10,
+		}
+	}
+	return g.transport
+}
+
+// follow reports whether the fetch may send an HTTP request where an answer points: to
+// the answer's own source address (Found.IP always is), and to HTTPPort unless the answer
+// came from a static peer. A forged answer so cannot aim a device's requests at another
+// port of a LAN host, nor at all at a host off the LAN (onLink).
+func (g *PeerGroup) follow(f Found) bool {
+	static := f.From != nil && slices.ContainsFunc(g.Static, func(a *net.UDPAddr) bool { return a.IP.Equal(f.From.IP) && a.Port == f.From.Port })
+	if static {
+		return true
+	}
+	if g.HTTPPort != 0 && int(f.HTTPPort) != g.HTTPPort {
+		return false
+	}
+	return onLink(f.IP)
+}
+
+// onLink reports whether ip is this host's loopback or on one of its interfaces' subnets.
+func onLink(ip net.IP) bool {
+	if ip.IsLoopback() {
+		return true
+	}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// peerKey is what identifies a peer for bans, limits and its one source: its address,
+// not address and port (one host answering on many ports is one peer).
+func peerKey(ip net.IP) string { return "peer " + ip.String() }
+
 // peerSource is the HTTP source of a peer that answered; the fetch keeps one per address.
-func peerSource(f Found, stall time.Duration) (Source, error) {
+func (g *PeerGroup) peerSource(f Found, stall time.Duration) (Source, error) {
 	host := net.JoinHostPort(f.IP.String(), strconv.Itoa(int(f.HTTPPort)))
-	r, err := dav.OpenReader(dav.Repository{Name: "peer " + host, URL: "http://" + host + "/v1/"}, 1)
+	r, err := dav.OpenReaderOn(dav.Repository{Name: "peer " + host, URL: "http://" + host + "/v1/", SmallTimeout: peerAnswer}, g.peerTransport())
 	if err != nil {
 		return Source{}, err
 	}
 	r.Stall = stall
-	return Source{Name: "peer " + host, Kind: KindPeer, Reader: r, BlobName: manifests.BlobPath, instance: f.Instance}, nil
+	return Source{Name: "peer " + host, Kind: KindPeer, Reader: r, BlobName: manifests.BlobPath, instance: f.Instance, key: peerKey(f.IP)}, nil
 }

@@ -106,7 +106,7 @@ func (f *fetcher) help(ctx context.Context, g *PeerGroup, bw *blobWant, q Query,
 		}
 		var pick *Found
 		for i := range found {
-			if fd := found[i]; fd.Complete && fd.FreeSlots > 0 && !f.isBanned(fd) {
+			if fd := found[i]; fd.Complete && fd.FreeSlots > 0 && !f.isBanned(fd) && (!f.spent() || f.lan.provenAt(fd.IP)) {
 				pick = &found[i]
 				break
 			}
@@ -118,7 +118,7 @@ func (f *fetcher) help(ctx context.Context, g *PeerGroup, bw *blobWant, q Query,
 		if !ok {
 			continue
 		}
-		src, err := f.lan.source(*pick, g.Stall)
+		src, err := f.lan.source(g, *pick, g.Stall)
 		if err != nil {
 			lim.e.Store(int64(old)) // nobody took the tail: the run goes on to the end
 			continue

@@ -20,10 +20,15 @@ import (
 // fetch. Measurements only; the Policy decides.
 type lanMemory struct {
 	mu      sync.Mutex
-	sources map[string]Source
+	sources map[string]Source // by peerKey
 	held    map[peerBlob]heldSample
 	rates   map[uint64]float64 // verified bytes per second delivered, by instance
+	proven  map[string]bool    // peers (peerKey) that delivered verified bytes in this run
+	failed  map[string]bool    // peers whose attempt failed (not busy) before they delivered
 }
+
+// maxLANSources bounds the peer sources one fetch keeps (one per address).
+const maxLANSources = 256
 
 type peerBlob struct {
 	id   uint64
@@ -51,7 +56,9 @@ func (m *lanMemory) cands(found []Found, q Query, now time.Time, banned func(Fou
 	out := make([]Cand, 0, len(found))
 	for _, fd := range found {
 		// a peer that answers for an index holds all of it
-		c := Cand{ID: fd.Instance, Complete: fd.Complete || q.Kind == KindIndex, Held: fd.Held, Free: fd.FreeSlots > 0, Rate: m.rates[fd.Instance], Banned: banned(fd)}
+		k := peerKey(fd.IP)
+		c := Cand{ID: fd.Instance, Complete: fd.Complete || q.Kind == KindIndex, Held: fd.Held, Free: fd.FreeSlots > 0, Rate: m.rates[fd.Instance], Banned: banned(fd),
+			Proven: m.proven[k], Failed: m.failed[k] && !m.proven[k]}
 		if q.Kind == KindBlob && !fd.Complete {
 			k := peerBlob{fd.Instance, q.Blob}
 			s, ok := m.held[k]
@@ -82,22 +89,57 @@ func (m *lanMemory) rate(id uint64, r float64) {
 	m.rates[id] = r
 }
 
-// source returns the fetch's source for a peer that answered.
-func (m *lanMemory) source(fd Found, stall time.Duration) (Source, error) {
-	s, err := peerSource(fd, stall)
+// source returns the fetch's source for a peer that answered: one per address for the
+// run (a new port or instance at the address replaces it), at most maxLANSources.
+func (m *lanMemory) source(g *PeerGroup, fd Found, stall time.Duration) (Source, error) {
+	k := peerKey(fd.IP)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old, ok := m.sources[k]; ok && old.instance == fd.Instance && old.Name == "peer "+net.JoinHostPort(fd.IP.String(), strconv.Itoa(int(fd.HTTPPort))) {
+		return old, nil
+	}
+	s, err := g.peerSource(fd, stall)
 	if err != nil {
 		return s, err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.sources == nil {
+	if m.sources == nil || len(m.sources) >= maxLANSources {
 		m.sources = map[string]Source{}
 	}
-	if old, ok := m.sources[s.Name]; ok && old.instance == s.instance {
-		return old, nil
-	}
-	m.sources[s.Name] = s
+	m.sources[k] = s
 	return s, nil
+}
+
+// isProven reports whether the peer s delivered verified bytes in this run.
+func (m *lanMemory) isProven(s Source) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.proven[s.id()]
+}
+
+// provenAt reports whether the peer at ip delivered verified bytes in this run.
+func (m *lanMemory) provenAt(ip net.IP) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.proven[peerKey(ip)]
+}
+
+// outcome records how an attempt on a peer ended: verified bytes make it proven; a
+// failure before any (not a busy answer) makes it failed, no holder for this run.
+func (m *lanMemory) outcome(s Source, verified bool, busy bool) {
+	if s.Kind != KindPeer {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.proven == nil {
+		m.proven, m.failed = map[string]bool{}, map[string]bool{}
+	}
+	switch {
+	case verified:
+		m.proven[s.id()] = true
+	case !busy && len(m.failed) < maxLANSources:
+		m.failed[s.id()] = true
+	}
 }
 
 // blobWant is one blob's fetch as the source rounds see it: the partial blob, its LAN
@@ -137,14 +179,15 @@ func (f *fetcher) lanSources(ctx context.Context, g *PeerGroup, group Source, q 
 	if err != nil {
 		f.sourceFailed(group, "discovery", err) // as lost datagrams: asked again below
 	}
-	need := Need{Self: g.Instance}
+	need := f.need()
+	need.Self = g.Instance
 	if bw != nil {
 		st := bw.p.State()
 		need.Have, need.Chunk = st.VerifiedBytes(), st.ChunkSize
 	}
 	now := time.Now()
 	cands := f.lan.cands(found, q, now, f.isBanned)
-	if bw != nil && !bw.settled && need.Have == 0 && g.Settle > 0 && !slices.ContainsFunc(cands, func(c Cand) bool { return c.ahead(need) }) {
+	if bw != nil && !bw.settled && need.Have == 0 && g.Settle > 0 && !pol.Spent(need) && !slices.ContainsFunc(cands, func(c Cand) bool { return c.ahead(need) }) {
 		// nobody ahead answered: a device that started a moment earlier (with a lower
 		// instance id) may not have announced the blob yet, and no answer at all is not
 		// yet "nobody has it" (lost datagrams): ask again after a random wait; while
@@ -187,13 +230,16 @@ func (f *fetcher) lanSources(ctx context.Context, g *PeerGroup, group Source, q 
 			continue
 		}
 		seen[c.ID] = true
-		s, err := f.lan.source(byID[c.ID], g.Stall)
+		s, err := f.lan.source(g, byID[c.ID], g.Stall)
 		if err == nil {
 			srcs = append(srcs, s)
 		}
+		if bw == nil && len(srcs) == maxDocPeers {
+			break
+		}
 	}
 	if bw != nil {
-		bw.wait = bw.wait.Observe(now, need.Have > bw.have, cands, need)
+		bw.wait = bw.wait.Observe(now, need.Have > bw.have, pol.Counted(cands, need), need)
 		bw.have = need.Have
 		wait = g.Patience && pol.WaitForLAN(now, bw.wait, cands, need)
 	}
@@ -207,11 +253,16 @@ func (f *fetcher) lanSources(ctx context.Context, g *PeerGroup, group Source, q 
 	return srcs, wait
 }
 
-// isBanned reports whether a peer that answered was dropped for this run.
+// maxDocPeers bounds the peers asked for an index or a manifest in one round: a few KB
+// the repository has too, not worth more than a couple of peers' answer deadlines.
+const maxDocPeers = 2
+
+// isBanned reports whether a peer that answered was dropped for this run (by address).
 func (f *fetcher) isBanned(fd Found) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.banned["peer "+net.JoinHostPort(fd.IP.String(), strconv.Itoa(int(fd.HTTPPort)))]
+	k := peerKey(fd.IP)
+	return f.banned[k] || f.down[k]
 }
 
 // watchLeave runs beside a transfer from src while a LAN exists: every second after
@@ -239,7 +290,8 @@ func (f *fetcher) watchLeave(ctx context.Context, g *PeerGroup, src Source, q Qu
 			continue
 		}
 		st := bw.p.State()
-		need := Need{Self: g.Instance, Have: st.VerifiedBytes(), Chunk: st.ChunkSize, Fruitless: bw.fruitless}
+		need := f.need()
+		need.Self, need.Have, need.Chunk, need.Fruitless = g.Instance, st.VerifiedBytes(), st.ChunkSize, bw.fruitless
 		cands := f.lan.cands(found, q, now, f.isBanned)
 		if bw.leftRate > 0 {
 			// the transfer after a leave: did the leave pay?
@@ -273,7 +325,7 @@ func (f *fetcher) probe(ctx context.Context, g *PeerGroup, found []Found, id uin
 		if fd.Instance != id {
 			continue
 		}
-		s, err := f.lan.source(fd, g.Stall)
+		s, err := f.lan.source(g, fd, g.Stall)
 		if err != nil {
 			return false
 		}

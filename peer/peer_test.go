@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,8 +22,9 @@ import (
 	"github.com/drepo-dev/drepo/manifests"
 )
 
-// daemon runs a peer on 127.0.0.1 (free ports) for the test; it returns the HTTP base URL
-// and the discovery address.
+// daemon runs a peer on a loopback address of its own (free ports) for the test, as a
+// device has an address of its own on a LAN (a fetch keeps one source per address); it
+// returns the HTTP base URL and the discovery address.
 func daemon(t *testing.T, st *Store, limit int, log io.Writer, mod func(*DaemonOptions)) (string, *net.UDPAddr) {
 	t.Helper()
 	if log == nil {
@@ -30,7 +32,8 @@ func daemon(t *testing.T, st *Store, limit int, log io.Writer, mod func(*DaemonO
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan [2]net.Addr, 1)
-	opt := DaemonOptions{Store: st, Limit: limit, HTTPAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", DiscoveryAddr: "127.0.0.1:0",
+	ip := loopbackIP()
+	opt := DaemonOptions{Store: st, Limit: limit, HTTPAddr: ip + ":0", HTTPSAddr: ip + ":0", DiscoveryAddr: ip + ":0",
 		Log: slog.New(slog.NewTextHandler(log, nil)), Ready: func(h, _, d net.Addr) { ready <- [2]net.Addr{h, d} }}
 	if mod != nil {
 		mod(&opt)
@@ -46,6 +49,15 @@ func daemon(t *testing.T, st *Store, limit int, log io.Writer, mod func(*DaemonO
 	}
 	t.Cleanup(func() { cancel(); <-done })
 	return "http://" + addrs[0].String() + "/", addrs[1].(*net.UDPAddr)
+}
+
+// nextLoopback numbers the loopback addresses tests give their devices (127.0.1.x..).
+var nextLoopback atomic.Int32
+
+// loopbackIP is a loopback address no other device of the test process uses.
+func loopbackIP() string {
+	n := nextLoopback.Add(1)
+	return fmt.Sprintf("127.0.%d.%d", 1+n/250, 1+n%250)
 }
 
 // partialStore makes a store holding blob data as a partial blob with the first verified

@@ -23,10 +23,22 @@ type Policy struct {
 	Idle time.Duration
 	// MaxWait bounds the time one fetch of a blob spends waiting for the LAN in all.
 	MaxWait time.Duration
+	// Budget bounds what peers that never delivered a verified byte to this fetch may
+	// cost it in all (Need.Wasted): past it, they are not asked, not waited for and not
+	// counted as holders, and the LAN comes after the repositories. A LAN of liars of
+	// any kind and number so costs a fetch about Budget.
+	Budget time.Duration
+	// Floor is the verified rate (bytes per second) below which a transfer from a peer
+	// is cut once it ran FloorWindow, measured over the last FloorWindow: a peer that
+	// drips passes any stall guard, and wrong bytes show only at a chunk's end.
+	Floor       float64
+	FloorWindow time.Duration
 }
 
-// DefaultPolicy is the policy of drepo fetch and drepo peer.
-var DefaultPolicy = Policy{SlowFactor: 3, Sample: 2 * time.Second, Idle: 10 * time.Second, MaxWait: 2 * time.Minute}
+// DefaultPolicy is the policy of drepo fetch and drepo peer. The floor is far below any
+// LAN (10 Mbit/s is 1.2 MB/s) and lets a 1 MiB chunk through in 8 s.
+var DefaultPolicy = Policy{SlowFactor: 3, Sample: 2 * time.Second, Idle: 10 * time.Second, MaxWait: 2 * time.Minute,
+	Budget: 10 * time.Second, Floor: 128 << 10, FloorWindow: 5 * time.Second}
 
 // Cand is one peer for one blob as a fetch sees it: what discovery last said of it and
 // what this fetch measured.
@@ -43,6 +55,9 @@ type Cand struct {
 	Growth   float64
 	Measured bool
 	Banned   bool // sent wrong bytes or broke the protocol in this run
+	// Proven: it delivered verified bytes to this fetch in this run. Failed: an
+	// attempt on it failed (not busy) and it never delivered. A failed peer is no holder.
+	Proven, Failed bool
 }
 
 // Need is the asking device's side of a decision about one blob.
@@ -56,6 +71,28 @@ type Need struct {
 	// Chunk is the blob's chunk size: a follower within two chunks of its source's held
 	// bytes is at its frontier, paced by the source's own download.
 	Chunk int64
+	// Wasted is what the fetch spent so far on peers without verified progress (Budget).
+	Wasted time.Duration
+}
+
+// Counts reports whether the policy looks at c at all: not banned, not failed, and
+// proven or within the budget.
+func (p Policy) Counts(c Cand, n Need) bool {
+	return !c.Banned && (c.Proven || (!c.Failed && !p.Spent(n)))
+}
+
+// Spent reports whether the fetch used up its budget for peers that never delivered.
+func (p Policy) Spent(n Need) bool { return p.Budget > 0 && n.Wasted >= p.Budget }
+
+// Counted is cands without those the policy does not look at (Counts).
+func (p Policy) Counted(cands []Cand, n Need) []Cand {
+	out := make([]Cand, 0, len(cands))
+	for _, c := range cands {
+		if p.Counts(c, n) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // ahead reports whether c holds more of the blob than the asker, so following c moves
@@ -108,6 +145,7 @@ func LANRate(cands []Cand) float64 {
 // more held first (the one furthest ahead keeps the chain short); random among equals
 // (rnd), so equal peers share the load.
 func (p Policy) Rank(cands []Cand, n Need, rnd *rand.Rand) []Cand {
+	cands = p.Counted(cands, n)
 	var out []Cand
 	for _, c := range cands {
 		if c.Free && c.ahead(n) {
@@ -168,6 +206,7 @@ func (p Policy) Leave(now time.Time, t Transfer, cands []Cand, n Need) []Cand {
 		return nil
 	}
 	rate := t.Rate(now)
+	cands = p.Counted(cands, n)
 	for _, c := range cands {
 		if c.ID == t.Source && t.Source != 0 && !c.Complete && c.Held-n.Have <= 2*max(n.Chunk, 1<<20) {
 			// at the source's frontier: the transfer runs as fast as the source grows; a
@@ -256,10 +295,27 @@ func (w LANWait) Observe(now time.Time, grew bool, cands []Cand, n Need) LANWait
 // waited less than MaxWait in all. A device whose upstream died is ahead of every other,
 // so it goes on from the WAN at once, and the devices behind it follow it.
 func (p Policy) WaitForLAN(now time.Time, w LANWait, cands []Cand, n Need) bool {
-	if w.Waited >= p.MaxWait || now.Sub(w.Progress) >= p.Idle {
+	if w.Waited >= p.MaxWait || now.Sub(w.Progress) >= p.Idle || p.Spent(n) {
 		return false
 	}
-	return slices.ContainsFunc(cands, func(c Cand) bool { return c.ahead(n) })
+	return slices.ContainsFunc(p.Counted(cands, n), func(c Cand) bool { return c.ahead(n) })
+}
+
+// BelowFloor reports whether a transfer from a peer runs below Floor: got verified
+// bytes now, from.Bytes at from.At, at least FloorWindow ago (the caller keeps the newest
+// such mark, or the transfer's start with 0 bytes).
+func (p Policy) BelowFloor(now time.Time, from Mark, got int64) bool {
+	d := now.Sub(from.At)
+	if p.Floor <= 0 || d < p.FloorWindow {
+		return false
+	}
+	return float64(got-from.Bytes) < p.Floor*d.Seconds()
+}
+
+// Mark is the verified bytes of a transfer at a time.
+type Mark struct {
+	At    time.Time
+	Bytes int64
 }
 
 // Serving is one transfer a peer server runs, as Preempt judges it.

@@ -28,6 +28,15 @@ type Source struct {
 
 	group    *PeerGroup // the LAN's peers, found by discovery for each need
 	instance uint64     // a peer's instance id (0: a repository)
+	key      string     // a peer's identity for bans (peerKey); a repository's is its Name
+}
+
+// id is what bans and failures are kept by: a peer's address, a repository's name.
+func (s Source) id() string {
+	if s.key != "" {
+		return s.key
+	}
+	return s.Name
 }
 
 // WithPeers places the peer group among the sources: after every repository, or, with a

@@ -76,9 +76,13 @@ func (c *Config) peerGroup(st *peer.Store) (*peer.PeerGroup, error) {
 	if len(targets) == 0 {
 		return nil, nil
 	}
+	static, err := peer.Targets(false, c.Peers.Static, c.Peers.DiscoveryPort)
+	if err != nil {
+		return nil, fmt.Errorf("%s: peers: %w: %w", c.path, err, errConfig)
+	}
 	id, err := st.Instance()
 	if err != nil {
 		return nil, err
 	}
-	return &peer.PeerGroup{Targets: targets, Instance: id}, nil
+	return &peer.PeerGroup{Targets: targets, Static: static, HTTPPort: c.Peers.HTTPPort, Instance: id}, nil
 }

@@ -168,7 +168,7 @@ func (w *HTTPReader) Open(ctx context.Context, name string, offset, length int64
 		if cr := resp.Header.Get("Content-Range"); hdr == nil || contentRangeStart(cr) != offset {
 			drain(resp)
 			g.stop()
-			return nil, fmt.Errorf("mirror: GET %s: asked for bytes from %d, got Content-Range %.80q", name, offset, cr)
+			return nil, fmt.Errorf("mirror: GET %s: asked for bytes from %d, got Content-Range %.80q: %w", name, offset, cr, ErrProtocol)
 		}
 	default:
 		err := statusErr("GET", name, resp)

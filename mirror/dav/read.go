@@ -95,10 +95,24 @@ func ReadSig(ctx context.Context, r Reader, doc []byte, ro ReadOptions) ([]byte,
 // ErrCorrupt: a source sent bytes that do not match the hash they were asked for by.
 var ErrCorrupt = errors.New("bytes do not match their hash")
 
+// ErrProtocol: a source answered what no honest server of the protocol would (a range
+// other than the one asked for, a document larger than the index says): like wrong
+// bytes, a reason not to ask it again.
+var ErrProtocol = errors.New("the source broke the protocol")
+
 // ReadManifestDoc reads the manifest blob h and refuses bytes that do not hash to h
 // (ErrCorrupt): a reader that trusts the index trusts what it names by hash, nothing else.
-func ReadManifestDoc(ctx context.Context, r Reader, h manifests.Hash, ro ReadOptions) ([]byte, error) {
-	b, err := ReadDoc(ctx, r, manifests.BlobPath(h), manifests.MaxManifestSize, ro)
+// size, when above 0, is the manifest_size the index gives: the read stops there, and a
+// longer document breaks the protocol (ErrProtocol) without more than size bytes read.
+func ReadManifestDoc(ctx context.Context, r Reader, h manifests.Hash, size int64, ro ReadOptions) ([]byte, error) {
+	max := manifests.MaxManifestSize
+	if size > 0 && size < int64(max) {
+		max = int(size)
+	}
+	b, err := ReadDoc(ctx, r, manifests.BlobPath(h), max, ro)
+	if errors.Is(err, manifests.ErrTooLarge) && size > 0 {
+		return nil, fmt.Errorf("mirror: manifest %s: longer than the %d bytes the index gives: %w", h, size, ErrProtocol)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +127,7 @@ func ReadManifestDoc(ctx context.Context, r Reader, h manifests.Hash, ro ReadOpt
 
 // ReadManifest is ReadManifestDoc, decoded strictly.
 func ReadManifest(ctx context.Context, r Reader, h manifests.Hash, ro ReadOptions) (*manifests.Manifest, error) {
-	b, err := ReadManifestDoc(ctx, r, h, ro)
+	b, err := ReadManifestDoc(ctx, r, h, 0, ro)
 	if err != nil {
 		return nil, err
 	}

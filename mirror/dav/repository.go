@@ -89,14 +89,21 @@ func Open(r Repository, conns int) (*WebDAV, error) {
 
 // OpenReader connects r for reading only (plain HTTP GET and HEAD): what a device needs.
 func OpenReader(r Repository, conns int) (*HTTPReader, error) {
-	u, err := url.Parse(r.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("mirror: repository %s: url %q is not an http(s) URL", r.Name, r.URL)
-	}
-	if !strings.HasSuffix(u.Path, "/") {
-		u.Path += "/"
+	if _, err := parseBase(r); err != nil {
+		return nil, err
 	}
 	t, err := r.Transport(conns)
+	if err != nil {
+		return nil, err
+	}
+	return OpenReaderOn(r, t)
+}
+
+// OpenReaderOn is OpenReader over a transport the caller shares among many readers: a
+// device reads its LAN's peers through one pool of connections, bounded however many
+// peers answer (r's own TLS settings are then the transport's business).
+func OpenReaderOn(r Repository, t http.RoundTripper) (*HTTPReader, error) {
+	u, err := parseBase(r)
 	if err != nil {
 		return nil, err
 	}
@@ -106,6 +113,18 @@ func OpenReader(r Repository, conns int) (*HTTPReader, error) {
 	}
 	return &HTTPReader{base: u, user: r.Username, pass: r.Password,
 		client: &http.Client{Transport: rt, CheckRedirect: sameOriginRedirect(u)}}, nil
+}
+
+// parseBase checks r's URL and returns it with a trailing slash.
+func parseBase(r Repository) (*url.URL, error) {
+	u, err := url.Parse(r.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("mirror: repository %s: url %q is not an http(s) URL", r.Name, r.URL)
+	}
+	if !strings.HasSuffix(u.Path, "/") {
+		u.Path += "/"
+	}
+	return u, nil
 }
 
 // sameOriginRedirect lets our client follow a redirect only within the repository's origin
