@@ -450,14 +450,16 @@ var ErrBadManifest = errors.New("the signed index names an invalid manifest")
 // attempted records an attempt on a peer that began at began: verified progress makes it
 // proven; without, its time is wasted (Policy.Budget), and a failure that is not a busy
 // answer or a leave makes it no holder for the run.
-func (f *fetcher) attempted(s Source, began time.Time, progressed bool, err error) {
+func (f *fetcher) attempted(s Source, began time.Time, progressed bool, err error) (wasted time.Duration) {
 	if s.Kind != KindPeer {
-		return
+		return 0
 	}
 	f.lan.outcome(s, progressed, busyErr(err))
 	if !progressed {
-		f.waste(time.Since(began))
+		wasted = time.Since(began)
+		f.waste(wasted)
 	}
+	return wasted
 }
 
 // busyErr reports whether err says only that a source is busy or slow, or that the
@@ -487,7 +489,7 @@ func (f *fetcher) each(ctx context.Context, q Query, what string, bw *blobWant, 
 	}
 	for {
 		busy, lan, again := false, false, false
-		roundStart := verified()
+		roundStart, roundBegan, roundWasted := verified(), time.Now(), time.Duration(0)
 	groups:
 		for _, group := range f.ordered() {
 			if !f.usable(group) {
@@ -500,7 +502,7 @@ func (f *fetcher) each(ctx context.Context, q Query, what string, bw *blobWant, 
 				}
 				before, began := verified(), time.Now()
 				err := fn(s)
-				f.attempted(s, began, err == nil || verified() > before, err)
+				roundWasted += f.attempted(s, began, err == nil || verified() > before, err)
 				if err == nil {
 					return nil
 				}
@@ -544,7 +546,8 @@ func (f *fetcher) each(ctx context.Context, q Query, what string, bw *blobWant, 
 			wait = 200*time.Millisecond + rand.N(200*time.Millisecond)
 			bw.wait.Waited += wait
 			if verified() == roundStart {
-				f.waste(wait) // waiting for peers that delivered nothing this round
+				// a round that only waited for peers (asking them included): all of it
+				f.waste(time.Since(roundBegan) - roundWasted + wait)
 			}
 		}
 		f.log.Debug("every source left is busy; waiting for a free one", "what", what, "wait", wait)
