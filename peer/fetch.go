@@ -56,8 +56,8 @@ type FetchReport struct {
 	// PeersWasted is the time spent on peers without verified progress from them
 	// (Policy.Budget bounds it, give or take one attempt's end).
 	PeersWasted time.Duration `json:"peers_wasted_ns"`
-	Out         string         `json:"out,omitempty"`
-	Duration    time.Duration  `json:"duration_ns"`
+	Out         string        `json:"out,omitempty"`
+	Duration    time.Duration `json:"duration_ns"`
 }
 
 // SourceReport is one source's part in a fetch.
@@ -79,7 +79,7 @@ type fetcher struct {
 	log    *slog.Logger
 	rep    *FetchReport
 	srcRep map[string]*SourceReport
-	order  []string // sources in the order they entered the report
+	order  []string         // sources in the order they entered the report
 	banned map[string]bool  // by Source.id
 	down   map[string]bool  // refused the connection: not asked again in this run
 	bad    map[string]int64 // chunks (or manifests) that failed their hash, by badLabel

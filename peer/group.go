@@ -28,9 +28,9 @@ type PeerGroup struct {
 	Static []*net.UDPAddr
 	// HTTPPort is peers.http_port, the same on every device (0: any port; tests).
 	HTTPPort int
-	Instance uint64         // this device's store instance (its own answers are ignored)
-	Wait     time.Duration  // how long answers are collected (default 250 ms for a blob, 100 ms for an index or manifest: a LAN answers in milliseconds)
-	Stall    time.Duration  // as for repositories
+	Instance uint64        // this device's store instance (its own answers are ignored)
+	Wait     time.Duration // how long answers are collected (default 250 ms for a blob, 100 ms for an index or manifest: a LAN answers in milliseconds)
+	Stall    time.Duration // as for repositories
 	// Settle, when set, makes a fetch that found no peer holding a blob wait a random
 	// time up to Settle and ask once more before it goes to the sources after the peers:
 	// devices that start together then mostly find the one that started first, and the
