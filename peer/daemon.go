@@ -25,6 +25,7 @@ type DaemonOptions struct {
 	TLSCert, TLSKey                    string
 	CompleteOnly                       bool          // Server.CompleteOnly
 	WaitAhead                          time.Duration // Server.WaitAhead (default 10 s)
+	SendWait                           time.Duration // Server.SendWait (default 30 s)
 	Log                                *slog.Logger
 	// Ready, if set, is told the bound addresses (tests use port 0); https is nil when
 	// HTTPS did not start.
@@ -37,7 +38,7 @@ func Run(ctx context.Context, opt DaemonOptions) error {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
-	srv := &Server{Store: opt.Store, Limit: opt.Limit, Log: opt.Log, CompleteOnly: opt.CompleteOnly, WaitAhead: opt.WaitAhead}
+	srv := &Server{Store: opt.Store, Limit: opt.Limit, Log: opt.Log, CompleteOnly: opt.CompleteOnly, WaitAhead: opt.WaitAhead, SendWait: opt.SendWait}
 	instance, err := opt.Store.Instance()
 	if err != nil {
 		return err

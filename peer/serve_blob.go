@@ -98,8 +98,15 @@ func (s *Server) serveRange(w http.ResponseWriter, r *http.Request, v *blobView,
 		if _, err := f.Seek(off, io.SeekStart); err != nil {
 			return
 		}
-		if _, err := io.CopyN(w, f, n); err != nil {
-			return
+		for left := n; left > 0; {
+			k := min(left, sendPiece)
+			if !t.extend() {
+				return
+			}
+			if _, err := io.CopyN(w, f, k); err != nil {
+				return
+			}
+			left -= k
 		}
 		// the chunk's last bytes leave now, not with the next chunk: the peer behind this
 		// one can verify it and pass it on while this one waits for more

@@ -46,6 +46,9 @@ type Server struct {
 	// Policy decides when a slow transfer gives its slot to another device (nil:
 	// DefaultPolicy).
 	Policy *Policy
+	// SendWait is how long one write of a transfer (sendPiece bytes at most) may take
+	// (default 30 s): a client that stops reading frees its slot within it.
+	SendWait time.Duration
 
 	once      sync.Once
 	runMu     sync.Mutex
@@ -70,6 +73,9 @@ func (s *Server) init() {
 		}
 		if s.WaitAhead <= 0 {
 			s.WaitAhead = 10 * time.Second
+		}
+		if s.SendWait <= 0 {
+			s.SendWait = 30 * time.Second
 		}
 		if s.Log == nil {
 			s.Log = slog.New(slog.DiscardHandler)

@@ -22,8 +22,28 @@ type transfer struct {
 	started time.Time
 	sent    atomic.Int64
 	waited  atomic.Int64 // nanoseconds spent waiting for chunks this device had not verified
-	cut     func()       // ends the response at once (a write deadline in the past)
+	rc      *http.ResponseController
+	wait    time.Duration // Server.SendWait
+	isCut   atomic.Bool
 }
+
+// cut ends the response at once: a write deadline in the past (set after the flag, so a
+// deadline extend sets meanwhile is either overwritten or sees the flag).
+func (t *transfer) cut() {
+	t.isCut.Store(true)
+	_ = t.rc.SetWriteDeadline(time.Unix(1, 0))
+}
+
+// extend gives the next write of at most sendPiece bytes until now+wait to leave: a client
+// that stops reading (or reads slower than sendPiece per wait) loses its slot then. false:
+// the transfer was cut.
+func (t *transfer) extend() bool {
+	_ = t.rc.SetWriteDeadline(time.Now().Add(t.wait))
+	return !t.isCut.Load()
+}
+
+// sendPiece is the most one write of a transfer sends under one deadline (extend).
+const sendPiece = 1 << 20
 
 // knownClient is the rate a client reached in its last transfer from this server.
 type knownClient struct {
@@ -112,8 +132,7 @@ func (s *Server) acquire(w http.ResponseWriter, r *http.Request) (*transfer, boo
 		}
 	}
 	s.transfers.Add(1)
-	rc := http.NewResponseController(w)
-	t := &transfer{client: client, started: time.Now(), cut: func() { _ = rc.SetWriteDeadline(time.Unix(1, 0)) }}
+	t := &transfer{client: client, started: time.Now(), rc: http.NewResponseController(w), wait: s.SendWait}
 	s.runMu.Lock()
 	s.running[t] = struct{}{}
 	s.runMu.Unlock()

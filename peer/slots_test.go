@@ -110,3 +110,39 @@ func TestServerGivesASlowTransfersSlotAway(t *testing.T) {
 		t.Fatalf("preempted %d transfers, want 1", srv.preempted.Load())
 	}
 }
+
+// A client that takes the only slot and stops reading loses it within SendWait: the next
+// device is served, and the holder's response ends short.
+func TestServerFreesASlotHeldWithoutReading(t *testing.T) {
+	st := newStore(t)
+	data := randBytes(64<<20, 62) // more than the socket buffers hold
+	h := manifests.SumBytes(data)
+	if err := os.WriteFile(st.BlobPath(h), data, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	srv := &Server{Store: st, Limit: 1, SendWait: time.Second}
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	blob := ts.URL + "/v1/blobs/sha256/" + h.String()
+	holder, err := http.Get(blob)
+	if err != nil || holder.StatusCode != http.StatusOK {
+		t.Fatalf("holder: %v", err)
+	}
+	defer holder.Body.Close()
+	if resp, err := http.Get(blob); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("GET while the slot is held: %v %v, want 503", resp.StatusCode, err)
+	}
+	// the holder reads nothing; its slot comes free
+	waitFor(t, func() bool { return srv.active.Load() == 0 })
+	next, err := http.Get(blob)
+	if err != nil || next.StatusCode != http.StatusOK {
+		t.Fatalf("the next device: %v", err)
+	}
+	if n, _ := io.Copy(io.Discard, next.Body); n != int64(len(data)) {
+		t.Fatalf("the next device got %d of %d bytes", n, len(data))
+	}
+	next.Body.Close()
+	if n, _ := io.Copy(io.Discard, holder.Body); n >= int64(len(data)) {
+		t.Fatal("the holder that stopped reading got the whole blob")
+	}
+}
