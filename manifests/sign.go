@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"time"
 
@@ -34,7 +33,7 @@ func GenerateKey() (secret, public []byte, err error) {
 // LoadSecretKey reads a minisign secret key file. Password-protected keys are refused with
 // a clear error: sync runs unattended, so the key is protected by file permissions instead.
 func LoadSecretKey(path string) (minisign.PrivateKey, error) {
-	b, err := os.ReadFile(path)
+	b, err := ReadSmallFile(path, MaxKeyFile)
 	if err != nil {
 		return minisign.PrivateKey{}, fmt.Errorf("manifests: signing key: %w", err)
 	}
@@ -50,7 +49,7 @@ func LoadSecretKey(path string) (minisign.PrivateKey, error) {
 
 // LoadPublicKey reads a minisign public key file (with or without its comment line).
 func LoadPublicKey(path string) (minisign.PublicKey, error) {
-	b, err := os.ReadFile(path)
+	b, err := ReadSmallFile(path, MaxKeyFile)
 	if err != nil {
 		return minisign.PublicKey{}, fmt.Errorf("manifests: public key: %w", err)
 	}

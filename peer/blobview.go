@@ -22,21 +22,23 @@ type blobView struct {
 	h        manifests.Hash
 	st       PartialState // verified chunks (all, when complete)
 	complete bool
-	fresh    bool // the state file was written within activeFetch: a fetch is at work
+	active   bool // a fetch holds the partial (Store.fetching)
 }
 
 // errNotHeld: the store holds nothing of the blob (or only a stale, empty partial).
 var errNotHeld = errors.New("peer: blob not held")
 
+// errAltered: a complete blob is not the file that was verified (Store.intact).
+var errAltered = errors.New("peer: the blob on disk is not the one verified (altered since); run drepo store verify")
+
 // view reads what the store holds of blob h: a complete blob, or a partial one with its
 // verified chunks. A complete blob's chunks are those of the default size (for serving).
 func (s *Store) view(h manifests.Hash) (*blobView, error) {
-	if fi, err := os.Stat(s.BlobPath(h)); err == nil && fi.Mode().IsRegular() {
+	if fi, err := os.Lstat(s.BlobPath(h)); err == nil && fi.Mode().IsRegular() {
+		if !s.intact(h, fi) {
+			return nil, errAltered
+		}
 		return &blobView{s: s, h: h, st: completeState(fi.Size()), complete: true}, nil
-	}
-	fi, err := os.Stat(s.partialPath(h) + ".state")
-	if err != nil {
-		return nil, errNotHeld
 	}
 	st, err := s.partialState(h)
 	if err != nil {
@@ -46,13 +48,16 @@ func (s *Store) view(h manifests.Hash) (*blobView, error) {
 		}
 		return nil, fmt.Errorf("peer: partial %s: %w", h, err)
 	}
-	return &blobView{s: s, h: h, st: st, fresh: time.Since(fi.ModTime()) <= activeFetch}, nil
+	return &blobView{s: s, h: h, st: st, active: s.fetching(h)}, nil
 }
 
 func (s *Store) viewComplete(h manifests.Hash) (*blobView, error) {
-	fi, err := os.Stat(s.BlobPath(h))
+	fi, err := os.Lstat(s.BlobPath(h))
 	if err != nil || !fi.Mode().IsRegular() {
 		return nil, errNotHeld
+	}
+	if !s.intact(h, fi) {
+		return nil, errAltered
 	}
 	return &blobView{s: s, h: h, st: completeState(fi.Size()), complete: true}, nil
 }
@@ -67,28 +72,26 @@ func completeState(size int64) PartialState {
 	return st
 }
 
-// held is what discovery announces: complete, or the verified bytes of a partial. A
-// partial with nothing verified counts only while its fetch is at work (its state written
-// within activeFetch), so devices that start together can follow it, and a stale one left
-// by a failed fetch is not announced.
+// held is what discovery announces: complete, or the verified bytes of a partial while a
+// fetch holds it (from its first byte, so devices that start together can follow it). A
+// partial left by a failed fetch is not announced: nobody would bring it further.
 func (v *blobView) held() (complete bool, held int64, ok bool) {
 	if v.complete {
 		return true, v.st.Size, true
 	}
-	n := v.st.VerifiedBytes()
-	return false, n, n > 0 || v.fresh
+	return false, v.st.VerifiedBytes(), v.active
 }
 
 // open opens the blob's file for reading: the partial, or the final one if it finished
 // meanwhile (the same bytes, renamed).
 func (v *blobView) open() (*os.File, error) {
 	if !v.complete {
-		f, err := os.Open(v.s.partialPath(v.h))
+		f, err := openNoFollow(v.s.partialPath(v.h), os.O_RDONLY, 0)
 		if err == nil || !errors.Is(err, fs.ErrNotExist) {
 			return f, err
 		}
 	}
-	return os.Open(v.s.BlobPath(v.h))
+	return openNoFollow(v.s.BlobPath(v.h), os.O_RDONLY, 0)
 }
 
 // has reports whether chunk i is verified as last read.
@@ -104,7 +107,7 @@ func (v *blobView) refresh() {
 	case err == nil && next.Size == v.st.Size && next.ChunkSize == v.st.ChunkSize:
 		v.st = next
 	case errors.Is(err, fs.ErrNotExist):
-		if fi, serr := os.Stat(v.s.BlobPath(v.h)); serr == nil && fi.Mode().IsRegular() {
+		if fi, serr := os.Lstat(v.s.BlobPath(v.h)); serr == nil && fi.Mode().IsRegular() {
 			v.complete = true
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/drepo-dev/drepo/manifests"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -109,9 +110,9 @@ func loadTLS(cert, key string) (*tls.Config, error) {
 	if cert == "" || key == "" {
 		return nil, errors.New("peer: HTTPS needs peers.tls_cert and peers.tls_key")
 	}
-	pair, err := tls.LoadX509KeyPair(cert, key)
+	pair, err := manifests.LoadKeyPair(cert, key)
 	if err != nil {
-		return nil, fmt.Errorf("peer: HTTPS certificate %s / key %s: %w", cert, key, err)
+		return nil, fmt.Errorf("peer: HTTPS %w", err)
 	}
 	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
 }

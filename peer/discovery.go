@@ -8,7 +8,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -23,7 +22,7 @@ import (
 // responder of a device ignores the requests its own fetch sends.
 func (s *Store) Instance() (uint64, error) {
 	p := filepath.Join(s.dir, "instance")
-	if b, err := os.ReadFile(p); err == nil {
+	if b, err := readBounded(p, 64); err == nil {
 		if id, err := strconv.ParseUint(string(b), 16, 64); err == nil && id != 0 {
 			return id, nil
 		}
@@ -34,7 +33,7 @@ func (s *Store) Instance() (uint64, error) {
 	}
 	b[0] |= 1 // never zero
 	id := binary.BigEndian.Uint64(b[:])
-	if err := manifests.WriteFileAtomic(p, []byte(hex.EncodeToString(b[:])), 0o644); err != nil {
+	if err := manifests.WriteFileAtomic(p, []byte(hex.EncodeToString(b[:])), storeFileMode); err != nil {
 		return 0, err
 	}
 	return id, nil

@@ -56,15 +56,27 @@ const copyBuf = 1 << 20
 // checked and moved under its name.
 func (f *fetcher) blob(ctx context.Context, fl manifests.File, chunkSize int64) error {
 	s := f.opt.Store
-	if s.HasBlob(fl.SHA256, fl.Size) {
+	held := s.HasBlob(fl.SHA256, fl.Size)
+	if !held {
+		// a blob whose file is not the one verified (altered, or from an older store) is
+		// hashed again: kept if it still matches, removed and fetched again if not
+		var err error
+		if held, err = s.recheck(fl.SHA256, fl.Size); err != nil {
+			return err
+		}
+	}
+	if held {
 		f.rep.AlreadyHeld += fl.Size
 		return nil
 	}
 	if fl.Size == 0 {
 		if fl.SHA256 != manifests.SumBytes(nil) {
-			return fmt.Errorf("peer: %s: an empty file named %s: %w", fl.Path, fl.SHA256, dav.ErrCorrupt)
+			return fmt.Errorf("peer: %s: an empty file named %s: %w", fl.Path, fl.SHA256, ErrBadManifest)
 		}
-		return manifests.WriteFileAtomic(s.BlobPath(fl.SHA256), nil, 0o444)
+		if err := manifests.WriteFileAtomic(s.BlobPath(fl.SHA256), nil, blobMode); err != nil {
+			return err
+		}
+		return s.markVerified(fl.SHA256)
 	}
 	p, err := s.OpenPartial(fl.SHA256, fl.Size, chunkSize)
 	if err != nil {
@@ -136,16 +148,13 @@ func (f *fetcher) blob(ctx context.Context, fl manifests.File, chunkSize int64) 
 		}
 	}
 	finished = true
-	if err := p.Finish(); err != nil {
-		return err
-	}
-	return os.Chmod(s.BlobPath(fl.SHA256), 0o444)
+	return p.Finish()
 }
 
 // copyLocal copies a chunk held in another blob into the partial blob at off, checking
 // that it still hashes to want.
 func copyLocal(p *Partial, loc chunkLoc, off int64, want manifests.Hash) error {
-	src, err := os.Open(loc.path)
+	src, err := openNoFollow(loc.path, os.O_RDONLY, 0)
 	if err != nil {
 		return err
 	}

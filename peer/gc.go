@@ -2,6 +2,8 @@ package peer
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -125,6 +127,17 @@ func (s *Store) GC(ctx context.Context, keep int, log *slog.Logger) (*GCReport, 
 			if err := os.Remove(p); err != nil {
 				return nil, err
 			}
+		}
+	}
+	// the records of blobs no longer held
+	ents, err := os.ReadDir(filepath.Join(s.dir, "verified"))
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range ents {
+		h, err := manifests.ParseHash(e.Name())
+		if _, serr := os.Lstat(filepath.Join(s.dir, "blobs", "sha256", e.Name())); err == nil && errors.Is(serr, fs.ErrNotExist) {
+			_ = os.Remove(s.verifiedPath(h))
 		}
 	}
 	return rep, nil

@@ -3,7 +3,6 @@ package peer
 import (
 	"encoding/json"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sync"
 
@@ -67,13 +66,13 @@ func (s *Store) addStats(byKind map[string]int64, bad map[string]int64, sendErro
 		st.BadChunks[k] += v
 	}
 	b, _ := json.Marshal(st)
-	return manifests.WriteFileAtomic(filepath.Join(s.dir, "stats.json"), b, 0o644)
+	return manifests.WriteFileAtomic(filepath.Join(s.dir, "stats.json"), b, storeFileMode)
 }
 
 // Stats reads stats.json (zero if missing or damaged: these are counters, not trust).
 func (s *Store) Stats() Stats {
 	st := Stats{BytesByKind: map[string]int64{}, BadChunks: map[string]int64{}}
-	if b, err := os.ReadFile(filepath.Join(s.dir, "stats.json")); err == nil && len(b) < 1<<20 {
+	if b, err := readBounded(filepath.Join(s.dir, "stats.json"), 1<<20); err == nil {
 		_ = json.Unmarshal(b, &st)
 	}
 	if st.BytesByKind == nil {

@@ -50,9 +50,23 @@ func (s *Store) OpenPartial(h manifests.Hash, size, chunkSize int64) (*Partial, 
 		}
 	}
 	path := s.partialPath(h)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if fi, err := os.Lstat(path); err == nil && !fi.Mode().IsRegular() {
+		// not a file a fetch made (a symlink planted there): never written through
+		_ = os.Remove(path)
+		fresh = true
+		if st, err = NewPartialState(size, chunkSize); err != nil {
+			return nil, err
+		}
+	}
+	f, err := openNoFollow(path, os.O_RDWR|os.O_CREATE, storeFileMode)
 	if err != nil {
 		return nil, fmt.Errorf("peer: partial %s: %w", h, err)
+	}
+	// held while the fetch works on it: the peer server announces a partial only then
+	// (Store.fetching), and the lock goes with a killed process
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("peer: partial %s: lock: %w", h, err)
 	}
 	if fi, err := f.Stat(); err == nil && fi.Size() != size {
 		if err := f.Truncate(size); err != nil {
@@ -62,7 +76,7 @@ func (s *Store) OpenPartial(h manifests.Hash, size, chunkSize int64) (*Partial, 
 	}
 	p := &Partial{s: s, h: h, f: f, path: path, st: st, announced: !fresh}
 	if chunkSize%directAlign == 0 {
-		if d, err := os.OpenFile(path, os.O_WRONLY|unix.O_DIRECT, 0); err == nil {
+		if d, err := openNoFollow(path, os.O_WRONLY|unix.O_DIRECT, 0); err == nil {
 			p.direct.Store(d)
 		}
 	}
@@ -224,7 +238,7 @@ func (p *Partial) Persist() error {
 	if err := p.f.Sync(); err != nil {
 		return fmt.Errorf("peer: partial %s: fsync: %w", p.h, err)
 	}
-	return manifests.WriteFileAtomic(p.path+".state", b, 0o644)
+	return manifests.WriteFileAtomic(p.path+".state", b, storeFileMode)
 }
 
 // Close persists what is verified and closes the file (the partial stays for a resume).
@@ -258,6 +272,9 @@ func (p *Partial) Finish() error {
 	if !st.Complete() {
 		return fmt.Errorf("peer: blob %s: %d of %d chunks verified", p.h, st.Count(), st.Chunks())
 	}
+	if err := p.f.Chmod(blobMode); err != nil {
+		return fmt.Errorf("peer: blob %s: %w", p.h, err)
+	}
 	if err := p.f.Sync(); err != nil {
 		return fmt.Errorf("peer: blob %s: fsync: %w", p.h, err)
 	}
@@ -266,6 +283,9 @@ func (p *Partial) Finish() error {
 	}
 	if err := os.Rename(p.path, p.s.BlobPath(p.h)); err != nil {
 		return fmt.Errorf("peer: blob %s: %w", p.h, err)
+	}
+	if err := p.s.markVerified(p.h); err != nil {
+		return err
 	}
 	if err := manifests.SyncDir(filepath.Dir(p.s.BlobPath(p.h))); err != nil {
 		return err

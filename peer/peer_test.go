@@ -51,6 +51,19 @@ func daemon(t *testing.T, st *Store, limit int, log io.Writer, mod func(*DaemonO
 	return "http://" + addrs[0].String() + "/", addrs[1].(*net.UDPAddr)
 }
 
+// putBlob puts data into st as the complete blob h, recorded as verified (h may be
+// another hash: a store that lies).
+func putBlob(t *testing.T, st *Store, h manifests.Hash, data []byte) {
+	t.Helper()
+	os.Remove(st.BlobPath(h))
+	if err := manifests.WriteFileAtomic(st.BlobPath(h), data, blobMode); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.markVerified(h); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // nextLoopback numbers the loopback addresses tests give their devices (127.0.1.x..).
 var nextLoopback atomic.Int32
 
@@ -110,7 +123,7 @@ func TestPeerLimitOfConnections(t *testing.T) {
 	data := randBytes(8<<20, 40)
 	st := newStore(t)
 	h := manifests.SumBytes(data)
-	os.WriteFile(st.BlobPath(h), data, 0o444)
+	putBlob(t, st, h, data)
 	base, _ := daemon(t, st, 1, nil, nil)
 	url := base + "v1/blobs/sha256/" + h.String()
 	resp, err := http.Get(url) // the first transfer: headers read, body not yet
@@ -233,7 +246,7 @@ func TestDiscoveryNoAmplification(t *testing.T) {
 	data := randBytes(1000, 42)
 	st := newStore(t)
 	h := manifests.SumBytes(data)
-	os.WriteFile(st.BlobPath(h), data, 0o444)
+	putBlob(t, st, h, data)
 	_, disco := daemon(t, st, 1, nil, nil)
 	conn, err := net.DialUDP("udp4", nil, disco)
 	if err != nil {
@@ -295,7 +308,13 @@ func TestFetchFromPeers(t *testing.T) {
 	for i := range full.Chunks() {
 		full.Set(i)
 	}
-	os.WriteFile(filepath.Join(stB.Dir(), "partial", h.String()+".state"), full.Encode(), 0o644)
+	os.WriteFile(filepath.Join(stB.Dir(), "partial", h.String()+".state"), full.Encode(), 0o600)
+	// held open as a fetch holds it: a partial nobody fetches is not announced
+	pB, err := stB.OpenPartial(h, int64(len(data)), testChunk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pB.Close()
 	_, discoA := daemon(t, stA, 1, nil, nil)
 	_, discoB := daemon(t, stB, 1, nil, nil)
 	stC := newStore(t)
@@ -348,6 +367,7 @@ func TestFetchWaitsForABusyPeer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer op.Close() // held (and its lock with it) while the test runs
 	markChunk(t, op, other, testChunk, 0)
 	if err := op.Persist(); err != nil {
 		t.Fatal(err)
@@ -465,7 +485,6 @@ func lyingStore(t *testing.T, w *world, data []byte, off int) *Store {
 	h := manifests.SumBytes(data)
 	bad := bytes.Clone(data)
 	bad[off] ^= 1
-	os.Chmod(st.BlobPath(h), 0o644)
-	os.WriteFile(st.BlobPath(h), bad, 0o444)
+	putBlob(t, st, h, bad) // recorded as verified: a lying peer runs what it likes
 	return st
 }

@@ -43,7 +43,11 @@ func placeOut(s *Store, m *manifests.Manifest, out string, force bool) error {
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return fmt.Errorf("peer: --out: %w", err)
 	}
-	tmp := filepath.Join(parent, manifests.TempPrefix+"out-"+randHex())
+	// what a killed layout of this out left (its links keep blobs' space taken) goes first
+	base := filepath.Base(out)
+	cleanDebris(parent, manifests.TempPrefix+"out-"+base+"-")
+	cleanDebris(parent, manifests.TempPrefix+"old-"+base+"-")
+	tmp := filepath.Join(parent, manifests.TempPrefix+"out-"+base+"-"+randHex())
 	if err := os.Mkdir(tmp, 0o755); err != nil {
 		return fmt.Errorf("peer: --out: %w", err)
 	}
@@ -58,7 +62,7 @@ func placeOut(s *Store, m *manifests.Manifest, out string, force bool) error {
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return fmt.Errorf("peer: --out: %w", err)
 		}
-		if err := placeFile(s.BlobPath(fl.SHA256), dst, fl); err != nil {
+		if err := placeFile(s, dst, fl); err != nil {
 			return err
 		}
 	}
@@ -67,7 +71,7 @@ func placeOut(s *Store, m *manifests.Manifest, out string, force bool) error {
 	}
 	old := ""
 	if _, err := os.Stat(out); err == nil {
-		old = filepath.Join(parent, manifests.TempPrefix+"old-"+randHex())
+		old = filepath.Join(parent, manifests.TempPrefix+"old-"+base+"-"+randHex())
 		if err := os.Rename(out, old); err != nil {
 			return fmt.Errorf("peer: --out: %w", err)
 		}
@@ -85,19 +89,25 @@ func placeOut(s *Store, m *manifests.Manifest, out string, force bool) error {
 	return manifests.SyncDir(parent)
 }
 
-// placeFile links or copies one blob to dst and checks the result.
-func placeFile(blob, dst string, fl manifests.File) error {
+// placeFile links or copies one blob to dst and checks the result: a link must be the
+// very file that was verified (Store.intact: not altered since), a copy hashes to its name.
+func placeFile(s *Store, dst string, fl manifests.File) error {
+	blob := s.BlobPath(fl.SHA256)
+	fi, err := os.Lstat(blob)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() != fl.Size || !s.intact(fl.SHA256, fi) {
+		return fmt.Errorf("peer: --out %s: blob %s: %w", fl.Path, fl.SHA256, errAltered)
+	}
 	if !fl.Executable {
 		if err := os.Link(blob, dst); err == nil {
-			a, err1 := os.Stat(blob)
-			b, err2 := os.Stat(dst)
-			if err1 != nil || err2 != nil || !os.SameFile(a, b) || b.Size() != fl.Size {
+			a, err1 := os.Lstat(blob)
+			b, err2 := os.Lstat(dst)
+			if err1 != nil || err2 != nil || !os.SameFile(a, b) || !os.SameFile(a, fi) || b.Size() != fl.Size {
 				return fmt.Errorf("peer: --out %s: the link does not check out", fl.Path)
 			}
 			return nil
 		}
 	}
-	src, err := os.Open(blob)
+	src, err := openNoFollow(blob, os.O_RDONLY, 0)
 	if err != nil {
 		return fmt.Errorf("peer: %s: %w", fl.Path, err)
 	}

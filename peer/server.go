@@ -201,9 +201,6 @@ func (s *Server) view(h manifests.Hash) (*blobView, bool) {
 	return v, ok
 }
 
-// activeFetch: a partial blob whose state was written this recently is being fetched.
-const activeFetch = 30 * time.Second
-
 // logRequests writes one line per request at debug level.
 func logRequests(log *slog.Logger, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

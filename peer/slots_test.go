@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"testing"
 	"time"
 
@@ -38,9 +37,7 @@ func TestServerGivesASlowTransfersSlotAway(t *testing.T) {
 	st := newStore(t)
 	data := randBytes(48<<20, 61)
 	h := manifests.SumBytes(data)
-	if err := os.WriteFile(st.BlobPath(h), data, 0o444); err != nil {
-		t.Fatal(err)
-	}
+	putBlob(t, st, h, data)
 	pol := Policy{SlowFactor: 3, Sample: time.Second, Idle: 10 * time.Second, MaxWait: time.Minute}
 	srv := &Server{Store: st, Limit: 1, Policy: &pol}
 	ts := httptest.NewServer(srv.Handler())
@@ -117,9 +114,7 @@ func TestServerFreesASlotHeldWithoutReading(t *testing.T) {
 	st := newStore(t)
 	data := randBytes(64<<20, 62) // more than the socket buffers hold
 	h := manifests.SumBytes(data)
-	if err := os.WriteFile(st.BlobPath(h), data, 0o444); err != nil {
-		t.Fatal(err)
-	}
+	putBlob(t, st, h, data)
 	srv := &Server{Store: st, Limit: 1, SendWait: time.Second}
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()

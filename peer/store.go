@@ -28,9 +28,19 @@ func OpenStore(dir string) (*Store, error) {
 	if dir == "" {
 		return nil, errors.New("peer: no store folder configured (store: in the config)")
 	}
-	for _, d := range []string{"blobs/sha256", "partial", "manifests"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+	if err := os.MkdirAll(dir, storeDirMode); err != nil {
+		return nil, fmt.Errorf("peer: store: %w", err)
+	}
+	if err := checkStoreDir(dir, true); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{"blobs", "blobs/sha256", "partial", "manifests", "verified"} {
+		p := filepath.Join(dir, d)
+		if err := os.Mkdir(p, storeDirMode); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("peer: store: %w", err)
+		}
+		if err := checkStoreDir(p, false); err != nil {
+			return nil, err
 		}
 	}
 	return &Store{dir: dir}, nil
@@ -43,7 +53,7 @@ func (s *Store) Dir() string { return s.dir }
 // it, so two fetches share the store safely; Unlock releases it. A killed holder's lock goes
 // with its process.
 func (s *Store) Lock(ctx context.Context, log *slog.Logger) error {
-	f, err := os.OpenFile(filepath.Join(s.dir, "lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := openNoFollow(filepath.Join(s.dir, "lock"), os.O_RDWR|os.O_CREATE, storeFileMode)
 	if err != nil {
 		return fmt.Errorf("peer: store lock: %w", err)
 	}
@@ -52,6 +62,7 @@ func (s *Store) Lock(ctx context.Context, log *slog.Logger) error {
 		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
 			s.lock = f
+			s.cleanDebris() // under the lock: no other fetch writes now
 			return nil
 		}
 		if !errors.Is(err, unix.EWOULDBLOCK) {
@@ -88,10 +99,18 @@ func (s *Store) partialPath(h manifests.Hash) string {
 	return filepath.Join(s.dir, "partial", h.String())
 }
 
-// HasBlob reports whether the complete blob h is held with the expected size.
+// HasBlob reports whether the complete blob h is held with the expected size, the very
+// file that was verified (intact).
 func (s *Store) HasBlob(h manifests.Hash, size int64) bool {
-	fi, err := os.Stat(s.BlobPath(h))
-	return err == nil && fi.Mode().IsRegular() && fi.Size() == size
+	fi, err := os.Lstat(s.BlobPath(h))
+	return err == nil && fi.Mode().IsRegular() && fi.Size() == size && s.intact(h, fi)
+}
+
+// cleanDebris removes the temporary files killed writes left in the store's folders.
+func (s *Store) cleanDebris() {
+	for _, d := range []string{".", "blobs/sha256", "partial", "manifests", "verified"} {
+		cleanDebris(filepath.Join(s.dir, d), manifests.TempPrefix)
+	}
 }
 
 // PutManifest stores a manifest document (already checked against its hash by the caller,
@@ -101,21 +120,19 @@ func (s *Store) PutManifest(h manifests.Hash, doc []byte) error {
 		return fmt.Errorf("peer: manifest %s: bytes do not match", h)
 	}
 	if !s.HasBlob(h, int64(len(doc))) {
-		if err := manifests.WriteFileAtomic(s.BlobPath(h), doc, 0o644); err != nil {
+		if err := manifests.WriteFileAtomic(s.BlobPath(h), doc, blobMode); err != nil {
+			return err
+		}
+		if err := s.markVerified(h); err != nil {
 			return err
 		}
 	}
-	return manifests.WriteFileAtomic(filepath.Join(s.dir, "manifests", h.String()), doc, 0o644)
+	return manifests.WriteFileAtomic(filepath.Join(s.dir, "manifests", h.String()), doc, blobMode)
 }
 
 // Manifest reads a stored manifest, checking its hash.
 func (s *Store) Manifest(h manifests.Hash) (*manifests.Manifest, []byte, error) {
-	f, err := os.Open(filepath.Join(s.dir, "manifests", h.String()))
-	if err != nil {
-		return nil, nil, err
-	}
-	defer f.Close()
-	b, err := manifests.ReadLimited(f, manifests.MaxManifestSize)
+	b, err := readBounded(filepath.Join(s.dir, "manifests", h.String()), manifests.MaxManifestSize)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -144,7 +161,7 @@ func (s *Store) Manifests() ([]manifests.Hash, error) {
 // Trust reads the trust state (empty if none yet). A damaged file is an error: refusing to
 // fetch is safer than forgetting which serials were accepted.
 func (s *Store) Trust() (TrustState, error) {
-	b, err := os.ReadFile(filepath.Join(s.dir, "trust.json"))
+	b, err := readBounded(filepath.Join(s.dir, "trust.json"), maxTrustState)
 	if errors.Is(err, fs.ErrNotExist) {
 		return DecodeTrustState(nil)
 	}
@@ -157,26 +174,26 @@ func (s *Store) Trust() (TrustState, error) {
 // Accepted stores an accepted index, its signature and the new trust state, durably, before
 // anything is fetched under it.
 func (s *Store) Accepted(doc, sig []byte, st TrustState) error {
-	if err := manifests.WriteFileAtomic(filepath.Join(s.dir, "index.json"), doc, 0o644); err != nil {
+	if err := manifests.WriteFileAtomic(filepath.Join(s.dir, "index.json"), doc, storeFileMode); err != nil {
 		return err
 	}
 	if sig != nil {
-		if err := manifests.WriteFileAtomic(filepath.Join(s.dir, "index.json.minisig"), sig, 0o644); err != nil {
+		if err := manifests.WriteFileAtomic(filepath.Join(s.dir, "index.json.minisig"), sig, storeFileMode); err != nil {
 			return err
 		}
 	} else {
 		_ = os.Remove(filepath.Join(s.dir, "index.json.minisig"))
 	}
-	return manifests.WriteFileAtomic(filepath.Join(s.dir, "trust.json"), st.Encode(), 0o644)
+	return manifests.WriteFileAtomic(filepath.Join(s.dir, "trust.json"), st.Encode(), storeFileMode)
 }
 
 // Index returns the last accepted index document and signature (nil if none).
 func (s *Store) Index() (doc, sig []byte) {
-	doc, err := os.ReadFile(filepath.Join(s.dir, "index.json"))
+	doc, err := readBounded(filepath.Join(s.dir, "index.json"), manifests.MaxIndexSize)
 	if err != nil {
 		return nil, nil
 	}
-	sig, _ = os.ReadFile(filepath.Join(s.dir, "index.json.minisig"))
+	sig, _ = readBounded(filepath.Join(s.dir, "index.json.minisig"), manifests.MaxSignatureSize)
 	return doc, sig
 }
 
@@ -223,7 +240,7 @@ func (s *Store) partialHashes() []manifests.Hash {
 }
 
 func (s *Store) partialState(h manifests.Hash) (PartialState, error) {
-	b, err := os.ReadFile(s.partialPath(h) + ".state")
+	b, err := readBounded(s.partialPath(h)+".state", maxStateFile)
 	if err != nil {
 		return PartialState{}, err
 	}

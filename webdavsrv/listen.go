@@ -8,9 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
+
+	"github.com/drepo-dev/drepo/manifests"
 )
 
 // ListenOptions say where and how to listen.
@@ -31,14 +32,9 @@ func LoadTLS(certFile, keyFile string) (*tls.Config, error) {
 	if (certFile == "") != (keyFile == "") {
 		return nil, errors.New("webdavsrv: TLS needs both a certificate and a key")
 	}
-	for _, f := range []string{certFile, keyFile} {
-		if _, err := os.ReadFile(f); err != nil {
-			return nil, fmt.Errorf("webdavsrv: TLS file %s: %w", f, err)
-		}
-	}
-	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	pair, err := manifests.LoadKeyPair(certFile, keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("webdavsrv: TLS pair %s / %s: %w", certFile, keyFile, err)
+		return nil, fmt.Errorf("webdavsrv: TLS file %w", err)
 	}
 	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
 }

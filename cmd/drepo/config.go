@@ -137,7 +137,7 @@ func findConfig(flag string) (string, error) {
 // loadConfig reads, decodes, validates and resolves the config file at path. Warnings (such
 // as a plain-text password) are returned for the caller to log.
 func loadConfig(path string) (*Config, []string, error) {
-	b, err := os.ReadFile(path)
+	b, err := manifests.ReadSmallFile(path, manifests.MaxConfigFile)
 	if err != nil {
 		return nil, nil, fmt.Errorf("config: %w: %w", err, errConfig)
 	}

@@ -2,15 +2,15 @@ package dav
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
+
+	"github.com/drepo-dev/drepo/manifests"
 )
 
 // Repository is one configured WebDAV repository.
@@ -45,20 +45,16 @@ const (
 func (r Repository) Transport(conns int) (*http.Transport, error) {
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if r.CACert != "" {
-		pem, err := os.ReadFile(r.CACert)
+		pool, err := manifests.LoadCertPool(r.CACert)
 		if err != nil {
 			return nil, fmt.Errorf("mirror: repository %s: ca_cert: %w", r.Name, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("mirror: repository %s: ca_cert %s: no PEM certificate in it", r.Name, r.CACert)
 		}
 		tlsCfg.RootCAs = pool
 	}
 	if r.ClientCert != "" {
-		pair, err := tls.LoadX509KeyPair(r.ClientCert, r.ClientKey)
+		pair, err := manifests.LoadKeyPair(r.ClientCert, r.ClientKey)
 		if err != nil {
-			return nil, fmt.Errorf("mirror: repository %s: client certificate %s / %s: %w", r.Name, r.ClientCert, r.ClientKey, err)
+			return nil, fmt.Errorf("mirror: repository %s: client %w", r.Name, err)
 		}
 		tlsCfg.Certificates = []tls.Certificate{pair}
 	}
