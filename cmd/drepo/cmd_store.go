@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/drepo-dev/drepo/manifests"
 	"github.com/drepo-dev/drepo/peer"
 )
 
@@ -23,6 +24,7 @@ func storeCommand(e *env) *cli.Command {
 		Usage: "inspect and trim the device's store",
 		Description: `Examples:
    drepo store ls
+   drepo store verify
    drepo store gc --keep 2`,
 		Subcommands: []*cli.Command{{
 			Name:  "ls",
@@ -56,6 +58,40 @@ func storeCommand(e *env) *cli.Command {
 					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", v.App, v.Version, v.Files, v.Bytes, v.Held, state)
 				}
 				return tw.Flush()
+			},
+		}, {
+			Name:  "verify",
+			Usage: "hash every blob in the store again; remove those that no longer match",
+			Description: `A blob altered on disk is not served or laid out even without this (its size,
+mtime and inode are checked against what was verified); verify re-hashes everything, from
+cron, and repairs what it finds: a bad blob is removed (the next fetch brings it again), a
+bad chunk of a partial blob is marked missing. Exit code 1 when it found anything.
+
+Examples:
+   drepo store verify
+   drepo store verify --json`,
+			Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+			Action: func(c *cli.Context) error {
+				st, err := open()
+				if err != nil {
+					return err
+				}
+				rep, err := st.Verify(c.Context, e.log)
+				if err != nil {
+					return err
+				}
+				if rep.Removed == nil {
+					rep.Removed = []manifests.Hash{}
+				}
+				if c.Bool("json") {
+					err = json.NewEncoder(e.stdout).Encode(rep)
+				} else {
+					_, err = fmt.Fprintf(e.stdout, "checked %d blobs, %d bytes: %d removed, %d partial chunks marked missing\n", rep.Blobs, rep.Bytes, len(rep.Removed), rep.ChunksDropped)
+				}
+				if err == nil && rep.Bad() {
+					return cli.Exit("", exitFailure)
+				}
+				return err
 			},
 		}, {
 			Name:  "gc",
