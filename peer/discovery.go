@@ -49,12 +49,17 @@ type Responder struct {
 
 	mu      sync.Mutex
 	buckets map[string]*bucket
+	global  *bucket
 }
 
 const (
 	answerRate  = 20 // answers per second and source address
 	answerBurst = 40
 	maxBuckets  = 4096
+	// globalRate bounds the datagrams answered (looked at) per second from all
+	// addresses together: forged source addresses each get their own bucket
+	globalRate  = 1000
+	globalBurst = 1000
 )
 
 type bucket struct {
@@ -62,19 +67,31 @@ type bucket struct {
 	last   time.Time
 }
 
-// allow takes a token from src's bucket.
+// allow takes a token from src's bucket and one from the global bucket: no datagram is
+// looked at beyond its decoding without both.
 func (r *Responder) allow(src string, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.buckets == nil || len(r.buckets) > maxBuckets {
 		r.buckets = map[string]*bucket{}
 	}
+	if r.global == nil {
+		r.global = &bucket{tokens: globalBurst, last: now}
+	}
 	b, ok := r.buckets[src]
 	if !ok {
 		b = &bucket{tokens: answerBurst, last: now}
 		r.buckets[src] = b
 	}
-	b.tokens = min(answerBurst, b.tokens+now.Sub(b.last).Seconds()*answerRate)
+	if !b.take(now, answerRate, answerBurst) {
+		return false
+	}
+	return r.global.take(now, globalRate, globalBurst)
+}
+
+// take refills the bucket at rate up to burst and takes a token if there is one.
+func (b *bucket) take(now time.Time, rate, burst float64) bool {
+	b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*rate)
 	b.last = now
 	if b.tokens < 1 {
 		return false
@@ -84,31 +101,28 @@ func (r *Responder) allow(src string, now time.Time) bool {
 }
 
 // Answer returns the answer datagram for one received datagram, or nil: malformed,
-// oversized, our own, not held, or over the source's rate.
+// oversized, our own, over the source's or the global rate (checked before any look at
+// the store), or not held.
 func (r *Responder) Answer(b []byte, src string, now time.Time) []byte {
 	q, err := DecodeQuery(b)
-	if err != nil || q.Instance == r.Instance {
+	if err != nil || q.Instance == r.Instance || !r.allow(src, now) {
 		return nil
 	}
 	a := Answer{Instance: r.Instance, Kind: q.Kind, HTTPPort: uint16(r.Server.HTTPPort), HTTPSPort: uint16(r.Server.HTTPSPort),
 		FreeSlots: uint8(min(r.Server.FreeSlots(), 255))}
 	switch q.Kind {
 	case KindBlob:
-		v, ok := r.Server.view(q.Blob)
+		complete, held, ok := r.Server.holding(q.Blob, now)
 		if !ok {
 			return nil
 		}
-		complete, held, _ := v.held()
 		a.Blob, a.Complete, a.Held = q.Blob, complete, held
 	case KindIndex:
-		serial := r.Server.status().Serial
+		serial := r.Server.serial(now)
 		if serial == 0 || serial < q.Serial {
 			return nil
 		}
 		a.Serial = serial
-	}
-	if !r.allow(src, now) {
-		return nil
 	}
 	out := EncodeAnswer(a)
 	if len(out) > len(b) {

@@ -64,6 +64,7 @@ type Server struct {
 	refused   atomic.Int64
 	transfers atomic.Int64
 	metrics   *metrics
+	cache     heldCache // what discovery, probes and status read (heldcache.go)
 }
 
 func (s *Server) init() {
@@ -155,7 +156,7 @@ type PartialStatus struct {
 	Verified int64          `json:"verified_bytes"`
 }
 
-func (s *Server) status() Status {
+func (s *Server) status(now time.Time) Status {
 	st := Status{Limit: s.Limit, TransfersActive: s.active.Load(), TransfersMaxActive: s.maxActive.Load(),
 		Transfers: s.transfers.Load(), RefusedBusy: s.refused.Load(), PreemptedSlow: s.preempted.Load(), BytesServed: s.served.Load(), Partial: []PartialStatus{}}
 	if ents, err := os.ReadDir(filepath.Join(s.Store.Dir(), "blobs", "sha256")); err == nil {
@@ -166,11 +167,7 @@ func (s *Server) status() Status {
 			st.Partial = append(st.Partial, PartialStatus{Blob: h, Size: v.st.Size, Verified: v.st.VerifiedBytes()})
 		}
 	}
-	if doc, _ := s.Store.Index(); doc != nil {
-		if x, err := manifests.DecodeIndex(doc); err == nil {
-			st.Serial = x.Serial
-		}
-	}
+	st.Serial = s.serial(now)
 	return st
 }
 
@@ -178,7 +175,7 @@ func (s *Server) serveStatus(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	_ = enc.Encode(s.status())
+	_ = enc.Encode(s.cachedStatus(time.Now()))
 }
 
 // view is what the store holds of blob h, or false (nothing, a stale empty partial,

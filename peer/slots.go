@@ -147,7 +147,7 @@ func (s *Server) serveProbe(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if _, ok := s.view(h); !ok {
+	if _, _, ok := s.holding(h, time.Now()); !ok {
 		http.NotFound(w, r)
 		return
 	}
