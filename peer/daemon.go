@@ -24,10 +24,14 @@ type DaemonOptions struct {
 	HTTPAddr, HTTPSAddr, DiscoveryAddr string
 	HTTPS                              bool
 	TLSCert, TLSKey                    string
-	CompleteOnly                       bool          // Server.CompleteOnly
-	WaitAhead                          time.Duration // Server.WaitAhead (default 10 s)
-	SendWait                           time.Duration // Server.SendWait (default 30 s)
-	Log                                *slog.Logger
+	// CACert is peers.ca_cert: with HTTPS, clients' certificates are checked against it
+	// and, with RequireClientCert, required (plain HTTP then serves /metrics only).
+	CACert            string
+	RequireClientCert bool
+	CompleteOnly      bool          // Server.CompleteOnly
+	WaitAhead         time.Duration // Server.WaitAhead (default 10 s)
+	SendWait          time.Duration // Server.SendWait (default 30 s)
+	Log               *slog.Logger
 	// Ready, if set, is told the bound addresses (tests use port 0); https is nil when
 	// HTTPS did not start.
 	Ready func(http, https, discovery net.Addr)
@@ -50,8 +54,18 @@ func Run(ctx context.Context, opt DaemonOptions) error {
 	}
 	srv.HTTPPort = hl.Addr().(*net.TCPAddr).Port
 	var tl net.Listener
+	if opt.RequireClientCert && (!opt.HTTPS || opt.CACert == "") {
+		return errors.New("peer: peers.require_client_cert needs peers.https and peers.ca_cert")
+	}
 	if opt.HTTPS {
 		cfg, err := loadTLS(opt.TLSCert, opt.TLSKey)
+		if err == nil && opt.CACert != "" {
+			err = fleetServerTLS(cfg, opt.CACert, opt.RequireClientCert)
+		}
+		if err != nil && opt.RequireClientCert {
+			hl.Close()
+			return err // no store served unauthenticated instead
+		}
 		if err == nil {
 			var l net.Listener
 			if l, err = net.Listen("tcp", opt.HTTPSAddr); err == nil {
@@ -80,8 +94,11 @@ func Run(ctx context.Context, opt DaemonOptions) error {
 	}
 	h := srv.Handler()
 	g, gctx := errgroup.WithContext(ctx)
-	serve := func(l net.Listener) {
-		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
+	serve := func(l net.Listener, h http.Handler) {
+		// what the HTTP server says of clients (a refused handshake, a bad request) is the
+		// clients' doing: a debug line, not stderr
+		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10,
+			ErrorLog: slog.NewLogLogger(opt.Log.Handler(), slog.LevelDebug)}
 		g.Go(func() error {
 			if err := hs.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 				return err
@@ -95,9 +112,13 @@ func Run(ctx context.Context, opt DaemonOptions) error {
 			return hs.Shutdown(sctx)
 		})
 	}
-	serve(hl)
+	plain := h
+	if opt.RequireClientCert {
+		plain = plainOnlyMetrics(h)
+	}
+	serve(hl, plain)
 	if tl != nil {
-		serve(tl)
+		serve(tl, h)
 	}
 	resp := &Responder{Server: srv, Instance: instance, Log: opt.Log}
 	g.Go(func() error { return resp.Serve(gctx, ul) })

@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -28,9 +29,14 @@ type PeerGroup struct {
 	Static []*net.UDPAddr
 	// HTTPPort is peers.http_port, the same on every device (0: any port; tests).
 	HTTPPort int
-	Instance uint64        // this device's store instance (its own answers are ignored)
-	Wait     time.Duration // how long answers are collected (default 250 ms for a blob, 100 ms for an index or manifest: a LAN answers in milliseconds)
-	Stall    time.Duration // as for repositories
+	// TLS, when set (peers.ca_cert: FleetClientTLS), makes the group read peers only over
+	// HTTPS, on the port an answer gives as its HTTPS port (HTTPSPort, as HTTPPort above),
+	// from peers whose certificate chains to the fleet's CA.
+	TLS       *tls.Config
+	HTTPSPort int
+	Instance  uint64        // this device's store instance (its own answers are ignored)
+	Wait      time.Duration // how long answers are collected (default 250 ms for a blob, 100 ms for an index or manifest: a LAN answers in milliseconds)
+	Stall     time.Duration // as for repositories
 	// Settle, when set, makes a fetch that found no peer holding a blob wait a random
 	// time up to Settle and ask once more before it goes to the sources after the peers:
 	// devices that start together then mostly find the one that started first, and the
@@ -165,6 +171,7 @@ func (g *PeerGroup) peerTransport() http.RoundTripper {
 		d := &net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}
 		g.transport = &http.Transport{
 			DialContext:           d.DialContext,
+			TLSClientConfig:       g.TLS,
 			TLSHandshakeTimeout:   3 * time.Second,
 			ResponseHeaderTimeout: peerAnswer,
 			MaxIdleConns:          peerIdleConns,
@@ -184,10 +191,17 @@ func (g *PeerGroup) peerTransport() http.RoundTripper {
 // port of a LAN host, nor at all at a host off the LAN (onLink).
 func (g *PeerGroup) follow(f Found) bool {
 	static := f.From != nil && slices.ContainsFunc(g.Static, func(a *net.UDPAddr) bool { return a.IP.Equal(f.From.IP) && a.Port == f.From.Port })
+	if g.TLS != nil && f.HTTPSPort == 0 {
+		return false // no HTTPS: not a peer of an authenticated fleet
+	}
 	if static {
 		return true
 	}
-	if g.HTTPPort != 0 && int(f.HTTPPort) != g.HTTPPort {
+	port, want := int(f.HTTPPort), g.HTTPPort
+	if g.TLS != nil {
+		port, want = int(f.HTTPSPort), g.HTTPSPort
+	}
+	if want != 0 && port != want {
 		return false
 	}
 	return onLink(f.IP)
@@ -213,8 +227,12 @@ func peerKey(ip net.IP) string { return "peer " + ip.String() }
 
 // peerSource is the HTTP source of a peer that answered; the fetch keeps one per address.
 func (g *PeerGroup) peerSource(f Found, stall time.Duration) (Source, error) {
-	host := net.JoinHostPort(f.IP.String(), strconv.Itoa(int(f.HTTPPort)))
-	r, err := dav.OpenReaderOn(dav.Repository{Name: "peer " + host, URL: "http://" + host + "/v1/", SmallTimeout: peerAnswer}, g.peerTransport())
+	scheme, port := "http", f.HTTPPort
+	if g.TLS != nil {
+		scheme, port = "https", f.HTTPSPort
+	}
+	host := net.JoinHostPort(f.IP.String(), strconv.Itoa(int(port)))
+	r, err := dav.OpenReaderOn(dav.Repository{Name: "peer " + host, URL: scheme + "://" + host + "/v1/", SmallTimeout: peerAnswer}, g.peerTransport())
 	if err != nil {
 		return Source{}, err
 	}

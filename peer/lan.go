@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -95,12 +94,12 @@ func (m *lanMemory) source(g *PeerGroup, fd Found, stall time.Duration) (Source,
 	k := peerKey(fd.IP)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if old, ok := m.sources[k]; ok && old.instance == fd.Instance && old.Name == "peer "+net.JoinHostPort(fd.IP.String(), strconv.Itoa(int(fd.HTTPPort))) {
-		return old, nil
-	}
 	s, err := g.peerSource(fd, stall)
 	if err != nil {
 		return s, err
+	}
+	if old, ok := m.sources[k]; ok && old.instance == fd.Instance && old.Name == s.Name {
+		return old, nil
 	}
 	if m.sources == nil || len(m.sources) >= maxLANSources {
 		m.sources = map[string]Source{}

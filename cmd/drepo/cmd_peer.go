@@ -55,7 +55,8 @@ Examples:
 			return peer.Run(c.Context, peer.DaemonOptions{
 				Store: st, Limit: p.LimitOfConnections, HTTPAddr: port("http-port", p.HTTPPort),
 				HTTPSAddr: port("https-port", p.HTTPSPort), DiscoveryAddr: port("discovery-port", p.DiscoveryPort),
-				HTTPS: p.HTTPS, TLSCert: p.TLSCert, TLSKey: p.TLSKey, Log: e.log, CompleteOnly: c.Bool("complete-only"),
+				HTTPS: p.HTTPS, TLSCert: p.TLSCert, TLSKey: p.TLSKey, CACert: p.CACert, RequireClientCert: p.RequireClientCert,
+				Log: e.log, CompleteOnly: c.Bool("complete-only"),
 				Ready: func(h, s, d net.Addr) {
 					e.log.Info("peer ready", "http", h.String(), "discovery", d.String())
 				},
@@ -84,5 +85,11 @@ func (c *Config) peerGroup(st *peer.Store) (*peer.PeerGroup, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &peer.PeerGroup{Targets: targets, Static: static, HTTPPort: c.Peers.HTTPPort, Instance: id}, nil
+	g := &peer.PeerGroup{Targets: targets, Static: static, HTTPPort: c.Peers.HTTPPort, HTTPSPort: c.Peers.HTTPSPort, Instance: id}
+	if c.Peers.CACert != "" {
+		if g.TLS, err = peer.FleetClientTLS(c.Peers.CACert, c.Peers.TLSCert, c.Peers.TLSKey); err != nil {
+			return nil, fmt.Errorf("%s: %w: %w", c.path, err, errConfig)
+		}
+	}
+	return g, nil
 }

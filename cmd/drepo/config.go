@@ -66,12 +66,18 @@ type Repository struct {
 
 // Peers configures the device's peer server and discovery (IGEL's ports by default).
 type Peers struct {
-	Enabled            bool     `yaml:"enabled" json:"enabled"`
-	HTTPPort           int      `yaml:"http_port" json:"http_port"`
-	HTTPSPort          int      `yaml:"https_port" json:"https_port"`
-	HTTPS              bool     `yaml:"https" json:"https"`
-	TLSCert            string   `yaml:"tls_cert,omitempty" json:"tls_cert,omitempty"`
-	TLSKey             string   `yaml:"tls_key,omitempty" json:"tls_key,omitempty"`
+	Enabled   bool   `yaml:"enabled" json:"enabled"`
+	HTTPPort  int    `yaml:"http_port" json:"http_port"`
+	HTTPSPort int    `yaml:"https_port" json:"https_port"`
+	HTTPS     bool   `yaml:"https" json:"https"`
+	TLSCert   string `yaml:"tls_cert,omitempty" json:"tls_cert,omitempty"`
+	TLSKey    string `yaml:"tls_key,omitempty" json:"tls_key,omitempty"`
+	// CACert is the fleet's CA: set, fetch reads peers only over HTTPS from peers with a
+	// certificate it issued (showing tls_cert), and the peer server checks clients' ones.
+	CACert string `yaml:"ca_cert,omitempty" json:"ca_cert,omitempty"`
+	// RequireClientCert makes the peer server serve its store only over HTTPS to devices
+	// with a certificate from CACert (plain HTTP then serves /metrics only).
+	RequireClientCert  bool     `yaml:"require_client_cert" json:"require_client_cert"`
 	DiscoveryPort      int      `yaml:"discovery_port" json:"discovery_port"`
 	LimitOfConnections int      `yaml:"limit_of_connections" json:"limit_of_connections"`
 	Static             []string `yaml:"static,omitempty" json:"static,omitempty"`
@@ -223,6 +229,12 @@ func (c *Config) validate(d nodeDecoder) error {
 	if p.LimitOfConnections < 1 {
 		return d.errf("peers.limit_of_connections", "must be at least 1")
 	}
+	if (p.TLSCert == "") != (p.TLSKey == "") {
+		return d.errf("peers.tls_cert", "tls_cert and tls_key go together")
+	}
+	if p.RequireClientCert && (p.CACert == "" || !p.HTTPS || p.TLSCert == "") {
+		return d.errf("peers.require_client_cert", "needs peers.ca_cert, peers.https: true, and tls_cert and tls_key from that CA")
+	}
 	for i, st := range p.Static {
 		if st == "" || strings.ContainsAny(st, " /") {
 			return d.errf(fmt.Sprintf("peers.static[%d]", i), "must be host or host:port")
@@ -292,7 +304,7 @@ func (c *Config) resolve(dir string) error {
 	for i := range c.TrustedKeys {
 		abs(&c.TrustedKeys[i])
 	}
-	for _, p := range []*string{&c.Peers.TLSCert, &c.Peers.TLSKey, &c.Serve.Root, &c.Serve.Htpasswd, &c.Serve.TLSCert, &c.Serve.TLSKey} {
+	for _, p := range []*string{&c.Peers.TLSCert, &c.Peers.TLSKey, &c.Peers.CACert, &c.Serve.Root, &c.Serve.Htpasswd, &c.Serve.TLSCert, &c.Serve.TLSKey} {
 		abs(p)
 	}
 	for i := range c.Repositories {

@@ -28,6 +28,8 @@ func TestConfigErrorsNameFileLineField(t *testing.T) {
 		"static port":   {"peers:\n  static: [\"10.1.2.3:99999\"]\n", "drepo.yaml:2: peers.static[0]: port must be 1..65535"},
 		"max upload":    {"serve:\n  max_upload: lots\n", "drepo.yaml:2: serve.max_upload: size"},
 		"alias":         {"source: &a /x\nstore: *a\n", "aliases are not supported"},
+		"client cert":   {"peers:\n  require_client_cert: true\n", "peers.require_client_cert: needs peers.ca_cert"},
+		"peer tls":      {"peers:\n  tls_cert: a.crt\n", "peers.tls_cert: tls_cert and tls_key go together"},
 	}
 	for name, c := range cases {
 		_, _, err := parseConfig("drepo.yaml", []byte(c.doc))
