@@ -46,13 +46,15 @@ func ReadSmallFile(path string, max int64) ([]byte, error) {
 // LoadKeyPair loads a TLS certificate and key like tls.LoadX509KeyPair, each file read
 // with ReadSmallFile; an error names the file at fault.
 func LoadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
-	cert, err := ReadSmallFile(certFile, MaxCertFile)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("certificate %s: %w", certFile, err)
-	}
-	key, err := ReadSmallFile(keyFile, MaxCertFile)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("key %s: %w", keyFile, err)
+	cert, cerr := ReadSmallFile(certFile, MaxCertFile)
+	key, kerr := ReadSmallFile(keyFile, MaxCertFile)
+	switch {
+	case cerr != nil && kerr != nil:
+		return tls.Certificate{}, fmt.Errorf("certificate %s: %w; key %s: %w", certFile, cerr, keyFile, kerr)
+	case cerr != nil:
+		return tls.Certificate{}, fmt.Errorf("certificate %s: %w", certFile, cerr)
+	case kerr != nil:
+		return tls.Certificate{}, fmt.Errorf("key %s: %w", keyFile, kerr)
 	}
 	pair, err := tls.X509KeyPair(cert, key)
 	if err != nil {

@@ -131,6 +131,7 @@ func TestStalePartialIsNotAnnounced(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
+	time.Sleep(heldTTL) // what discovery answers is looked at again
 	if a := r.Answer(ask, "127.0.0.2", time.Now()); a != nil {
 		t.Fatal("a partial nobody fetches is announced")
 	}
@@ -143,6 +144,7 @@ func TestStalePartialIsNotAnnounced(t *testing.T) {
 	if got := p2.State().Count(); got != 2 {
 		t.Fatalf("resumed %d verified chunks, want 2", got)
 	}
+	time.Sleep(heldTTL)
 	if r.Answer(ask, "127.0.0.3", time.Now()) == nil {
 		t.Fatal("a resumed partial is not announced")
 	}
