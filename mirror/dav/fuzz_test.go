@@ -97,3 +97,16 @@ func referenceMultistatus(w *WebDAV, b []byte, fn func(FileInfo)) error {
 		}
 	}
 }
+
+// FuzzContentRangeStart: whatever Content-Range a server sends, its start is a
+// non-negative number or -1 (refused); never a panic.
+func FuzzContentRangeStart(f *testing.F) {
+	for _, s := range []string{"bytes 0-9/10", "bytes 5-9/*", "bytes */10", "bytes -1-5/10", "bytes 99999999999999999999-1/2", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, h string) {
+		if n := contentRangeStart(h); n < -1 {
+			t.Fatalf("%q: start %d", h, n)
+		}
+	})
+}
