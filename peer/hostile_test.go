@@ -3,6 +3,7 @@ package peer
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -36,6 +37,7 @@ type liar struct {
 	open      atomic.Int64 // TCP connections open now
 	maxOpen   atomic.Int64
 	turn      atomic.Int64
+	aim       atomic.Int64 // set: every answer points at this port instead
 }
 
 // startLiar starts a liar with ports HTTP listeners; it stops with the test.
@@ -87,8 +89,12 @@ func (l *liar) answer(uc *net.UDPConn) {
 			continue
 		}
 		for i := range l.instances {
+			port := l.ports[int(l.turn.Add(1))%len(l.ports)]
+			if p := l.aim.Load(); p != 0 {
+				port = int(p)
+			}
 			a := Answer{Instance: 0xdead0000 + uint64(i) + uint64(l.turn.Load())<<20, Kind: q.Kind, Blob: q.Blob, Serial: q.Serial + 1000,
-				HTTPPort: uint16(l.ports[int(l.turn.Add(1))%len(l.ports)]), Complete: true, Held: 1 << 40, FreeSlots: l.free}
+				HTTPPort: uint16(port), Complete: true, Held: 1 << 40, FreeSlots: l.free}
 			uc.WriteToUDP(EncodeAnswer(a), from)
 		}
 	}
@@ -269,4 +275,58 @@ func TestFetchAgainstHostilePeers(t *testing.T) {
 			t.Errorf("descriptors grew from %d to %d", baseFDs, fds)
 		}
 	})
+}
+
+// Forged answers lead a device nowhere but to the answering address and the LAN's
+// http_port: a bystander on another port of the liar's host hears nothing, an address off
+// the LAN is not followed, a static peer is followed to its port, and with the fleet's CA
+// an answer without HTTPS is not followed at all.
+func TestForgedAnswersAreNotFollowed(t *testing.T) {
+	var bystander atomic.Int64
+	l := startLiar(t, "wrong", 1, 1, 1)
+	ln, err := net.Listen("tcp", l.ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { bystander.Add(1) })}
+	go srv.Serve(ln)
+	defer srv.Close()
+	l.aim.Store(int64(ln.Addr().(*net.TCPAddr).Port)) // every answer points at the bystander
+	w := newWorld(t)
+	data := randBytes(3*testChunk, 83)
+	w.publish("app", "1", map[string][]byte{"f": data})
+	st := newStore(t)
+	id, _ := st.Instance()
+	// the liar is heard as if by broadcast (not a static peer); the LAN's port is another
+	g := &PeerGroup{Targets: []*net.UDPAddr{l.disco}, HTTPPort: 22335, Instance: id, Wait: 200 * time.Millisecond}
+	prio := 20
+	if _, err := Fetch(context.Background(), FetchOptions{Store: st, Keys: []minisign.PublicKey{w.pub}, App: "app", Version: "1",
+		Sources: WithPeers([]Source{source(t, "origin", w.srv.URL, 10)}, g.Source(0), &prio)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := bystander.Load(); n != 0 {
+		t.Fatalf("the bystander got %d requests", n)
+	}
+	static := &net.UDPAddr{IP: net.ParseIP("127.0.0.9"), Port: 22336}
+	g = &PeerGroup{Static: []*net.UDPAddr{static}, HTTPPort: 22335}
+	for _, c := range []struct {
+		name string
+		f    Found
+		tls  bool
+		want bool
+	}{
+		{"the LAN's port", Found{Answer: Answer{HTTPPort: 22335}, IP: net.ParseIP("127.0.0.5"), From: &net.UDPAddr{IP: net.ParseIP("127.0.0.5"), Port: 22336}}, false, true},
+		{"another port", Found{Answer: Answer{HTTPPort: 22}, IP: net.ParseIP("127.0.0.5"), From: &net.UDPAddr{IP: net.ParseIP("127.0.0.5"), Port: 22336}}, false, false},
+		{"off the LAN", Found{Answer: Answer{HTTPPort: 22335}, IP: net.ParseIP("203.0.113.7"), From: &net.UDPAddr{IP: net.ParseIP("203.0.113.7"), Port: 22336}}, false, false},
+		{"a static peer's port", Found{Answer: Answer{HTTPPort: 8080}, IP: static.IP, From: static}, false, true},
+		{"no HTTPS in a fleet", Found{Answer: Answer{HTTPPort: 22335}, IP: net.ParseIP("127.0.0.5"), From: &net.UDPAddr{IP: net.ParseIP("127.0.0.5"), Port: 22336}}, true, false},
+	} {
+		g.TLS = nil
+		if c.tls {
+			g.TLS = &tls.Config{}
+		}
+		if got := g.follow(c.f); got != c.want {
+			t.Errorf("%s: follow = %v, want %v", c.name, got, c.want)
+		}
+	}
 }
