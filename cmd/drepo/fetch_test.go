@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -215,5 +216,34 @@ func TestFetchCLI(t *testing.T) {
 	}
 	if code, out, _ := drepo(t, "--config", down, "store", "ls", "--json"); code != 0 || strings.TrimSpace(out) != "[]" {
 		t.Fatalf("store ls of an empty store: %d %s", code, out)
+	}
+}
+
+// store verify exits 0 on an intact store and 1 once it found (and removed) a blob that
+// no longer hashes to its name; the next fetch brings it back.
+func TestStoreVerifyCLI(t *testing.T) {
+	data := bytes.Repeat([]byte("drepo "), 50000)
+	cfg, _, _ := deviceSetup(t, map[string][]byte{"f": data}, 64<<10, nil)
+	if code, out, errs := drepo(t, "--config", cfg, "fetch", "app@1"); code != 0 {
+		t.Fatalf("fetch: %d\n%s%s", code, out, errs)
+	}
+	code, out, errs := drepo(t, "--config", cfg, "store", "verify", "--json")
+	var rep peer.VerifyReport
+	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || rep.Blobs != 2 || rep.Bad() {
+		t.Fatalf("verify of an intact store: %d\n%s%s", code, out, errs)
+	}
+	blob := filepath.Join(filepath.Dir(cfg), "store", "blobs", "sha256", manifests.SumBytes(data).String())
+	os.Chmod(blob, 0o644)
+	if err := os.WriteFile(blob, bytes.Repeat([]byte("DREPO "), 50000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs = drepo(t, "--config", cfg, "store", "verify"); code != exitFailure || !strings.Contains(out, "1 removed") {
+		t.Fatalf("verify of an altered blob: exit %d\n%s%s", code, out, errs)
+	}
+	if code, out, errs := drepo(t, "--config", cfg, "fetch", "app@1"); code != 0 {
+		t.Fatalf("fetch after verify: %d\n%s%s", code, out, errs)
+	}
+	if b, _ := os.ReadFile(blob); !bytes.Equal(b, data) {
+		t.Fatal("the blob was not fetched again")
 	}
 }
