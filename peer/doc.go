@@ -23,10 +23,23 @@
 // (the signed manifest names both the file and its chunks). So a repository or a peer can
 // withhold data but not alter it.
 //
+// A LAN may lie. A peer is one address (one answer, one source, one ban, whatever the
+// instance ids or ports it uses); all peers share one bounded connection pool; what peers
+// that never delivered a verified byte cost a fetch is counted and bounded by
+// Policy.Budget, and a transfer below Policy.Floor is cut (guard); an answer is followed
+// only to its own address on the LAN's http_port (PeerGroup.follow), or, with the fleet's
+// CA, only over HTTPS to a certificate the CA issued (fleet.go). The peer server answers
+// from a cached view of the store after its rate limits (heldcache.go) and gives every
+// write of a transfer a deadline. The store opens nothing through a symlink and reads
+// nothing without a bound (storefs.go), and uses a complete blob only while it is the
+// file that was verified.
+//
 // The store:
 //
 //	<store>/blobs/sha256/<h>        complete blobs, verified, named by SHA-256
-//	<store>/partial/<h>             a blob being fetched (sparse; only verified chunks count)
+//	<store>/verified/<h>            blob h's size, mtime and inode when it was verified
+//	<store>/partial/<h>             a blob being fetched (sparse; only verified chunks count;
+//	                                its fetch holds a shared flock on it)
 //	<store>/partial/<h>.state       its size, chunk size and bitmap of verified chunks
 //	<store>/manifests/<h>           manifests fetched (for store ls, gc and chunk reuse)
 //	<store>/index.json(.minisig)    the last accepted index and its signature
