@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -19,6 +21,7 @@ import (
 	"aead.dev/minisign"
 
 	"github.com/drepo-dev/drepo/manifests"
+	"github.com/drepo-dev/drepo/mirror/dav"
 )
 
 // liar is a hostile peer: a real UDP responder and real HTTP listeners on a loopback
@@ -257,9 +260,19 @@ func TestFetchAgainstHostilePeers(t *testing.T) {
 			if gets > c.maxGets*int64(c.liars) || maxOpen > c.maxConnsNow {
 				t.Errorf("the liars got %d requests (bound %d) and up to %d connections at once from one device (bound %d)", gets, c.maxGets*int64(c.liars), maxOpen, c.maxConnsNow)
 			}
+			banned := false
 			for _, s := range rep.Sources {
 				if s.Kind == KindPeer && s.Bytes > 0 {
 					t.Errorf("a liar is credited with %d bytes", s.Bytes)
+				}
+				banned = banned || s.Banned
+			}
+			if (c.mode == "wrong" || c.mode == "badrange") && !banned {
+				t.Errorf("a peer that sent wrong bytes or broke the protocol was not dropped: %+v", rep.Sources)
+			}
+			for label := range st.Stats().BadChunks {
+				if label != KindPeer {
+					t.Errorf("bad chunks counted under the label %q (want one label for every peer)", label)
 				}
 			}
 			t.Logf("fetch took %s, %s of it on liars; liars got %d requests on %d connections", took.Round(10*time.Millisecond), rep.PeersWasted.Round(10*time.Millisecond), gets, conns)
@@ -327,6 +340,38 @@ func TestForgedAnswersAreNotFollowed(t *testing.T) {
 		}
 		if got := g.follow(c.f); got != c.want {
 			t.Errorf("%s: follow = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// A manifest the signed index names (it hashes right) that lists an invalid path is the
+// publisher's error: the fetch stops with a message that says so and blames no source.
+func TestSignedBadManifestIsAnAdminError(t *testing.T) {
+	w := newWorld(t)
+	w.publish("app", "1", map[string][]byte{"f": randBytes(testChunk, 84)})
+	root := w.srv.Root
+	idx, _ := os.ReadFile(filepath.Join(root, "index.json"))
+	x, _ := manifests.DecodeIndex(idx)
+	mdoc, _ := os.ReadFile(filepath.Join(root, manifests.BlobPath(x.Apps[0].Manifest)))
+	bad := bytes.Replace(mdoc, []byte(`"path":"f"`), []byte(`"path":"../f"`), 1)
+	if bytes.Equal(bad, mdoc) {
+		t.Fatalf("the manifest has no path f: %s", mdoc)
+	}
+	bh := manifests.SumBytes(bad)
+	os.MkdirAll(filepath.Dir(filepath.Join(root, manifests.BlobPath(bh))), 0o755)
+	os.WriteFile(filepath.Join(root, manifests.BlobPath(bh)), bad, 0o644)
+	x.Serial++
+	x.Apps[0].Manifest, x.Apps[0].ManifestSize = bh, int64(len(bad))
+	doc, _ := x.Encode()
+	os.WriteFile(filepath.Join(root, "index.json"), doc, 0o644)
+	os.WriteFile(filepath.Join(root, dav.SigPath(doc)), manifests.Sign(w.key, doc, time.Now()), 0o644)
+	rep, err := w.fetch(newStore(t), "app", "1", source(t, "origin", w.srv.URL, 0))
+	if !errors.Is(err, ErrBadManifest) || !strings.Contains(err.Error(), "manifest for app@1") {
+		t.Fatalf("a signed manifest with a bad path: %v", err)
+	}
+	for _, s := range rep.Sources {
+		if s.Banned {
+			t.Fatalf("a source was blamed for the publisher's manifest: %+v", s)
 		}
 	}
 }
