@@ -20,8 +20,17 @@ const (
 
 // ReadSmallFile reads the file at path, which must be a regular file (symlinks followed:
 // certificates often are) of at most max bytes. A FIFO or device does not block it.
-func ReadSmallFile(path string, max int64) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+func ReadSmallFile(path string, max int64) ([]byte, error) { return ReadBounded(path, max, false) }
+
+// ReadBounded reads the regular file at path of at most max bytes; with noFollow, a
+// symlink in its last element is refused (ELOOP) instead of followed: how a store reads
+// the files it keeps, so a planted link reaches nothing.
+func ReadBounded(path string, max int64, noFollow bool) ([]byte, error) {
+	flag := os.O_RDONLY | syscall.O_NONBLOCK | syscall.O_CLOEXEC
+	if noFollow {
+		flag |= syscall.O_NOFOLLOW
+	}
+	f, err := os.OpenFile(path, flag, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -39,26 +39,7 @@ func openNoFollow(path string, flag int, perm os.FileMode) (*os.File, error) {
 
 // readBounded reads a regular file of the store (no symlink followed) of at most max bytes.
 func readBounded(path string, max int64) ([]byte, error) {
-	f, err := openNoFollow(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("peer: %s is not a regular file", path)
-	}
-	if fi.Size() > max {
-		return nil, fmt.Errorf("peer: %s is %d bytes, more than %d", path, fi.Size(), max)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err == nil && int64(len(b)) > max {
-		err = fmt.Errorf("peer: %s grew past %d bytes", path, max)
-	}
-	return b, err
+	return manifests.ReadBounded(path, max, true)
 }
 
 // checkStoreDir makes sure dir is a real folder (not a symlink, unless root: the store's
