@@ -207,19 +207,37 @@ func (g *PeerGroup) follow(f Found) bool {
 	return onLink(f.IP)
 }
 
-// onLink reports whether ip is this host's loopback or on one of its interfaces' subnets.
+// onLink reports whether ip is this host's loopback or on one of its interfaces' subnets
+// (as they were within the last linkTTL: a device's addresses change rarely, its
+// discovery answers arrive many times a second).
 func onLink(ip net.IP) bool {
 	if ip.IsLoopback() {
 		return true
 	}
-	addrs, _ := net.InterfaceAddrs()
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.Contains(ip) {
-			return true
+	links.mu.Lock()
+	if time.Since(links.at) > linkTTL {
+		var nets []*net.IPNet // a new slice: callers may still read the old one
+		addrs, _ := net.InterfaceAddrs()
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok {
+				nets = append(nets, n)
+			}
 		}
+		links.nets, links.at = nets, time.Now()
 	}
-	return false
+	nets := links.nets
+	links.mu.Unlock()
+	return slices.ContainsFunc(nets, func(n *net.IPNet) bool { return n.Contains(ip) })
 }
+
+// links are this host's interface subnets, looked up at most once a linkTTL.
+var links struct {
+	mu   sync.Mutex
+	nets []*net.IPNet
+	at   time.Time
+}
+
+const linkTTL = 10 * time.Second
 
 // peerKey is what identifies a peer for bans, limits and its one source: its address,
 // not address and port (one host answering on many ports is one peer).
