@@ -197,8 +197,9 @@ func peak() (stop func() (heap uint64, fds int)) {
 // heap and descriptors stay bounded with all of them at once.
 func TestFetchAgainstHostilePeers(t *testing.T) {
 	w := newWorld(t)
+	// three files: what a liar costs per blob shows against what it costs per fetch
 	data := randBytes(24*testChunk+77, 61)
-	w.publish("app", "1", map[string][]byte{"f": data})
+	w.publish("app", "1", map[string][]byte{"f": data, "g": randBytes(8*testChunk, 62), "h": randBytes(3*testChunk+1, 63)})
 	h := manifests.SumBytes(data)
 	baseFDs := 0
 	if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
