@@ -123,6 +123,38 @@ func (x *Index) Validate() error {
 func (x *Index) Expired(now time.Time) bool { return x.Expires != nil && now.After(*x.Expires) }
 
 // Find returns the entry for app@version.
+// Latest names the newest version of an app (CompareVersions) where a version is asked
+// for: APP@latest, or APP alone.
+const Latest = "latest"
+
+// Resolve finds app's version in x; Latest is the newest version x lists (the version
+// order sync's retention uses).
+func (x *Index) Resolve(app, version string) (AppEntry, bool) {
+	if version != Latest {
+		return x.Find(app, version)
+	}
+	var best AppEntry
+	found := false
+	for _, e := range x.Apps {
+		if e.App == app && (!found || CompareVersions(e.Version, best.Version) > 0) {
+			best, found = e, true
+		}
+	}
+	return best, found
+}
+
+// Versions lists the versions x has of app, oldest first.
+func (x *Index) Versions(app string) []string {
+	var out []string
+	for _, e := range x.Apps {
+		if e.App == app {
+			out = append(out, e.Version)
+		}
+	}
+	slices.SortFunc(out, CompareVersions)
+	return out
+}
+
 func (x *Index) Find(app, version string) (AppEntry, bool) {
 	i, ok := slices.BinarySearchFunc(x.Apps, AppEntry{App: app, Version: version}, compareEntries)
 	if !ok {

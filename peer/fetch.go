@@ -69,6 +69,18 @@ type SourceReport struct {
 	Banned bool     `json:"sent_wrong_bytes,omitempty"`
 }
 
+// ErrNotPublished: the accepted index does not list the app version asked for.
+var ErrNotPublished = errors.New("not published")
+
+// reasonError is an error whose text says it all, matched (errors.Is) by its kind.
+type reasonError struct {
+	msg string
+	is  error
+}
+
+func (e *reasonError) Error() string        { return e.msg }
+func (e *reasonError) Is(target error) bool { return target == e.is }
+
 // ErrNoSource: every source failed; the error lists one line per source.
 var ErrNoSource = errors.New("no source could serve it")
 
@@ -159,6 +171,7 @@ func Fetch(ctx context.Context, opt FetchOptions) (*FetchReport, error) {
 	if err != nil {
 		return f.rep, err
 	}
+	f.rep.Version = entry.Version // APP@latest: the version it picked
 	m, err := f.manifest(ctx, entry)
 	if err != nil {
 		return f.rep, err
@@ -313,7 +326,7 @@ func (f *fetcher) noSource(what string) error {
 		}
 		fmt.Fprintf(&b, "\n  %s (%s): %s", r.Name, r.Kind, last)
 	}
-	return fmt.Errorf("%s: %w", b.String(), ErrNoSource)
+	return &reasonError{msg: b.String(), is: ErrNoSource} // said once, in the first line
 }
 
 // index takes the first source's index, in priority order, that the trust rules accept and
@@ -363,7 +376,7 @@ sources:
 			if newest == nil || x.Serial > newest.Serial {
 				newest = x
 			}
-			if _, ok := x.Find(f.opt.App, f.opt.Version); ok {
+			if _, ok := x.Resolve(f.opt.App, f.opt.Version); ok {
 				best = &cand{doc, sig, x, next}
 				break sources
 			}
@@ -374,7 +387,7 @@ sources:
 	if best == nil {
 		if doc, sig := f.opt.Store.Index(); doc != nil {
 			if x, _, err := trust.Accept(f.opt.Keys, f.opt.AllowUnsigned, doc, sig, f.opt.Now()); err == nil {
-				if e, ok := x.Find(f.opt.App, f.opt.Version); ok {
+				if e, ok := x.Resolve(f.opt.App, f.opt.Version); ok {
 					f.log.Warn("no source gave a usable index; using the one this device accepted before", "serial", x.Serial)
 					f.rep.Serial = x.Serial
 					return e, nil
@@ -382,7 +395,11 @@ sources:
 			}
 		}
 		if newest != nil {
-			return manifests.AppEntry{}, fmt.Errorf("peer: %s is not in any accepted index (newest: serial %d, %d app versions)", id, newest.Serial, len(newest.Apps))
+			avail := "no version of " + f.opt.App
+			if vs := newest.Versions(f.opt.App); len(vs) > 0 {
+				avail = "available: " + strings.Join(vs, ", ")
+			}
+			return manifests.AppEntry{}, &reasonError{msg: fmt.Sprintf("%s is not published (index serial %d); %s", id, newest.Serial, avail), is: ErrNotPublished}
 		}
 		return manifests.AppEntry{}, f.noSource("index for " + id)
 	}
@@ -391,7 +408,7 @@ sources:
 	}
 	f.log.Debug("index accepted", "serial", best.x.Serial)
 	f.rep.Serial = best.x.Serial
-	e, _ := best.x.Find(f.opt.App, f.opt.Version)
+	e, _ := best.x.Resolve(f.opt.App, f.opt.Version)
 	return e, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -562,7 +563,7 @@ func TestStoreGC(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rep, err := st.GC(context.Background(), 1, nil)
+	rep, err := st.GC(context.Background(), GCOptions{Keep: 1}, nil)
 	if err != nil || len(rep.RemovedVersions) != 2 || rep.RemovedBlobs != 4 { // two own files, two manifests
 		t.Fatalf("gc: %+v %v", rep, err)
 	}
@@ -573,4 +574,107 @@ func TestStoreGC(t *testing.T) {
 	if !st.HasBlob(manifests.SumBytes(shared), int64(len(shared))) {
 		t.Fatal("gc removed a blob the kept version names")
 	}
+}
+
+// APP@latest is the newest version by the version order; --out of one version of an app is
+// replaced by another without --force (the layout's marker), not a folder with files of
+// someone else's; a version not published names those that are.
+func TestFetchLatestAndUpgradeInPlace(t *testing.T) {
+	w := newWorld(t)
+	w.publish("app", "1.9", map[string][]byte{"README": []byte("1.9"), "bin/a": randBytes(testChunk, 90)})
+	w.publish("app", "1.10", map[string][]byte{"README": []byte("1.10"), "lib/b": randBytes(testChunk, 91)})
+	w.publish("other", "1", map[string][]byte{"x": []byte("x")})
+	st := newStore(t)
+	out := filepath.Join(t.TempDir(), "app")
+	fetch := func(app, version string, force bool) (*FetchReport, error) {
+		return Fetch(context.Background(), FetchOptions{Store: st, Sources: []Source{source(t, "origin", w.srv.URL, 0)}, Keys: []minisign.PublicKey{w.pub},
+			App: app, Version: version, Out: out, Force: force})
+	}
+	if rep, err := fetch("app", "1.9", false); err != nil || rep.Version != "1.9" {
+		t.Fatalf("app@1.9: %v", err)
+	}
+	rep, err := fetch("app", manifests.Latest, false)
+	if err != nil || rep.Version != "1.10" {
+		t.Fatalf("app@latest over app@1.9's layout: %v (version %q)", err, rep.Version)
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, "README")); string(b) != "1.10" {
+		t.Fatalf("README: %q", b)
+	}
+	if _, err := os.Stat(filepath.Join(out, "bin", "a")); err == nil {
+		t.Fatal("a file of the old version stayed")
+	}
+	os.WriteFile(filepath.Join(out, "notes.txt"), []byte("mine"), 0o644)
+	if _, err := fetch("app", "1.9", false); !errors.Is(err, ErrOutInUse) || !strings.Contains(err.Error(), "notes.txt") {
+		t.Fatalf("a file drepo did not put there: %v", err)
+	}
+	os.Remove(filepath.Join(out, "notes.txt"))
+	if _, err := fetch("other", "1", false); !errors.Is(err, ErrOutInUse) {
+		t.Fatalf("another app's layout over this one: %v", err)
+	}
+	if _, err := fetch("app", "7", false); !errors.Is(err, ErrNotPublished) || !strings.Contains(err.Error(), "available: 1.9, 1.10") {
+		t.Fatalf("a version not published: %v", err)
+	}
+}
+
+// store rm removes a version and the blobs no other version names; gc --partial removes
+// the partial blobs of kept versions too.
+func TestStoreRmAndPartialGC(t *testing.T) {
+	w := newWorld(t)
+	shared := randBytes(2*testChunk, 92)
+	w.publish("app", "1", map[string][]byte{"shared": shared, "own": randBytes(testChunk, 93)})
+	w.publish("app", "2", map[string][]byte{"shared": shared, "own": randBytes(testChunk, 94)})
+	st := newStore(t)
+	for _, v := range []string{"1", "2"} {
+		if _, err := w.fetch(st, "app", v, source(t, "origin", w.srv.URL, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.GC(context.Background(), GCOptions{Remove: []string{"app@3"}}, nil); err == nil {
+		t.Fatal("removing a version not held")
+	}
+	rep, err := st.GC(context.Background(), GCOptions{Remove: []string{"app@1"}}, nil)
+	if err != nil || len(rep.RemovedVersions) != 1 || rep.RemovedBlobs != 2 { // its own blob and its manifest
+		t.Fatalf("store rm app@1: %+v %v", rep, err)
+	}
+	if !st.HasBlob(manifests.SumBytes(shared), int64(len(shared))) {
+		t.Fatal("a blob app@2 names was removed")
+	}
+	// a partial blob of a kept version: gc keeps it, gc --partial removes it
+	big := randBytes(8*testChunk, 95)
+	w.publish("app", "3", map[string][]byte{"big": big})
+	p, err := st.OpenPartial(manifests.SumBytes(big), int64(len(big)), testChunk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	markChunk(t, p, big, testChunk, 0)
+	p.Close()
+	m, _ := w.manifestDoc("app", "3")
+	st.PutManifest(manifests.SumBytes(m), m)
+	if rep, err := st.GC(context.Background(), GCOptions{}, nil); err != nil || rep.RemovedBlobs != 0 {
+		t.Fatalf("gc with every version kept: %+v %v", rep, err)
+	}
+	rep, err = st.GC(context.Background(), GCOptions{Partial: true}, nil)
+	if err != nil || rep.RemovedBlobs != 1 || rep.RemovedBytes < testChunk {
+		t.Fatalf("gc --partial: %+v %v", rep, err)
+	}
+	if ps, _ := st.PartialBlobs(); len(ps) != 0 {
+		t.Fatalf("partial blobs left: %d", len(ps))
+	}
+}
+
+// manifestDoc reads app@version's manifest document from the repository.
+func (w *world) manifestDoc(app, version string) ([]byte, error) {
+	idx, err := os.ReadFile(filepath.Join(w.srv.Root, "index.json"))
+	if err != nil {
+		return nil, err
+	}
+	x, err := manifests.DecodeIndex(idx)
+	if err != nil {
+		return nil, err
+	}
+	e, ok := x.Find(app, version)
+	if !ok {
+		return nil, fmt.Errorf("%s@%s not in the index", app, version)
+	}
+	return os.ReadFile(filepath.Join(w.srv.Root, manifests.BlobPath(e.Manifest)))
 }

@@ -3,12 +3,14 @@ package peer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/drepo-dev/drepo/manifests"
 )
@@ -66,14 +68,35 @@ func (s *Store) Versions() ([]HeldVersion, error) {
 // GCReport is what GC removed.
 type GCReport struct {
 	RemovedVersions []string `json:"removed_versions"`
-	RemovedBlobs    int      `json:"removed_blobs"`
-	RemovedBytes    int64    `json:"removed_bytes"`
+	RemovedBlobs    int      `json:"removed_blobs"` // complete and partial
+	RemovedBytes    int64    `json:"removed_bytes"` // disk space they took (a partial blob is sparse)
 }
 
-// GC keeps the newest keep versions of every app (by manifests.CompareVersions) and removes
-// the other manifests and every blob, complete or partial, that no kept manifest names. It
-// holds the store's lock while it works.
-func (s *Store) GC(ctx context.Context, keep int, log *slog.Logger) (*GCReport, error) {
+// allocated is the disk space a file takes (its blocks), which for a sparse partial blob
+// is what was written of it, not its size.
+func allocated(fi fs.FileInfo) int64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Blocks * 512
+	}
+	return fi.Size()
+}
+
+// GCOptions say what GC removes.
+type GCOptions struct {
+	// Keep is how many of the newest versions of every app stay (0: all).
+	Keep int
+	// Remove names app versions (APP@VERSION) to remove whatever Keep says.
+	Remove []string
+	// Partial removes every partial blob, even of a kept version (they are fetched again
+	// from the start): the space a fetch that will not be finished holds.
+	Partial bool
+}
+
+// GC keeps the newest opt.Keep versions of every app (by manifests.CompareVersions) but
+// those in opt.Remove, and removes the other manifests and every blob, complete or partial,
+// that no kept manifest names (with opt.Partial, every partial blob). It holds the store's
+// lock while it works. Removing a version that is not held is an error.
+func (s *Store) GC(ctx context.Context, opt GCOptions, log *slog.Logger) (*GCReport, error) {
 	if err := s.Lock(ctx, log); err != nil {
 		return nil, err
 	}
@@ -82,16 +105,25 @@ func (s *Store) GC(ctx context.Context, keep int, log *slog.Logger) (*GCReport, 
 	if err != nil {
 		return nil, err
 	}
+	drop := map[string]bool{}
+	for _, id := range opt.Remove {
+		drop[id] = true
+	}
 	byApp := map[string][]HeldVersion{}
 	for _, v := range vs {
 		byApp[v.App] = append(byApp[v.App], v)
+		delete(drop, v.App+"@"+v.Version)
 	}
-	rep := &GCReport{}
+	for id := range drop {
+		return nil, fmt.Errorf("peer: the store holds no %s", id)
+	}
+	rep := &GCReport{RemovedVersions: []string{}}
 	keepBlobs := map[manifests.Hash]bool{}
 	for _, list := range byApp {
 		slices.SortFunc(list, func(a, b HeldVersion) int { return -manifests.CompareVersions(a.Version, b.Version) })
 		for i, v := range list {
-			if i < keep {
+			id := v.App + "@" + v.Version
+			if (opt.Keep == 0 || i < opt.Keep) && !slices.Contains(opt.Remove, id) {
 				m, _, err := s.Manifest(v.Manifest)
 				if err != nil {
 					return nil, err
@@ -105,7 +137,7 @@ func (s *Store) GC(ctx context.Context, keep int, log *slog.Logger) (*GCReport, 
 			if err := os.Remove(filepath.Join(s.dir, "manifests", v.Manifest.String())); err != nil {
 				return nil, err
 			}
-			rep.RemovedVersions = append(rep.RemovedVersions, v.App+"@"+v.Version)
+			rep.RemovedVersions = append(rep.RemovedVersions, id)
 		}
 	}
 	for _, dir := range []string{"blobs/sha256", "partial"} {
@@ -116,12 +148,12 @@ func (s *Store) GC(ctx context.Context, keep int, log *slog.Logger) (*GCReport, 
 		for _, e := range ents {
 			name := strings.TrimSuffix(e.Name(), ".state")
 			h, err := manifests.ParseHash(name)
-			if err != nil || keepBlobs[h] {
+			if err != nil || (keepBlobs[h] && !(opt.Partial && dir == "partial")) {
 				continue
 			}
 			p := filepath.Join(s.dir, dir, e.Name())
 			if fi, err := e.Info(); err == nil && !strings.HasSuffix(e.Name(), ".state") {
-				rep.RemovedBytes += fi.Size()
+				rep.RemovedBytes += allocated(fi)
 				rep.RemovedBlobs++
 			}
 			if err := os.Remove(p); err != nil {

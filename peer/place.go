@@ -1,9 +1,11 @@
 package peer
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,7 +24,9 @@ var ErrOutInUse = errors.New("the output folder holds other files")
 // it), an executable file a copy with mode 0755, and a copy wherever a link fails (another
 // filesystem). The tree is built beside out, checked (sizes; links the very blob, copies
 // hashed while copied), then swapped in by rename. An out that holds anything but this
-// version's files is refused unless force.
+// version's files, or the files a layout of the same app left (its marker, outMarker), is
+// refused unless force: an update of an app in place needs no --force, a folder someone
+// else filled does.
 func placeOut(s *Store, m *manifests.Manifest, out string, force bool) error {
 	out = filepath.Clean(out)
 	if fi, err := os.Stat(out); err == nil {
@@ -65,6 +69,9 @@ func placeOut(s *Store, m *manifests.Manifest, out string, force bool) error {
 		if err := placeFile(s, dst, fl); err != nil {
 			return err
 		}
+	}
+	if err := writeMarker(tmp, m); err != nil {
+		return err
 	}
 	if err := manifests.SyncDir(tmp); err != nil {
 		return err
@@ -144,6 +151,12 @@ func otherContent(out string, m *manifests.Manifest) (string, error) {
 	for _, fl := range m.Files {
 		want[fl.Path] = fl.Size
 	}
+	mine := map[string]bool{outMarker: true} // laid out by drepo for this app: replaced
+	if mk, err := readMarker(out); err == nil && mk.App == m.App {
+		for _, p := range mk.Files {
+			mine[p] = true
+		}
+	}
 	other := ""
 	err := filepath.WalkDir(out, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || other != "" {
@@ -156,6 +169,9 @@ func otherContent(out string, m *manifests.Manifest) (string, error) {
 		fi, err := d.Info()
 		if err != nil {
 			return err
+		}
+		if mine[filepath.ToSlash(rel)] && fi.Mode().IsRegular() {
+			return nil
 		}
 		if size, ok := want[filepath.ToSlash(rel)]; !ok || !fi.Mode().IsRegular() || fi.Size() != size {
 			other = rel
@@ -170,4 +186,46 @@ func randHex() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// outMarker is the file a layout leaves in --out: which app version it is and which files
+// drepo put there, so the next version of the app replaces them without --force.
+const outMarker = ".drepo-out.json"
+
+// marker is outMarker's content.
+type marker struct {
+	Schema  string   `json:"schema"`
+	App     string   `json:"app"`
+	Version string   `json:"version"`
+	Files   []string `json:"files"`
+}
+
+const markerSchema = "drepo.out/v1"
+
+// writeMarker writes the marker of m's layout into dir.
+func writeMarker(dir string, m *manifests.Manifest) error {
+	mk := marker{Schema: markerSchema, App: m.App, Version: m.Version}
+	for _, fl := range m.Files {
+		mk.Files = append(mk.Files, fl.Path)
+	}
+	b, err := json.Marshal(mk)
+	if err != nil {
+		return err
+	}
+	return manifests.WriteFileAtomic(filepath.Join(dir, outMarker), append(b, '\n'), 0o644)
+}
+
+// readMarker reads the marker of a layout in dir (bounded, strict).
+func readMarker(dir string) (marker, error) {
+	var mk marker
+	b, err := manifests.ReadBounded(filepath.Join(dir, outMarker), manifests.MaxManifestSize, true)
+	if err != nil {
+		return mk, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&mk); err != nil || mk.Schema != markerSchema {
+		return marker{}, fmt.Errorf("peer: %s: not a layout marker", filepath.Join(dir, outMarker))
+	}
+	return mk, nil
 }

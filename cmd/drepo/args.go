@@ -118,6 +118,14 @@ func findCommand(cmds []*cli.Command, name string) *cli.Command {
 
 // parseAppVersion reads APP@VERSION (both valid names); what names the argument in the
 // usage error (exit 2).
+// parseFetchTarget reads APP@VERSION, APP@latest or APP alone (the newest version).
+func parseFetchTarget(s string) (app, version string, err error) {
+	if !strings.Contains(s, "@") {
+		s += "@" + manifests.Latest
+	}
+	return parseAppVersion("fetch", s)
+}
+
 func parseAppVersion(what, s string) (app, version string, err error) {
 	app, version, ok := strings.Cut(s, "@")
 	if !ok || manifests.ValidateName("app", app) != nil || manifests.ValidateName("version", version) != nil {

@@ -17,7 +17,7 @@ func fetchCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "fetch",
 		Usage:     "fetch an app version into the device's store, every byte verified, and lay it out",
-		ArgsUsage: "APP@VERSION",
+		ArgsUsage: "APP@VERSION | APP@latest | APP",
 		Description: `Reads the repositories with priority ≥ 0, highest first (equal priorities in random
 order; staging repositories, priority < 0, are never contacted). The index must carry a
 signature from trusted_keys, a serial not below the highest this device accepted, and must
@@ -29,10 +29,13 @@ in this run). With peers.enabled, the LAN's peers (found by discovery) come afte
 repository, or where peers.priority puts them; an index from a peer needs a trusted
 signature, always. --out lays the files out (hard links into the store, read-only; executables
 copied), replacing the folder only if it holds nothing else, or with --force.
+APP@latest (or APP alone) is the newest version in the index, by the version order sync
+uses; --plan and --json say which one.
 Exit 0 fetched, 1 every source failed or refused (one line per source), 2 bad usage or config.
 
 Examples:
    drepo fetch base_system@12.7.4 --out /target
+   drepo fetch firefox --out /opt/firefox       # the newest version
    drepo fetch firefox@128.0 --plan            # the sources in order, and the skipped ones
    drepo fetch firefox@128.0 --out /opt/firefox --force --json`,
 		Flags: []cli.Flag{
@@ -47,7 +50,7 @@ Examples:
 			if c.NArg() != 1 {
 				return usageErrorf("fetch needs APP@VERSION")
 			}
-			app, ver, err := parseAppVersion("fetch", c.Args().First())
+			app, ver, err := parseFetchTarget(c.Args().First())
 			if err != nil {
 				return err
 			}
@@ -89,7 +92,7 @@ Examples:
 				e.log.Debug("source skipped", "name", s.Name, "reason", s.Reason)
 			}
 			if c.Bool("plan") {
-				return printPlan(e, c.Bool("json"), sources, skips)
+				return printPlan(e, c.Bool("json"), ver == manifests.Latest, planVersion(st, app, ver), sources, skips)
 			}
 			keys, err := cfg.deviceKeys()
 			if err != nil {
@@ -119,7 +122,29 @@ Examples:
 	}
 }
 
-func printPlan(e *env, asJSON bool, sources []peer.Source, skips []peer.Skip) error {
+// planVersion is the version a fetch of app@ver would take as far as the device knows
+// without asking anyone: ver, or for latest the newest in the index it accepted last
+// ("" when it has none).
+func planVersion(st *peer.Store, app, ver string) string {
+	if ver != manifests.Latest {
+		return ver
+	}
+	if st == nil {
+		return ""
+	}
+	doc, _ := st.Index()
+	if doc == nil {
+		return ""
+	}
+	x, err := manifests.DecodeIndex(doc)
+	if err != nil {
+		return ""
+	}
+	e, _ := x.Resolve(app, ver)
+	return e.Version
+}
+
+func printPlan(e *env, asJSON, latest bool, version string, sources []peer.Source, skips []peer.Skip) error {
 	type row struct {
 		Name     string `json:"name"`
 		Kind     string `json:"kind"`
@@ -133,9 +158,10 @@ func printPlan(e *env, asJSON bool, sources []peer.Source, skips []peer.Skip) er
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(struct {
+			Version string      `json:"version"` // "" : latest, and no index accepted yet
 			Sources []row       `json:"sources"`
 			Skipped []peer.Skip `json:"skipped"`
-		}{rows, skips})
+		}{version, rows, skips})
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ORDER\tSOURCE\tKIND\tPRIORITY")
@@ -145,6 +171,14 @@ func printPlan(e *env, asJSON bool, sources []peer.Source, skips []peer.Skip) er
 	_ = tw.Flush()
 	for _, s := range skips {
 		fmt.Fprintf(e.stdout, "skipped %s: %s\n", s.Name, manifests.Printable(s.Reason))
+	}
+	switch {
+	case !latest:
+		fmt.Fprintf(e.stdout, "version: %s\n", manifests.Printable(version))
+	case version == "":
+		fmt.Fprintln(e.stdout, "version: the newest in the first index a source gives (this device has accepted none yet)")
+	default:
+		fmt.Fprintf(e.stdout, "version: %s (the newest in the index this device accepted last; the sources' index is read first)\n", manifests.Printable(version))
 	}
 	return nil
 }

@@ -25,7 +25,8 @@ func storeCommand(e *env) *cli.Command {
 		Description: `Examples:
    drepo store ls
    drepo store verify
-   drepo store gc --keep 2`,
+   drepo store gc --keep 2
+   drepo store rm firefox@127.0`,
 		Subcommands: []*cli.Command{{
 			Name:  "ls",
 			Usage: "list the app versions the store holds (complete or partly fetched)",
@@ -96,33 +97,64 @@ Examples:
 		}, {
 			Name:  "gc",
 			Usage: "keep the newest N versions of every app and remove every blob no kept version names",
-			Description: `Files laid out with fetch --out stay intact (they are hard links or copies).
+			Description: `Removes every blob, complete or partial, that no kept version names. --partial also
+removes the partial blobs of kept versions (a fetch that will not be finished: its space comes
+back, and the next fetch starts that blob afresh). Files laid out with fetch --out stay
+intact (they are hard links or copies).
 
 Examples:
    drepo store gc --keep 2
+   drepo store gc --partial          # every partial blob, every version kept
    drepo store gc --keep 1 --json`,
 			Flags: []cli.Flag{
-				&cli.IntFlag{Name: "keep", Usage: "versions per app to keep (≥ 1)"},
+				&cli.IntFlag{Name: "keep", Usage: "versions per app to keep (≥ 1; unset: all)"},
+				&cli.BoolFlag{Name: "partial", Usage: "remove every partial blob too"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 			},
 			Action: func(c *cli.Context) error {
-				if c.Int("keep") < 1 {
-					return usageErrorf("store gc needs --keep N (N ≥ 1)")
+				if c.IsSet("keep") && c.Int("keep") < 1 || !c.IsSet("keep") && !c.Bool("partial") {
+					return usageErrorf("store gc needs --keep N (N ≥ 1), --partial, or both")
 				}
-				st, err := open()
-				if err != nil {
-					return err
+				return storeGC(c, e, open, peer.GCOptions{Keep: c.Int("keep"), Partial: c.Bool("partial")})
+			},
+		}, {
+			Name:      "rm",
+			Usage:     "remove app versions from the store, with the blobs no other version names",
+			ArgsUsage: "APP@VERSION...",
+			Description: `Files laid out with fetch --out stay intact (they are hard links or copies).
+
+Examples:
+   drepo store rm firefox@127.0
+   drepo store rm base_system@12.7.3 base_system@12.7.4 --json`,
+			Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+			Action: func(c *cli.Context) error {
+				if c.NArg() == 0 {
+					return usageErrorf("store rm needs APP@VERSION")
 				}
-				rep, err := st.GC(c.Context, c.Int("keep"), e.log)
-				if err != nil {
-					return err
+				for _, a := range c.Args().Slice() {
+					if _, _, err := parseAppVersion("store rm", a); err != nil {
+						return err
+					}
 				}
-				if c.Bool("json") {
-					return json.NewEncoder(e.stdout).Encode(rep)
-				}
-				_, err = fmt.Fprintf(e.stdout, "removed %d versions %v, %d blobs, %d bytes\n", len(rep.RemovedVersions), rep.RemovedVersions, rep.RemovedBlobs, rep.RemovedBytes)
-				return err
+				return storeGC(c, e, open, peer.GCOptions{Remove: c.Args().Slice()})
 			},
 		}},
 	}
+}
+
+// storeGC runs a store clean-up and prints what it removed.
+func storeGC(c *cli.Context, e *env, open func() (*peer.Store, error), opt peer.GCOptions) error {
+	st, err := open()
+	if err != nil {
+		return err
+	}
+	rep, err := st.GC(c.Context, opt, e.log)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return json.NewEncoder(e.stdout).Encode(rep)
+	}
+	_, err = fmt.Fprintf(e.stdout, "removed %d versions %v, %d blobs, %d bytes\n", len(rep.RemovedVersions), rep.RemovedVersions, rep.RemovedBlobs, rep.RemovedBytes)
+	return err
 }

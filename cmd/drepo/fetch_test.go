@@ -203,7 +203,7 @@ func TestFetchCLI(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || rep.Files != 1 || rep.Downloaded != 5 || !strings.HasSuffix(out, "\n") {
 		t.Fatalf("fetch --json: %d\n%s%s", code, out, errs)
 	}
-	for _, args := range [][]string{{"fetch"}, {"fetch", "nope"}, {"fetch", "a@b", "--bogus"}} {
+	for _, args := range [][]string{{"fetch"}, {"fetch", "no/pe"}, {"fetch", "a@b", "--bogus"}} {
 		if code, _, _ := drepo(t, append([]string{"--config", cfg}, args...)...); code != exitUsage {
 			t.Errorf("%v: exit %d, want 2", args, code)
 		}
