@@ -275,6 +275,9 @@ func (f *fetcher) groupSources(ctx context.Context, group Source, q Query, bw *b
 // sourceFailed records why a source failed; sending wrong bytes or breaking the protocol
 // bans it (a peer by its address) for the run.
 func (f *fetcher) sourceFailed(s Source, what string, err error) {
+	if errors.Is(err, context.Canceled) {
+		return // the fetch was stopped (a signal): no fault of the source
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r := f.reportLocked(s)

@@ -117,6 +117,9 @@ Examples:
 			} else if err == nil {
 				printFetch(e, rep)
 			}
+			if err != nil && c.Context.Err() != nil && rep != nil {
+				return &keptError{err: err, bytes: rep.Downloaded + rep.ReusedLocal + rep.AlreadyHeld}
+			}
 			return err
 		},
 	}

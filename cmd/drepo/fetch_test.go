@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -245,5 +246,46 @@ func TestStoreVerifyCLI(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(blob); !bytes.Equal(b, data) {
 		t.Fatal("the blob was not fetched again")
+	}
+}
+
+// SIGINT and SIGTERM end a fetch with 130 and 143 and one line that says what was kept; a
+// script tells that from "every source failed" (1), and the next run resumes.
+func TestFetchInterrupted(t *testing.T) {
+	const chunk = 256 << 10
+	data := make([]byte, 8<<20)
+	r := rand.New(rand.NewPCG(10, 10))
+	for i := range data {
+		data[i] = byte(r.Uint32())
+	}
+	cfg, _, _ := deviceSetup(t, map[string][]byte{"image.bin": data}, chunk, func(s string) string { return throttle(t, s, 2<<20) })
+	bin := drepoBinary(t)
+	for _, c := range []struct {
+		sig  syscall.Signal
+		code int
+		name string
+	}{{syscall.SIGINT, 130, "SIGINT"}, {syscall.SIGTERM, 143, "SIGTERM"}} {
+		cmd := exec.Command(bin, "--config", cfg, "--log-level", "error", "fetch", "app@1")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1500 * time.Millisecond) // about 3 MiB in
+		cmd.Process.Signal(c.sig)
+		err := cmd.Wait()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != c.code {
+			t.Fatalf("%s: %v, want exit %d\n%s", c.name, err, c.code, stderr.String())
+		}
+		want := "drepo: interrupted (" + c.name + "); "
+		if lines := strings.Split(strings.TrimSpace(stderr.String()), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], want) || !strings.HasSuffix(lines[0], "bytes kept, the next run resumes") {
+			t.Fatalf("%s: stderr %q, want one line %q…", c.name, stderr.String(), want)
+		}
+	}
+	out, err := exec.Command(bin, "--config", cfg, "--log-level", "error", "fetch", "app@1", "--json").Output()
+	var rep peer.FetchReport
+	if err != nil || json.Unmarshal(out, &rep) != nil || rep.AlreadyHeld == 0 {
+		t.Fatalf("the run after: %v, held %d", err, rep.AlreadyHeld)
 	}
 }

@@ -34,7 +34,7 @@ func usageErrorf(format string, args ...any) error {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	// DREPO_CPUPROFILE=FILE writes a CPU profile of the run (for go tool pprof).
 	if p := os.Getenv("DREPO_CPUPROFILE"); p != "" {
 		if f, err := os.Create(p); err == nil && pprof.StartCPUProfile(f) == nil {
@@ -57,16 +57,69 @@ func main() {
 	}
 }
 
-// run executes the CLI and maps the outcome to an exit code; main does nothing else.
+// run executes the CLI and maps the outcome to an exit code; main does nothing else. A run
+// that a signal ended (the cause of ctx, signalContext) exits 128+signal with one line.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
 	err := app.RunContext(ctx, reorderArgs(app, args))
+	var sig signalCause
+	if errors.As(context.Cause(ctx), &sig) {
+		line := "interrupted (" + sig.name() + ")"
+		var kept *keptError
+		if errors.As(err, &kept) {
+			line += fmt.Sprintf("; %d bytes kept, the next run resumes", kept.bytes)
+		}
+		fmt.Fprintf(stderr, "drepo: %s\n", line)
+		return 128 + int(sig.sig)
+	}
 	if err == nil {
 		return exitOK
 	}
 	fmt.Fprintf(stderr, "drepo: %s\n", printableLines(cleanErr(err)))
 	return exitCode(err)
 }
+
+// signalCause is why a run's context ended: SIGINT or SIGTERM.
+type signalCause struct{ sig syscall.Signal }
+
+func (s signalCause) Error() string { return "interrupted by " + s.name() }
+
+func (s signalCause) name() string {
+	if s.sig == syscall.SIGINT {
+		return "SIGINT"
+	}
+	return "SIGTERM"
+}
+
+// signalContext is a context that SIGINT or SIGTERM ends, with the signal as its cause; a
+// second signal exits at once.
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s, ok := <-ch
+		if !ok {
+			return
+		}
+		sig := s.(syscall.Signal)
+		cancel(signalCause{sig})
+		if _, ok := <-ch; ok {
+			os.Exit(128 + int(sig))
+		}
+	}()
+	return ctx, func() { signal.Stop(ch); close(ch); cancel(nil) }
+}
+
+// keptError is a command's error that says how many verified bytes it kept (a fetch cut
+// short: the next run resumes from them).
+type keptError struct {
+	err   error
+	bytes int64
+}
+
+func (k *keptError) Error() string { return k.err.Error() }
+func (k *keptError) Unwrap() error { return k.err }
 
 func exitCode(err error) int {
 	var ec cli.ExitCoder
