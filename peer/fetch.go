@@ -168,6 +168,9 @@ func Fetch(ctx context.Context, opt FetchOptions) (*FetchReport, error) {
 	defer f.recordStats() // under the lock
 
 	entry, err := f.index(ctx)
+	if localErr(err) {
+		err = asLocal(err)
+	}
 	if err != nil {
 		return f.rep, err
 	}
@@ -177,6 +180,9 @@ func Fetch(ctx context.Context, opt FetchOptions) (*FetchReport, error) {
 		return f.rep, err
 	}
 	f.rep.Files = len(m.Files)
+	if err := checkSpace(opt.Store, m, opt.Out); err != nil {
+		return f.rep, err
+	}
 	if f.chunks, err = chunkIndex(opt.Store); err != nil {
 		return f.rep, err
 	}
@@ -202,11 +208,17 @@ func Fetch(ctx context.Context, opt FetchOptions) (*FetchReport, error) {
 		}
 		seen[fl.SHA256] = true
 		if err := f.blob(ctx, fl, m.ChunkSize); err != nil {
+			if localErr(err) {
+				err = asLocal(err)
+			}
 			return f.rep, err
 		}
 	}
 	if opt.Out != "" {
 		if err := placeOut(opt.Store, m, opt.Out, opt.Force); err != nil {
+			if localErr(err) {
+				err = asLocal(err)
+			}
 			return f.rep, err
 		}
 		f.rep.Out = opt.Out
@@ -275,7 +287,7 @@ func (f *fetcher) groupSources(ctx context.Context, group Source, q Query, bw *b
 // sourceFailed records why a source failed; sending wrong bytes or breaking the protocol
 // bans it (a peer by its address) for the run.
 func (f *fetcher) sourceFailed(s Source, what string, err error) {
-	if errors.Is(err, context.Canceled) {
+	if errors.Is(err, context.Canceled) || localErr(err) {
 		return // the fetch was stopped (a signal): no fault of the source
 	}
 	f.mu.Lock()
@@ -522,6 +534,9 @@ func (f *fetcher) each(ctx context.Context, q Query, what string, bw *blobWant, 
 				}
 				before, began := verified(), time.Now()
 				err := fn(s)
+				if localErr(err) {
+					return asLocal(err) // the device's disk: no other source helps
+				}
 				roundWasted += f.attempted(s, began, err == nil || verified() > before, err)
 				if err == nil {
 					return nil
