@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"aead.dev/minisign"
@@ -87,12 +88,21 @@ func VerifyKey(keys []minisign.PublicKey, doc, sig []byte) (minisign.PublicKey, 
 	if err := s.UnmarshalText(sig); err != nil {
 		return minisign.PublicKey{}, fmt.Errorf("manifests: signature: %v: %w", err, ErrBadSignature)
 	}
+	known := false
+	var trusted []string
 	for _, k := range keys {
-		if k.ID() == s.KeyID && minisign.Verify(k, doc, sig) {
-			return k, nil
+		if k.ID() == s.KeyID {
+			known = true
+			if minisign.Verify(k, doc, sig) {
+				return k, nil
+			}
 		}
+		trusted = append(trusted, fmt.Sprintf("%016X", k.ID()))
 	}
-	return minisign.PublicKey{}, fmt.Errorf("manifests: signature by key %X: no trusted key verifies it: %w", s.KeyID, ErrBadSignature)
+	if !known {
+		return minisign.PublicKey{}, fmt.Errorf("manifests: signed by key %016X, which is not in trusted_keys (trusted: %s): %w", s.KeyID, strings.Join(trusted, ", "), ErrBadSignature)
+	}
+	return minisign.PublicKey{}, fmt.Errorf("manifests: the signature by key %016X does not match the document (altered after signing): %w", s.KeyID, ErrBadSignature)
 }
 
 // VerifyIndex checks the signature of an index document, then decodes it strictly.

@@ -2,9 +2,11 @@ package manifests
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,8 +68,9 @@ func TestSignVerify(t *testing.T) {
 	}
 	_, otherPub := writeKeys(t, t.TempDir())
 	other, _ := LoadPublicKey(otherPub)
-	if _, err := VerifyIndex([]minisign.PublicKey{other}, doc, sig); !errors.Is(err, ErrBadSignature) {
-		t.Fatalf("wrong key: err = %v", err)
+	want := fmt.Sprintf("signed by key %016X, which is not in trusted_keys (trusted: %016X)", pub.ID(), other.ID())
+	if _, err := VerifyIndex([]minisign.PublicKey{other}, doc, sig); !errors.Is(err, ErrBadSignature) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("wrong key: err = %v, want it to say %q", err, want)
 	}
 	if _, err := VerifyIndex([]minisign.PublicKey{pub}, doc, []byte("garbage")); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("garbage sig: err = %v", err)

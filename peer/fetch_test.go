@@ -413,7 +413,7 @@ func TestFetchTrustRefusals(t *testing.T) {
 		{"replayed older index", olderDoc, true, ErrRollback, "serial 1, this device accepted 2"},
 		{"other index at the same serial", forkDoc, true, ErrFork, "serial 2"},
 		{"expired index", expiredDoc, true, ErrExpired, "expired"},
-		{"tampered index", tampered, false, ErrUnsigned, "no trusted key verifies it"},
+		{"tampered index", tampered, false, ErrUnsigned, "does not match the document"},
 		{"unsigned repository", unsignedDoc, false, ErrUnsigned, "no signature"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -289,3 +289,28 @@ func TestFetchInterrupted(t *testing.T) {
 		t.Fatalf("the run after: %v, held %d", err, rep.AlreadyHeld)
 	}
 }
+
+// What a fetch says when it fails names what and where, once, without the code's package
+// prefixes: the URL that had no index, the versions that are published.
+func TestFetchErrorWording(t *testing.T) {
+	cfg, s, _ := deviceSetup(t, map[string][]byte{"f": []byte("hello")}, 64<<10, nil)
+	code, _, errs := drepo(t, "--config", cfg, "fetch", "app@9")
+	if code != exitFailure || !strings.Contains(errs, "app@9 is not published (index serial 1); available: 1") {
+		t.Fatalf("a version not published: exit %d\n%s", code, errs)
+	}
+	wrong := filepath.Join(filepath.Dir(cfg), "wrong.yaml")
+	os.WriteFile(wrong, []byte(fmt.Sprintf("trusted_keys: [k.pub]\nstore: store3\npeers: {enabled: false}\nrepositories:\n  - {name: r, url: %q}\n", s.URL+"aps/")), 0o644)
+	code, _, errs = drepo(t, "--config", wrong, "fetch", "app@1")
+	if code != exitFailure || !strings.Contains(errs, "no index at "+s.URL+"aps/index.json") {
+		t.Fatalf("no index at the URL: exit %d\n%s", code, errs)
+	}
+	if n := strings.Count(errs, "no source could serve it"); n != 1 {
+		t.Errorf("'no source could serve it' said %d times:\n%s", n, errs)
+	}
+	final := errs[strings.Index(errs, "drepo: "):] // the error; the lines before are the log
+	for _, p := range []string{"peer: ", "mirror: ", "manifests: "} {
+		if strings.Contains(final, p) {
+			t.Errorf("a package prefix %q in what the user reads:\n%s", p, errs)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"regexp"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -75,9 +76,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "drepo: %s\n", printableLines(cleanErr(err)))
+	fmt.Fprintf(stderr, "drepo: %s\n", printableLines(withoutPrefixes(cleanErr(err))))
 	return exitCode(err)
 }
+
+// pkgPrefix is the "package: " an error carries in the code (STYLE: errors say where they
+// come from), which a person reading the CLI's line has no use for.
+var pkgPrefix = regexp.MustCompile(`\b(peer|mirror|manifests|webdavsrv|dav): `)
+
+// withoutPrefixes drops the package prefixes from an error's text.
+func withoutPrefixes(s string) string { return pkgPrefix.ReplaceAllString(s, "") }
 
 // signalCause is why a run's context ended: SIGINT or SIGTERM.
 type signalCause struct{ sig syscall.Signal }

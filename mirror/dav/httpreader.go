@@ -97,6 +97,11 @@ func statusErr(method, name string, resp *http.Response) error {
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	// The body is the server's text: made printable here, once, for every caller.
 	e := &StatusError{Method: method, Name: name, Code: resp.StatusCode, Body: manifests.Printable(strings.TrimSpace(string(msg)))}
+	if resp.Request != nil && resp.Request.URL != nil {
+		u := *resp.Request.URL
+		u.User = nil // never credentials in a message
+		e.URL = manifests.Printable(u.String())
+	}
 	if ra := resp.Header.Get("Retry-After"); ra != "" {
 		e.RetryAfter, _ = strconv.Atoi(ra)
 	}
@@ -106,13 +111,18 @@ func statusErr(method, name string, resp *http.Response) error {
 // StatusError is an HTTP status a request did not expect.
 type StatusError struct {
 	Method, Name string
+	URL          string // the whole URL asked, when known (what an admin can try by hand)
 	Code         int
 	Body         string
 	RetryAfter   int // seconds, from Retry-After
 }
 
 func (e *StatusError) Error() string {
-	s := fmt.Sprintf("mirror: %s %s: %d %s", e.Method, e.Name, e.Code, http.StatusText(e.Code))
+	where := e.Name
+	if e.URL != "" {
+		where = e.URL
+	}
+	s := fmt.Sprintf("mirror: %s %s: %d %s", e.Method, where, e.Code, http.StatusText(e.Code))
 	if e.Body != "" && len(e.Body) < 200 && !strings.Contains(e.Body, "<") {
 		s += ": " + e.Body
 	}

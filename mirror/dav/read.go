@@ -67,7 +67,11 @@ func ReadIndexDoc(ctx context.Context, r Reader, ro ReadOptions) (doc, sig []byt
 		return nil, nil, err
 	}
 	if doc == nil {
-		return nil, nil, ErrNotFound
+		where := IndexName
+		if u, ok := r.(interface{ URL(string) string }); ok {
+			where = u.URL(IndexName)
+		}
+		return nil, nil, fmt.Errorf("mirror: no index at %s: %w", where, ErrNotFound)
 	}
 	sig, err = ReadSig(ctx, r, doc, ro)
 	return doc, sig, err
