@@ -8,14 +8,16 @@ import (
 	"slices"
 
 	"github.com/drepo-dev/drepo/manifests"
+	"github.com/drepo-dev/drepo/mirror/dav"
 )
 
-// blobSource is where a blob's bytes come from: a source file, or a document in memory
-// (manifests).
+// blobSource is where a blob's bytes come from: a source file, a document in memory
+// (manifests), or another repository (promote: checked against the hash as they pass).
 type blobSource struct {
 	size int64
 	path string
 	data []byte
+	from dav.Reader
 }
 
 // blobPlan is every blob the new index references, largest first (so parallel uploads
@@ -28,18 +30,26 @@ type blobPlan struct {
 
 func newBlobPlan(versions []*Version, cache *HashCache) *blobPlan {
 	p := &blobPlan{blobs: map[manifests.Hash]blobSource{}, cache: cache}
-	add := func(h manifests.Hash, s blobSource) {
-		if _, ok := p.blobs[h]; !ok {
-			p.blobs[h] = s
-			p.order = append(p.order, h)
-		}
-	}
 	for _, v := range versions {
-		add(v.Hash, blobSource{size: int64(len(v.Doc)), data: v.Doc})
+		p.add(v.Hash, blobSource{size: int64(len(v.Doc)), data: v.Doc})
 		for _, f := range v.Manifest.Files {
-			add(f.SHA256, blobSource{size: f.Size, path: filepath.Join(v.Dir, filepath.FromSlash(f.Path))})
+			p.add(f.SHA256, blobSource{size: f.Size, path: filepath.Join(v.Dir, filepath.FromSlash(f.Path))})
 		}
 	}
+	p.sortLargestFirst()
+	return p
+}
+
+// add puts blob h in the plan once.
+func (p *blobPlan) add(h manifests.Hash, s blobSource) {
+	if _, ok := p.blobs[h]; !ok {
+		p.blobs[h] = s
+		p.order = append(p.order, h)
+	}
+}
+
+// sortLargestFirst orders the plan largest blob first.
+func (p *blobPlan) sortLargestFirst() {
 	slices.SortStableFunc(p.order, func(a, b manifests.Hash) int {
 		sa, sb := p.blobs[a].size, p.blobs[b].size
 		switch {
@@ -50,7 +60,6 @@ func newBlobPlan(versions []*Version, cache *HashCache) *blobPlan {
 		}
 		return 0
 	})
-	return p
 }
 
 // errSourceChanged: a source file changed after it was hashed; uploading it would publish

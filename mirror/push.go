@@ -3,8 +3,10 @@ package mirror
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"sync"
@@ -302,9 +304,17 @@ func (p *pusher) upload(ctx context.Context, h manifests.Hash) error {
 	}
 	return p.opt.Retry.Do(ctx, p.opt.Log, "upload "+name, func() error {
 		var r io.Reader
-		if src.data != nil {
+		switch {
+		case src.data != nil:
 			r = bytes.NewReader(src.data)
-		} else {
+		case src.from != nil:
+			rc, err := src.from.Open(ctx, name, 0, src.size)
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			r = &hashingReader{r: rc, want: h, size: src.size, h: sha256.New()}
+		default:
 			if err := p.plan.checkSource(src.path, src.size); err != nil {
 				return err
 			}
@@ -462,6 +472,27 @@ func (m *meteredReader) Read(b []byte) (int, error) {
 		if m.p != nil {
 			m.p.Add(n)
 		}
+	}
+	return n, err
+}
+
+// hashingReader passes a blob read from another repository on to an upload and fails the
+// upload (instead of ending it) when the bytes do not hash to the blob's name or run short:
+// a promote copies only bytes it checked.
+type hashingReader struct {
+	r    io.Reader
+	want manifests.Hash
+	size int64
+	n    int64
+	h    hash.Hash
+}
+
+func (r *hashingReader) Read(b []byte) (int, error) {
+	n, err := r.r.Read(b)
+	r.h.Write(b[:n])
+	r.n += int64(n)
+	if errors.Is(err, io.EOF) && (r.n != r.size || manifests.Hash(r.h.Sum(nil)) != r.want) {
+		return n, fmt.Errorf("mirror: %s from the staging repository: %d bytes that do not hash to its name: %w", manifests.BlobPath(r.want), r.n, dav.ErrCorrupt)
 	}
 	return n, err
 }

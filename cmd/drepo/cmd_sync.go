@@ -13,6 +13,7 @@ import (
 
 	"github.com/drepo-dev/drepo/manifests"
 	"github.com/drepo-dev/drepo/mirror"
+	"github.com/drepo-dev/drepo/mirror/dav"
 )
 
 func syncCommand(e *env) *cli.Command {
@@ -32,6 +33,8 @@ the config's keep: setting, so every cron run publishes the same catalogue; --pr
 overrides it for one run. A signing key whose public half is not in trusted_keys is refused
 (exit 2). Serials never repeat: the next is above every serial in state_dir or any
 repository's index.
+With publish: gated in the config, sync updates the staging repositories (priority < 0)
+only; drepo promote then brings the live ones to the index tested there.
 Exit 0 when every repository is up to date, 1 when any failed, 2 on bad usage or config.
 
 Examples:
@@ -89,7 +92,7 @@ Examples:
 					return err
 				}
 			}
-			repos, err := cfg.repositories(c.StringSlice("repo"))
+			repos, err := cfg.syncRepositories(c.StringSlice("repo"))
 			if err != nil {
 				return err
 			}
@@ -155,4 +158,28 @@ func printSyncReport(e *env, rep *mirror.SyncReport) {
 			r.Removed, r.Duration.Round(time.Millisecond), manifests.Printable(r.Error))
 	}
 	_ = tw.Flush()
+}
+
+// syncRepositories are the repositories a sync updates: those named, else all; with
+// publish: gated, the staging ones only (naming a live one is refused: the gate is
+// promote).
+func (c *Config) syncRepositories(names []string) ([]dav.Repository, error) {
+	repos, err := c.repositories(names)
+	if err != nil || !c.gated() {
+		return repos, err
+	}
+	var staging []dav.Repository
+	for _, r := range repos {
+		if !r.Staging() {
+			if len(names) > 0 {
+				return nil, usageErrorf("publish: gated: %s is live (priority %d); drepo promote brings it the index tested on staging", r.Name, r.Priority)
+			}
+			continue
+		}
+		staging = append(staging, r)
+	}
+	if len(staging) == 0 {
+		return nil, fmt.Errorf("%s: publish: gated needs a staging repository (priority < 0) to publish to: %w", c.path, errConfig)
+	}
+	return staging, nil
 }

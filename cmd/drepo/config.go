@@ -37,6 +37,10 @@ type Config struct {
 	// (README: How a device picks its sources). A published version keeps its manifest: sync
 	// refuses to change its chunk size (like any change) unless --republish.
 	ChunkSize string `yaml:"chunk_size,omitempty" json:"chunk_size,omitempty"`
+	// Publish is the release gate: "direct" (default) has sync update every repository;
+	// "gated" has sync update only staging (priority < 0), and drepo promote brings the
+	// live ones to the very index tested there.
+	Publish string `yaml:"publish,omitempty" json:"publish,omitempty"`
 
 	path  string         // the file this came from
 	lines map[string]int // field path → line, for errors found after loading (secrets)
@@ -269,6 +273,9 @@ func (c *Config) validate(d nodeDecoder) error {
 			return d.errf("chunk_size", "%v", err)
 		}
 	}
+	if c.Publish != "" && c.Publish != publishDirect && c.Publish != publishGated {
+		return d.errf("publish", "must be direct or gated")
+	}
 	return nil
 }
 
@@ -361,3 +368,12 @@ func (c *Config) secret(i int) (dav.Secret, error) {
 	}
 	return r.Password, nil
 }
+
+// The release gate's settings (Config.Publish).
+const (
+	publishDirect = "direct"
+	publishGated  = "gated"
+)
+
+// gated reports whether sync publishes to staging only (Config.Publish).
+func (c *Config) gated() bool { return c.Publish == publishGated }

@@ -236,6 +236,7 @@ Exit codes: 0 success, 1 the job ran and found or caused a failure, 2 bad usage 
 			serveCommand(e),
 			htpasswdCommand(e),
 			syncCommand(e),
+			promoteCommand(e),
 			verifyCommand(e),
 			lsCommand(e),
 			fetchCommand(e),

@@ -51,7 +51,7 @@ func TestExitCodes(t *testing.T) {
 func TestHelpHasExamples(t *testing.T) {
 	for _, args := range [][]string{{"--help"}, {"version", "--help"}, {"keygen", "--help"}, {"manifest", "--help"},
 		{"manifest", "build", "--help"}, {"manifest", "show", "--help"}, {"config", "--help"}, {"config", "show", "--help"},
-		{"sync", "--help"}, {"verify", "--help"}, {"serve", "--help"}, {"fetch", "--help"}, {"store", "--help"}, {"store", "ls", "--help"},
+		{"sync", "--help"}, {"promote", "--help"}, {"verify", "--help"}, {"serve", "--help"}, {"fetch", "--help"}, {"store", "--help"}, {"store", "ls", "--help"},
 		{"store", "gc", "--help"}, {"store", "verify", "--help"}, {"store", "rm", "--help"}, {"peer", "--help"}, {"discover", "--help"}, {"htpasswd", "--help"}, {"ls", "--help"}} {
 		code, out, _ := drepo(t, args...)
 		if code != 0 || !strings.Contains(out, "Examples:") {

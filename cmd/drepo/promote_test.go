@@ -1,0 +1,68 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/drepo-dev/drepo/webdavsrv/davtest"
+)
+
+// The release gate end to end: with publish: gated, sync updates the staging repository
+// (drepo serve) only; the live ones (Apache mod_dav and drepo serve) keep their index
+// until promote, after which each one's index.json and signature are byte-identical to
+// staging's. Naming a live repository to sync is refused.
+func TestGatedPublishAndPromote(t *testing.T) {
+	staging, apache, live := davtest.StartDrepo(t, davtest.DrepoOptions{}), davtest.StartApache(t), davtest.StartDrepo(t, davtest.DrepoOptions{})
+	dir := t.TempDir()
+	if code, _, errs := drepo(t, "keygen", "--out", filepath.Join(dir, "k")); code != 0 {
+		t.Fatal(errs)
+	}
+	src := filepath.Join(dir, "src")
+	cfg := filepath.Join(dir, "drepo.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`source: %s
+signing_key: k.key
+trusted_keys: [k.pub]
+state_dir: state
+publish: gated
+repositories:
+  - {name: staging, url: %q, priority: -1, username: %s, password_env: STAGING_PW}
+  - {name: apache, url: %q, priority: 10, username: %s, password_env: APACHE_PW}
+  - {name: live, url: %q, priority: 5, username: %s, password_env: LIVE_PW}
+`, src, staging.URL, staging.User, apache.URL, apache.User, live.URL, live.User)), 0o644)
+	t.Setenv("STAGING_PW", staging.Password)
+	t.Setenv("APACHE_PW", apache.Password)
+	t.Setenv("LIVE_PW", live.Password)
+	index := func(s *davtest.Server) []byte { b, _ := os.ReadFile(filepath.Join(s.Root, "index.json")); return b }
+	sig := func(s *davtest.Server) []byte { b, _ := os.ReadFile(filepath.Join(s.Root, "index.json.minisig")); return b }
+	for v := 1; v <= 2; v++ {
+		writeVersion(t, src, v, 3)
+		before := index(apache)
+		if code, out, errs := drepo(t, "--config", cfg, "sync"); code != 0 {
+			t.Fatalf("sync v%d: %d\n%s%s", v, code, out, errs)
+		}
+		if index(staging) == nil || !bytes.Equal(index(apache), before) || !bytes.Equal(index(live), before) {
+			t.Fatalf("v%d: a gated sync changed a live repository", v)
+		}
+		if code, out, errs := drepo(t, "--config", cfg, "promote", "--dry-run"); code != 0 || !strings.Contains(out, "planned") || !bytes.Equal(index(apache), before) {
+			t.Fatalf("promote --dry-run: %d\n%s%s", code, out, errs)
+		}
+		if code, out, errs := drepo(t, "--config", cfg, "promote"); code != 0 {
+			t.Fatalf("promote v%d: %d\n%s%s", v, code, out, errs)
+		}
+		for _, s := range []*davtest.Server{apache, live} {
+			if !bytes.Equal(index(s), index(staging)) || !bytes.Equal(sig(s), sig(staging)) {
+				t.Fatalf("v%d: a live repository's index is not staging's, byte for byte", v)
+			}
+		}
+		if code, out, errs := drepo(t, "--config", cfg, "verify"); code != 0 {
+			t.Fatalf("verify after promote v%d: %d\n%s%s", v, code, out, errs)
+		}
+	}
+	if code, _, errs := drepo(t, "--config", cfg, "sync", "--repo", "apache"); code != exitUsage || !strings.Contains(errs, "promote") {
+		t.Fatalf("sync --repo of a live repository under publish: gated: %d %s", code, errs)
+	}
+}
