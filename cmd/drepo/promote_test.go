@@ -37,7 +37,10 @@ repositories:
 	t.Setenv("APACHE_PW", apache.Password)
 	t.Setenv("LIVE_PW", live.Password)
 	index := func(s *davtest.Server) []byte { b, _ := os.ReadFile(filepath.Join(s.Root, "index.json")); return b }
-	sig := func(s *davtest.Server) []byte { b, _ := os.ReadFile(filepath.Join(s.Root, "index.json.minisig")); return b }
+	sig := func(s *davtest.Server) []byte {
+		b, _ := os.ReadFile(filepath.Join(s.Root, "index.json.minisig"))
+		return b
+	}
 	for v := 1; v <= 2; v++ {
 		writeVersion(t, src, v, 3)
 		before := index(apache)
