@@ -335,3 +335,39 @@ func checkBytes(ctx context.Context, r dav.Remote, blobs []manifests.Hash, opt V
 	}
 	return out, how, nil
 }
+
+// MarkLagging adds a "lagging" problem to every report whose serial is below the newest
+// among the reports of its kind (live repositories, priority ≥ 0, among themselves;
+// staging among staging, which is ahead of live by design under a release gate): a
+// repository a sync could not reach keeps serving the old catalogue, and a cron job must
+// hear of it.
+func MarkLagging(reports []*VerifyReport) {
+	newest := map[bool]uint64{}
+	for _, r := range reports {
+		if r.Error == "" && r.Serial > 0 {
+			staging := r.Priority < 0
+			newest[staging] = max(newest[staging], r.Serial)
+		}
+	}
+	for _, r := range reports {
+		if n := newest[r.Priority < 0]; r.Error == "" && r.Serial > 0 && r.Serial < n {
+			r.Problems = append(r.Problems, Problem{Kind: "lagging", Name: dav.IndexName,
+				Detail: fmt.Sprintf("serial %d, behind serial %d on another repository (the last sync did not reach it?)", r.Serial, n)})
+			r.OK = false
+		}
+	}
+}
+
+// CheckWrite asks whether the repository takes writes with its credentials, in one
+// harmless request (dav.WebDAV.CheckWrite): a wrong password on a repository whose reads
+// are open shows here, not at the next release.
+func CheckWrite(ctx context.Context, r dav.Remote) error {
+	cw, ok := r.(interface{ CheckWrite(context.Context) error })
+	if !ok {
+		return nil
+	}
+	if err := cw.CheckWrite(ctx); err != nil {
+		return fmt.Errorf("mirror: a write was refused (credentials, or permissions on the server): %w", err)
+	}
+	return nil
+}

@@ -23,12 +23,16 @@ right size; --deep also checks the bytes, by downloading and hashing every blob.
 where it sends one, and is only as fresh as the server's digest cache (drepo serve's is
 valid while a file's size and mtime hold, so bit rot that keeps both slips past it).
 Unreferenced blobs and leftover temporary
-files are reported but are not failures. --repair deletes blobs with wrong bytes and runs
+files are reported but are not failures. A repository whose serial is behind the newest of
+its kind (live, or staging) is lagging: a failure. The credentials of every repository that
+has them are checked with one harmless request (MKCOL of tmp/, which sync uses anyway):
+--check-write does it for every repository, --no-check-write for none. --repair deletes blobs with wrong bytes and runs
 sync --full on the repositories that had problems (needs source and signing_key).
 Exit 0 all good, 1 a repository is wrong or unreachable, 2 bad usage or config.
 JSON (--json): a list with one object per repository: repository, url, priority, ok,
 error, serial, versions, blobs, bytes, deep, problems [{kind, name, detail}] with kind
-one of index, signature, manifest, missing, size, content; unreferenced and leftovers.
+one of index, signature, manifest, missing, size, content, lagging, write;
+unreferenced and leftovers.
 
 Examples:
    drepo verify
@@ -38,6 +42,8 @@ Examples:
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "repo", Usage: "only this repository `NAME` (repeatable)"},
 			&cli.BoolFlag{Name: "deep", Usage: "also check every blob's bytes (download and hash)"},
+			&cli.BoolFlag{Name: "check-write", Usage: "check every repository's write access (default: those with credentials)"},
+			&cli.BoolFlag{Name: "no-check-write", Usage: "check no repository's write access"},
 			&cli.BoolFlag{Name: "server-digest", Usage: "check bytes by the server's Repr-Digest where offered (cheap; trusts its cache)"},
 			&cli.BoolFlag{Name: "repair", Usage: "remove blobs with wrong bytes and run sync --full where needed"},
 			&cli.IntFlag{Name: "parallel", Value: 4, Usage: "blobs checked at once with --deep"},
@@ -70,6 +76,12 @@ Examples:
 				} else {
 					w.Log = e.log.With("repository", r.Name)
 					rep = mirror.Verify(c.Context, r, w, mirror.VerifyOptions{Keys: keys, Deep: c.Bool("deep") || c.Bool("server-digest"), ServerDigest: c.Bool("server-digest"), Parallel: c.Int("parallel"), Log: e.log})
+					if !c.Bool("no-check-write") && (c.Bool("check-write") || r.Username != "") && rep.Error == "" {
+						if err := mirror.CheckWrite(c.Context, w); err != nil {
+							rep.Problems = append(rep.Problems, mirror.Problem{Kind: "write", Name: r.URL, Detail: err.Error()})
+							rep.OK = false
+						}
+					}
 					if c.Bool("repair") && !rep.OK && rep.Error == "" {
 						for _, p := range rep.Problems {
 							if p.Kind == "content" {
@@ -81,6 +93,7 @@ Examples:
 				}
 				reports = append(reports, rep)
 			}
+			mirror.MarkLagging(reports)
 			if c.Bool("json") {
 				enc := json.NewEncoder(e.stdout)
 				enc.SetIndent("", "  ")

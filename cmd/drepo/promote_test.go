@@ -69,3 +69,51 @@ repositories:
 		t.Fatalf("sync --repo of a live repository under publish: gated: %d %s", code, errs)
 	}
 }
+
+// verify fails (exit 1) on a repository a sync did not reach (lagging) and on a wrong
+// password where reads are open, naming each.
+func TestVerifyLaggingAndWrongPassword(t *testing.T) {
+	a, b := davtest.StartDrepo(t, davtest.DrepoOptions{AnonymousRead: true}), davtest.StartDrepo(t, davtest.DrepoOptions{AnonymousRead: true})
+	dir := t.TempDir()
+	if code, _, errs := drepo(t, "keygen", "--out", filepath.Join(dir, "k")); code != 0 {
+		t.Fatal(errs)
+	}
+	src := filepath.Join(dir, "src")
+	cfg := filepath.Join(dir, "drepo.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`source: %s
+signing_key: k.key
+trusted_keys: [k.pub]
+state_dir: state
+repositories:
+  - {name: a, url: %q, priority: 10, username: %s, password_env: A_PW}
+  - {name: b, url: %q, priority: 5, username: %s, password_env: B_PW}
+`, src, a.URL, a.User, b.URL, b.User)), 0o644)
+	t.Setenv("A_PW", a.Password)
+	t.Setenv("B_PW", b.Password)
+	writeVersion(t, src, 1, 1)
+	if code, out, errs := drepo(t, "--config", cfg, "sync"); code != 0 {
+		t.Fatalf("sync: %d\n%s%s", code, out, errs)
+	}
+	if code, out, errs := drepo(t, "--config", cfg, "verify"); code != 0 {
+		t.Fatalf("verify of two repositories in step: %d\n%s%s", code, out, errs)
+	}
+	writeVersion(t, src, 2, 1)
+	if code, out, errs := drepo(t, "--config", cfg, "sync", "--repo", "a"); code != 0 {
+		t.Fatalf("sync --repo a: %d\n%s%s", code, out, errs)
+	}
+	code, out, _ := drepo(t, "--config", cfg, "verify")
+	if code != exitFailure || !strings.Contains(out, "b: lagging index.json: serial 1, behind serial 2") {
+		t.Fatalf("verify with b behind: exit %d\n%s", code, out)
+	}
+	if code, out, errs := drepo(t, "--config", cfg, "sync"); code != 0 {
+		t.Fatalf("sync: %d\n%s%s", code, out, errs)
+	}
+	t.Setenv("B_PW", "wrong")
+	code, out, _ = drepo(t, "--config", cfg, "verify")
+	if code != exitFailure || !strings.Contains(out, "b: write "+b.URL) || !strings.Contains(out, "401") {
+		t.Fatalf("verify with a wrong password and open reads: exit %d\n%s", code, out)
+	}
+	if code, out, _ := drepo(t, "--config", cfg, "verify", "--no-check-write"); code != 0 {
+		t.Fatalf("verify --no-check-write: exit %d\n%s", code, out)
+	}
+}

@@ -277,3 +277,20 @@ func (w *WebDAV) EnsureRoot(ctx context.Context) error {
 	}
 	return nil
 }
+
+// CheckWrite asks, in one harmless request, whether the repository takes writes with these
+// credentials: MKCOL of tmp/ (created if missing, as sync would; 405 when it exists). A
+// server checks credentials before it looks at the folder, so a wrong password is 401 or
+// 403 here even where reads are open.
+func (w *WebDAV) CheckWrite(ctx context.Context) error {
+	resp, err := w.request(ctx, "MKCOL", TmpDir+"/", nil, 0, nil)
+	if err != nil {
+		return err
+	}
+	defer drain(resp)
+	switch resp.StatusCode {
+	case http.StatusCreated, http.StatusMethodNotAllowed, http.StatusOK, http.StatusNoContent:
+		return nil
+	}
+	return statusErr("MKCOL", TmpDir+"/", resp)
+}
