@@ -61,7 +61,7 @@ demo: build
 	printf 'source: %s\nsigning_key: demo.key\ntrusted_keys: [demo.pub]\nstate_dir: state\nstore: store\npeers: {broadcast: false}\nrepositories:\n  - {name: main, url: "%smain/", priority: 10, username: demo, password_env: DEMO_PW}\n  - {name: staging, url: "%sstaging/", priority: -1, username: demo, password_env: DEMO_PW}\n' \
 	  "$(CURDIR)/testdata/apps" "$$url" "$$url" > $$d/drepo.yaml; \
 	export DEMO_PW=demo-password DREPO_CONFIG=$$d/drepo.yaml; \
-	echo "== drepo sync"; bin/drepo --log-level warn sync; \
+	echo "== drepo sync --init (the repositories are new folders)"; bin/drepo --log-level warn sync --init; \
 	echo "== drepo verify --deep"; bin/drepo --log-level warn verify --deep; \
 	echo "== drepo ls --repo main"; bin/drepo ls --repo main; \
 	echo "== drepo sync (nothing changed)"; bin/drepo --log-level warn sync; \

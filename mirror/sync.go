@@ -3,6 +3,7 @@ package mirror
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -41,7 +42,11 @@ type SyncOptions struct {
 	AllowRemovals bool
 	// Republish names app versions (app@version) whose changed content may replace the
 	// published one; any other changed published version stops the run.
-	Republish  []string
+	Republish []string
+	// Init lets sync create a repository's folder; without it a repository URL whose
+	// folder does not exist fails (RepoResult.NoRepository): a typo in a URL must not
+	// start a new repository.
+	Init       bool
 	ChunkSize  int64
 	LeaseStale time.Duration // default 30 min
 	Retry      dav.Retry
@@ -73,15 +78,17 @@ type SyncReport struct {
 
 // RepoResult is one repository's outcome.
 type RepoResult struct {
-	Name          string        `json:"name"`
-	Priority      int           `json:"priority"`
-	Status        string        `json:"status"` // up-to-date, updated, planned, failed
-	Uploaded      int           `json:"uploaded_blobs"`
-	Staged        int           `json:"uploaded_while_hashing"`
-	UploadedBytes int64         `json:"uploaded_bytes"`
-	Removed       int           `json:"removed_blobs"`
-	Error         string        `json:"error,omitempty"`
-	Duration      time.Duration `json:"duration_ns"`
+	Name          string `json:"name"`
+	Priority      int    `json:"priority"`
+	Status        string `json:"status"` // up-to-date, updated, planned, failed
+	Uploaded      int    `json:"uploaded_blobs"`
+	Staged        int    `json:"uploaded_while_hashing"`
+	UploadedBytes int64  `json:"uploaded_bytes"`
+	Removed       int    `json:"removed_blobs"`
+	Error         string `json:"error,omitempty"`
+	// NoRepository: the URL's folder does not exist and Init was not set.
+	NoRepository bool          `json:"no_repository,omitempty"`
+	Duration     time.Duration `json:"duration_ns"`
 }
 
 // Failed reports whether any repository failed.
@@ -270,6 +277,9 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 				p.res.Status, p.res.Error = StatusFailed, ctx.Err().Error()
 			case r.err != nil:
 				p.res.Status, p.res.Error = StatusFailed, r.err.Error()
+			case r.doc == nil && !opt.Init && !repoExists(ctx, p.remote):
+				p.res.Status, p.res.NoRepository = StatusFailed, true
+				p.res.Error = fmt.Sprintf("no repository at %s (the folder does not exist); pass --init to create one there", p.repo.URL)
 			default:
 				if err := d.late(opt, st, r.doc, remotes[i] != nil); err != nil {
 					p.res.Status, p.res.Error = StatusFailed, err.Error()
@@ -481,4 +491,11 @@ func (d *decision) late(opt SyncOptions, st state, doc []byte, used bool) error 
 		}
 	}
 	return fmt.Errorf("mirror: the repository answered late with index serial %d, not below this run's %d; left as it is: run sync again", x.Serial, d.serial)
+}
+
+// repoExists reports whether a repository's folder exists (a listing answers); a
+// repository without an index may be a new one or a typo, and only the folder tells.
+func repoExists(ctx context.Context, r dav.Remote) bool {
+	_, err := r.List(ctx, "")
+	return !errors.Is(err, dav.ErrNotFound)
 }

@@ -22,7 +22,7 @@ func fetch2GScenario() Scenario {
 			if err != nil {
 				return nil, err
 			}
-			if out, err := exec.CommandContext(ctx, env.Drepo, "--config", b.cfg, "--log-level", "error", "sync").CombinedOutput(); err != nil {
+			if out, err := exec.CommandContext(ctx, env.Drepo, "--config", b.cfg, "--log-level", "error", "sync", "--init").CombinedOutput(); err != nil {
 				b.apache.Stop()
 				return nil, fmt.Errorf("sync: %v %s", err, out)
 			}

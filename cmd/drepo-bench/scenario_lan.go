@@ -172,7 +172,7 @@ func publishLocal(ctx context.Context, drepo, dir, repo string) error {
 	}
 	var last error
 	for range 50 {
-		out, err := exec.CommandContext(ctx, drepo, "--config", cfg, "--log-level", "error", "sync").CombinedOutput()
+		out, err := exec.CommandContext(ctx, drepo, "--config", cfg, "--log-level", "error", "sync", "--init").CombinedOutput()
 		if err == nil {
 			return nil
 		}

@@ -160,7 +160,7 @@ func sync2GScenario() Scenario {
 				Note:    "one 2 GiB file to Apache mod_dav over loopback; " + ver,
 				Cleanup: b.apache.Stop,
 				Commands: []Command{
-					{Name: "drepo sync (first)", Argv: b.drepo(env, "sync"), Before: b.fresh},
+					{Name: "drepo sync (first)", Argv: b.drepo(env, "sync", "--init"), Before: b.fresh},
 					{Name: "curl -T", Argv: []string{curl, "-sSf", "-u", benchUser + ":" + benchPass, "-T", file, b.apache.URL + "curl.bin"}, Before: b.clearRemote},
 					{Name: "rclone copyto", Argv: b.rc("copyto", file, ":webdav:rclone.bin"), Before: b.clearRemote},
 					// the floor for any tool that names a blob by its SHA-256: one hash pass
@@ -220,7 +220,7 @@ func manyScenario(kind string) Scenario {
 			switch kind {
 			case "first":
 				p.Commands = []Command{
-					{Name: "drepo sync (first)", Argv: b.drepo(env, "sync"), Before: b.fresh},
+					{Name: "drepo sync (first)", Argv: b.drepo(env, "sync", "--init"), Before: b.fresh},
 					{Name: "rclone copy", Argv: b.rc("copy", b.src, rcDst, "--transfers", "4"), Before: b.clearRemote},
 				}
 			default:

@@ -34,11 +34,14 @@ overrides it for one run. A signing key whose public half is not in trusted_keys
 (exit 2). Serials never repeat: the next is above every serial in state_dir or any
 repository's index.
 With publish: gated in the config, sync updates the staging repositories (priority < 0)
-only; drepo promote then brings the live ones to the index tested there.
+only; drepo promote then brings the live ones to the index tested there. A repository
+URL whose folder does not exist is refused (exit 2: a typo must not start a new
+repository); --init creates it.
 Exit 0 when every repository is up to date, 1 when any failed, 2 on bad usage or config.
 
 Examples:
    drepo sync
+   drepo sync --init                   # the first sync to a new repository folder
    drepo sync --repo berlin --repo munich --transfers 8
    drepo sync --dry-run
    drepo sync --bwlimit 20M            # bytes per second over all uploads
@@ -57,6 +60,7 @@ Examples:
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 			&cli.BoolFlag{Name: "allow-removals", Usage: "publish even if more than half of the published app versions go"},
 			&cli.StringSliceFlag{Name: "republish", Usage: "let the changed content of published `APP@VERSION` replace it (repeatable)"},
+			&cli.BoolFlag{Name: "init", Usage: "create the folder of a repository that does not exist yet"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -111,7 +115,7 @@ Examples:
 			rep, err := mirror.Sync(c.Context, mirror.SyncOptions{ChunkSize: chunk,
 				Source: cfg.Source, SigningKey: key, Keys: keys, StateDir: cfg.stateDir(), Repos: repos,
 				Transfers: c.Int("transfers"), BWLimit: bw, DryRun: c.Bool("dry-run"), Full: c.Bool("full"),
-				Keep: keep, KeepApps: keepApps, AllowRemovals: c.Bool("allow-removals"), Republish: c.StringSlice("republish"),
+				Keep: keep, KeepApps: keepApps, AllowRemovals: c.Bool("allow-removals"), Republish: c.StringSlice("republish"), Init: c.Bool("init"),
 				Log: e.log, Progress: &phaseProgress{stderr: e.stderr, log: e.log},
 			})
 			if errors.Is(err, mirror.ErrUntrustedKey) {
@@ -128,6 +132,11 @@ Examples:
 				}
 			} else {
 				printSyncReport(e, rep)
+			}
+			for _, r := range rep.Repos {
+				if r.NoRepository {
+					return fmt.Errorf("%s: repository %s: %s: %w", cfg.path, r.Name, r.Error, errConfig)
+				}
 			}
 			if rep.Failed() {
 				return fmt.Errorf("sync failed for at least one repository")

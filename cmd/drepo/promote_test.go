@@ -117,3 +117,32 @@ repositories:
 		t.Fatalf("verify --no-check-write: exit %d\n%s", code, out)
 	}
 }
+
+// A repository URL whose folder does not exist (a typo) is refused with exit 2 and how to
+// create it; --init creates it.
+func TestSyncRefusesAMissingRepositoryFolder(t *testing.T) {
+	s := davtest.StartDrepo(t, davtest.DrepoOptions{})
+	dir := t.TempDir()
+	if code, _, errs := drepo(t, "keygen", "--out", filepath.Join(dir, "k")); code != 0 {
+		t.Fatal(errs)
+	}
+	src := filepath.Join(dir, "src")
+	writeVersion(t, src, 1, 1)
+	cfg := filepath.Join(dir, "drepo.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("source: %s\nsigning_key: k.key\nstate_dir: state\nrepositories:\n  - {name: r, url: %q, username: %s, password_env: R_PW}\n",
+		src, s.URL+"aps/", s.User)), 0o644)
+	t.Setenv("R_PW", s.Password)
+	code, _, errs := drepo(t, "--config", cfg, "sync")
+	if code != exitUsage || !strings.Contains(errs, "no repository at "+s.URL+"aps/") || !strings.Contains(errs, "--init") {
+		t.Fatalf("sync to a folder that does not exist: exit %d\n%s", code, errs)
+	}
+	if _, err := os.Stat(filepath.Join(s.Root, "aps")); err == nil {
+		t.Fatal("the refused sync created the folder")
+	}
+	if code, out, errs := drepo(t, "--config", cfg, "sync", "--init"); code != 0 {
+		t.Fatalf("sync --init: %d\n%s%s", code, out, errs)
+	}
+	if code, out, errs := drepo(t, "--config", cfg, "sync"); code != 0 {
+		t.Fatalf("the next sync: %d\n%s%s", code, out, errs)
+	}
+}
