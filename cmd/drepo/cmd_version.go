@@ -30,6 +30,14 @@ func buildVersion() string {
 	return "dev"
 }
 
+// license is drepo's license (the LICENSE file).
+const license = "Apache-2.0"
+
+// versionLine is what drepo version and drepo --version print.
+func versionLine() string {
+	return fmt.Sprintf("drepo %s (%s %s/%s), license %s", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH, license)
+}
+
 func versionCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "version",
@@ -44,11 +52,12 @@ func versionCommand(e *env) *cli.Command {
 				Go      string `json:"go"`
 				OS      string `json:"os"`
 				Arch    string `json:"arch"`
-			}{buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH}
+				License string `json:"license"`
+			}{buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH, license}
 			if c.Bool("json") {
 				return json.NewEncoder(e.stdout).Encode(v)
 			}
-			_, err := fmt.Fprintf(e.stdout, "drepo %s (%s %s/%s)\n", v.Version, v.Go, v.OS, v.Arch)
+			_, err := fmt.Fprintln(e.stdout, versionLine())
 			return err
 		},
 	}

@@ -62,6 +62,10 @@ func main() {
 // that a signal ended (the cause of ctx, signalContext) exits 128+signal with one line.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
+	if len(args) > 1 && args[len(args)-1] == "--generate-bash-completion" {
+		// the shell asks what may come next: urfave/cli answers, args as typed
+		return exitCode(app.RunContext(ctx, args))
+	}
 	err := app.RunContext(ctx, reorderArgs(app, args))
 	var sig signalCause
 	if errors.As(context.Cause(ctx), &sig) {
@@ -209,11 +213,14 @@ func newApp(stdout, stderr io.Writer) *cli.App {
    drepo --config /etc/drepo/drepo.yaml config show
 
 Exit codes: 0 success, 1 the job ran and found or caused a failure, 2 bad usage or configuration.`,
-		Writer:    stdout,
-		ErrWriter: stderr,
+		Writer:               stdout,
+		ErrWriter:            stderr,
+		Version:              buildVersion(),
+		EnableBashCompletion: true, // drepo completion prints the scripts that use it
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "config `FILE` (else $DREPO_CONFIG, ./drepo.yaml, /etc/drepo/drepo.yaml)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text (key=value lines) or json (one object a line)"},
 		},
 		Before: func(c *cli.Context) error {
 			e.configFlag = c.String("config")
@@ -225,7 +232,15 @@ Exit codes: 0 success, 1 the job ran and found or caused a failure, 2 bad usage 
 			if isTerminal(stderr) {
 				logOut = &lineClearingWriter{w: stderr}
 			}
-			e.log = slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: lvl}))
+			opts := &slog.HandlerOptions{Level: lvl}
+			switch c.String("log-format") {
+			case "text":
+				e.log = slog.New(slog.NewTextHandler(logOut, opts))
+			case "json":
+				e.log = slog.New(slog.NewJSONHandler(logOut, opts))
+			default:
+				return usageErrorf("--log-format %q: want text or json", c.String("log-format"))
+			}
 			return nil
 		},
 		Commands: []*cli.Command{
@@ -243,6 +258,8 @@ Exit codes: 0 success, 1 the job ran and found or caused a failure, 2 bad usage 
 			storeCommand(e),
 			peerCommand(e),
 			discoverCommand(e),
+			completionCommand(e),
+			manCommand(e),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return fmt.Errorf("%v: %w", err, errUsage)
@@ -260,6 +277,7 @@ Exit codes: 0 success, 1 the job ran and found or caused a failure, 2 bad usage 
 	for _, c := range app.Commands {
 		setUsageErrors(c)
 	}
+	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintln(c.App.Writer, versionLine()) }
 	return app
 }
 

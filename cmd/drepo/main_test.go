@@ -52,7 +52,7 @@ func TestHelpHasExamples(t *testing.T) {
 	for _, args := range [][]string{{"--help"}, {"version", "--help"}, {"keygen", "--help"}, {"manifest", "--help"},
 		{"manifest", "build", "--help"}, {"manifest", "show", "--help"}, {"config", "--help"}, {"config", "show", "--help"},
 		{"sync", "--help"}, {"promote", "--help"}, {"verify", "--help"}, {"serve", "--help"}, {"fetch", "--help"}, {"store", "--help"}, {"store", "ls", "--help"},
-		{"store", "gc", "--help"}, {"store", "verify", "--help"}, {"store", "rm", "--help"}, {"peer", "--help"}, {"discover", "--help"}, {"htpasswd", "--help"}, {"ls", "--help"}} {
+		{"store", "gc", "--help"}, {"store", "verify", "--help"}, {"store", "rm", "--help"}, {"peer", "--help"}, {"discover", "--help"}, {"htpasswd", "--help"}, {"ls", "--help"}, {"completion", "--help"}, {"man", "--help"}} {
 		code, out, _ := drepo(t, args...)
 		if code != 0 || !strings.Contains(out, "Examples:") {
 			t.Errorf("drepo %v: exit %d, no examples in:\n%s", args, code, out)
@@ -118,4 +118,40 @@ func TestKeygenManifestMinisign(t *testing.T) {
 	if err := manifests.Verify([]minisign.PublicKey{pub}, doc, sig); err != nil {
 		t.Fatalf("we refused minisign's signature: %v", err)
 	}
+}
+
+// --version with the license; completion scripts for three shells that ask drepo itself;
+// a man page from the commands' help; JSON log lines on request.
+func TestVersionCompletionManAndJSONLogs(t *testing.T) {
+	if code, out, _ := drepo(t, "--version"); code != 0 || !strings.Contains(out, "license Apache-2.0") {
+		t.Fatalf("--version: %d %q", code, out)
+	}
+	for shell, want := range map[string]string{"bash": "complete -o bashdefault -o default -F _drepo drepo", "zsh": "#compdef drepo", "fish": "complete -c drepo"} {
+		if code, out, _ := drepo(t, "completion", shell); code != 0 || !strings.Contains(out, want) {
+			t.Errorf("completion %s: %d, no %q", shell, code, want)
+		}
+	}
+	// urfave/cli reads os.Args for this: the real binary answers
+	if out, err := exec.Command(drepoBinary(t), "store", "--generate-bash-completion").Output(); err != nil || !strings.Contains(string(out), "verify\n") || !strings.Contains(string(out), "gc\n") {
+		t.Errorf("completion candidates for store: %v %q", err, out)
+	}
+	if code, out, _ := drepo(t, "man"); code != 0 || !strings.Contains(out, ".TH drepo 1") || !strings.Contains(out, "promote") {
+		t.Errorf("man: %d", code)
+	}
+	code, _, errs := drepo(t, "--log-format", "json", "--log-level", "debug", "fetch", "app@1", "--plan", "--config", writeMinimalDeviceConfig(t))
+	if code != 0 || !strings.HasPrefix(strings.TrimSpace(errs), "{") {
+		t.Errorf("--log-format json: %d, log %q", code, errs)
+	}
+	if code, _, _ := drepo(t, "--log-format", "xml", "version"); code != exitUsage {
+		t.Errorf("--log-format xml: exit %d, want 2", code)
+	}
+}
+
+// writeMinimalDeviceConfig writes the README's minimal device config (one live repository).
+func writeMinimalDeviceConfig(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "drepo.yaml")
+	os.WriteFile(p, []byte("trusted_keys: [k.pub]\nstore: store\npeers: {broadcast: false}\nrepositories:\n  - {name: main, url: \"http://127.0.0.1:1/apps/\", priority: 10}\n"), 0o644)
+	return p
 }
