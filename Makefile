@@ -8,11 +8,14 @@ SCENARIOS   ?= hash
 RUNS        ?= 3
 # Debian packages the tests use (real servers and tools, never mocks)
 TEST_PKGS   := apache2 apache2-utils litmus minisign rclone curl openssl iproute2 nftables
+# nfpm builds the .deb (make package; its test checks the package)
+NFPM_VERSION := v2.45.2
+NFPM        ?= $(shell $(GO) env GOPATH)/bin/nfpm
 # the benchmark compares with these too
 BENCH_PKGS  := aria2
 DEPS_PKGS   ?= $(TEST_PKGS)
 
-.PHONY: all build test demo bench fuzz lint deps clean
+.PHONY: all build test demo bench fuzz lint deps package clean
 
 all: build
 
@@ -41,6 +44,7 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 
 test: deps lint
+	@[ -x "$(NFPM)" ] || { echo "make: installing nfpm $(NFPM_VERSION) (make package)"; $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION); }
 	$(GO) test -count=1 -timeout 20m ./...
 
 # demo: the main job on the embedded default, in a temporary folder: keygen, manifest,
@@ -99,6 +103,23 @@ fuzz:
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 	    echo "== $$pkg $$t ($(FUZZTIME))"; $(GO) test $$pkg -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME); \
 	  done; done
+
+# package: bin/drepo_<version>_<arch>.deb with nfpm (cmd/drepo/packaging/nfpm.yaml): the
+# binary, systemd units, an example /etc/drepo/drepo.yaml (a conffile), the man page and
+# shell completions (generated into bin/pkg). PKG_OUT is where the .deb goes.
+PKG_OUT     ?= bin
+DREPO_PKG   := bin/pkg
+# a Debian version starts with a digit and has no '-' here: v1.2.3 → 1.2.3, a commit → 0~git<commit>
+PKG_VERSION ?= $(shell (git describe --tags --always --dirty 2>/dev/null || echo dev) | sed -e 's/^v\([0-9]\)/\1/;t' -e 's/^/0~git/' | sed -e 's/-/+/g')
+package: build
+	@[ -x "$(NFPM)" ] || { echo "make: installing nfpm $(NFPM_VERSION)"; $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION); }
+	mkdir -p $(DREPO_PKG) $(PKG_OUT)
+	cp bin/drepo $(DREPO_PKG)/drepo
+	bin/drepo man | gzip -9n > $(DREPO_PKG)/drepo.1.gz
+	bin/drepo completion bash > $(DREPO_PKG)/drepo.bash
+	bin/drepo completion zsh > $(DREPO_PKG)/_drepo
+	bin/drepo completion fish > $(DREPO_PKG)/drepo.fish
+	DREPO_VERSION=$(PKG_VERSION) DREPO_ARCH=$$($(GO) env GOARCH) $(NFPM) package -f cmd/drepo/packaging/nfpm.yaml -p deb -t $(PKG_OUT)/
 
 clean:
 	rm -rf bin bench-out
