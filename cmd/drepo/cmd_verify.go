@@ -3,7 +3,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"aead.dev/minisign"
 	"github.com/urfave/cli/v2"
@@ -38,10 +40,12 @@ Examples:
    drepo verify
    drepo verify --deep --json
    drepo verify --server-digest        # nightly, cheap; --deep weekly
+   drepo verify --metrics /var/lib/node_exporter/textfile/drepo.prom
    drepo verify --repo berlin --deep --repair`,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "repo", Usage: "only this repository `NAME` (repeatable)"},
 			&cli.BoolFlag{Name: "deep", Usage: "also check every blob's bytes (download and hash)"},
+			&cli.StringFlag{Name: "metrics", Usage: "also write the result as a node_exporter textfile `FILE` (.prom), replaced atomically"},
 			&cli.BoolFlag{Name: "check-write", Usage: "check every repository's write access (default: those with credentials)"},
 			&cli.BoolFlag{Name: "no-check-write", Usage: "check no repository's write access"},
 			&cli.BoolFlag{Name: "server-digest", Usage: "check bytes by the server's Repr-Digest where offered (cheap; trusts its cache)"},
@@ -94,6 +98,11 @@ Examples:
 				reports = append(reports, rep)
 			}
 			mirror.MarkLagging(reports)
+			if p := c.String("metrics"); p != "" {
+				if err := manifests.WriteFileAtomic(p, verifyMetrics(reports, time.Now()), 0o644); err != nil {
+					return fmt.Errorf("verify --metrics: %w", err)
+				}
+			}
 			if c.Bool("json") {
 				enc := json.NewEncoder(e.stdout)
 				enc.SetIndent("", "  ")
@@ -168,4 +177,33 @@ func printVerify(e *env, reports []*mirror.VerifyReport) {
 			fmt.Fprintf(e.stdout, "%s: leftover temporary file %s (the next sync removes it)\n", r.Repository, manifests.Printable(l))
 		}
 	}
+}
+
+// verifyMetrics is verify's result in the Prometheus text format, for node_exporter's
+// textfile collector: per repository whether it is good, its serial and how many
+// problems; and when this ran. Labels are the configured repository names (bounded).
+func verifyMetrics(reports []*mirror.VerifyReport, now time.Time) []byte {
+	var b strings.Builder
+	b.WriteString("# HELP drepo_verify_ok Whether the repository passed drepo verify (1) or not (0).\n# TYPE drepo_verify_ok gauge\n")
+	for _, r := range reports {
+		ok := 0
+		if r.OK {
+			ok = 1
+		}
+		fmt.Fprintf(&b, "drepo_verify_ok{repository=%q} %d\n", r.Repository, ok)
+	}
+	b.WriteString("# HELP drepo_verify_serial The serial of the repository's index.\n# TYPE drepo_verify_serial gauge\n")
+	for _, r := range reports {
+		fmt.Fprintf(&b, "drepo_verify_serial{repository=%q} %d\n", r.Repository, r.Serial)
+	}
+	b.WriteString("# HELP drepo_verify_problems Problems drepo verify found in the repository.\n# TYPE drepo_verify_problems gauge\n")
+	for _, r := range reports {
+		n := len(r.Problems)
+		if r.Error != "" {
+			n++
+		}
+		fmt.Fprintf(&b, "drepo_verify_problems{repository=%q} %d\n", r.Repository, n)
+	}
+	fmt.Fprintf(&b, "# HELP drepo_verify_last_run_timestamp_seconds When drepo verify last ran.\n# TYPE drepo_verify_last_run_timestamp_seconds gauge\ndrepo_verify_last_run_timestamp_seconds %d\n", now.Unix())
+	return []byte(b.String())
 }

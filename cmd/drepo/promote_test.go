@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/drepo-dev/drepo/webdavsrv/davtest"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // The release gate end to end: with publish: gated, sync updates the staging repository
@@ -101,9 +103,27 @@ repositories:
 	if code, out, errs := drepo(t, "--config", cfg, "sync", "--repo", "a"); code != 0 {
 		t.Fatalf("sync --repo a: %d\n%s%s", code, out, errs)
 	}
-	code, out, _ := drepo(t, "--config", cfg, "verify")
+	prom := filepath.Join(dir, "drepo.prom")
+	code, out, _ := drepo(t, "--config", cfg, "verify", "--metrics", prom)
 	if code != exitFailure || !strings.Contains(out, "b: lagging index.json: serial 1, behind serial 2") {
 		t.Fatalf("verify with b behind: exit %d\n%s", code, out)
+	}
+	f, err := os.Open(prom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	families, err := parser.TextToMetricFamilies(f)
+	f.Close()
+	if err != nil {
+		t.Fatalf("verify --metrics wrote what Prometheus cannot read: %v", err)
+	}
+	okByRepo := map[string]float64{}
+	for _, m := range families["drepo_verify_ok"].GetMetric() {
+		okByRepo[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+	}
+	if okByRepo["a"] != 1 || okByRepo["b"] != 0 || families["drepo_verify_last_run_timestamp_seconds"] == nil {
+		t.Fatalf("verify --metrics: %v", okByRepo)
 	}
 	if code, out, errs := drepo(t, "--config", cfg, "sync"); code != 0 {
 		t.Fatalf("sync: %d\n%s%s", code, out, errs)
