@@ -37,6 +37,17 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.release(t)
+	defer func() {
+		// one line per transfer (it runs when a cut response panics, too)
+		result := t.result
+		switch {
+		case t.isCut.Load():
+			result = "cut: slow, its slot given to another device"
+		case result == "":
+			result = "client gone or too slow (write deadline)"
+		}
+		s.Log.Info("transfer", "client", t.client, "blob", h, "bytes", t.sent.Load(), "seconds", time.Since(t.started).Round(time.Millisecond).Seconds(), "result", result)
+	}()
 	f, err := v.open()
 	if err != nil {
 		http.NotFound(w, r)
@@ -49,11 +60,12 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request) {
 // serveRange answers a GET of blob v from f, waiting for chunks as the fetch verifies them
 // (the time waited is the transfer's t.waited).
 func (s *Server) serveRange(w http.ResponseWriter, r *http.Request, v *blobView, f *os.File, t *transfer) {
-	h, st := v.h, v.st
+	st := v.st
 	start, end, partial, ok := parseRange(r.Header.Get("Range"), st.Size)
 	if !ok {
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", st.Size))
 		http.Error(w, "range not satisfiable", http.StatusRequestedRangeNotSatisfiable)
+		t.result = "416: range not satisfiable"
 		return
 	}
 	// the first chunk waits less than a client's answer deadline (10 s), so a client hears
@@ -61,6 +73,7 @@ func (s *Server) serveRange(w http.ResponseWriter, r *http.Request, v *blobView,
 	if st.Size > 0 && !v.wait(r.Context(), int(start/st.ChunkSize), min(s.WaitAhead, firstChunkWait)) {
 		w.Header().Set("Retry-After", "2")
 		http.Error(w, "not here yet: the chunk is still arriving", http.StatusServiceUnavailable)
+		t.result = "503: the first chunk is still arriving"
 		return
 	}
 	w.Header().Set("Content-Length", strconv.FormatInt(end-start+1, 10))
@@ -72,6 +85,7 @@ func (s *Server) serveRange(w http.ResponseWriter, r *http.Request, v *blobView,
 		w.WriteHeader(http.StatusOK)
 	}
 	if r.Method == http.MethodHead || st.Size == 0 {
+		t.result = "done"
 		return
 	}
 	for off := start; off <= end; {
@@ -80,7 +94,7 @@ func (s *Server) serveRange(w http.ResponseWriter, r *http.Request, v *blobView,
 		ok := v.wait(r.Context(), i, s.WaitAhead)
 		t.waited.Add(int64(time.Since(waitStart)))
 		if !ok {
-			s.Log.Info("a chunk did not arrive in time; cutting the response", "blob", h, "chunk", i)
+			t.result = fmt.Sprintf("cut: chunk %d did not arrive within %s", i, s.WaitAhead)
 			panic(http.ErrAbortHandler)
 		}
 		cOff, cLen := st.ChunkRange(i)
@@ -113,6 +127,7 @@ func (s *Server) serveRange(w http.ResponseWriter, r *http.Request, v *blobView,
 		_ = http.NewResponseController(w).Flush()
 		off += n
 	}
+	t.result = "done"
 }
 
 // statePoll is how often a transfer waiting for a chunk reads the state again: every hop

@@ -25,6 +25,7 @@ type transfer struct {
 	rc      *http.ResponseController
 	wait    time.Duration // Server.SendWait
 	isCut   atomic.Bool
+	result  string // how it ended, for its log line (serveRange sets it)
 }
 
 // cut ends the response at once: a write deadline in the past (set after the flag, so a

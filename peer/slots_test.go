@@ -2,9 +2,11 @@ package peer
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,5 +141,25 @@ func TestServerFreesASlotHeldWithoutReading(t *testing.T) {
 	next.Body.Close()
 	if n, _ := io.Copy(io.Discard, holder.Body); n >= int64(len(data)) {
 		t.Fatal("the holder that stopped reading got the whole blob")
+	}
+}
+
+// The peer daemon logs one line per transfer: client, blob, bytes, seconds, result.
+func TestPeerLogsEveryTransfer(t *testing.T) {
+	var log syncBuffer
+	st := newStore(t)
+	data := randBytes(3*testChunk, 63)
+	h := manifests.SumBytes(data)
+	putBlob(t, st, h, data)
+	url, _ := daemon(t, st, 1, &log, nil)
+	if resp, body := get(t, url+"v1/blobs/sha256/"+h.String(), "bytes=10-"); resp.StatusCode != 206 || len(body) != len(data)-10 {
+		t.Fatalf("GET: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	waitFor(t, func() bool { return strings.Contains(log.String(), "msg=transfer") })
+	line := log.String()[strings.Index(log.String(), "msg=transfer"):]
+	for _, want := range []string{"blob=" + h.String(), fmt.Sprintf("bytes=%d", len(data)-10), "result=done", "client=", "seconds="} {
+		if !strings.Contains(strings.SplitN(line, "\n", 2)[0], want) {
+			t.Errorf("the transfer's line has no %q: %s", want, line)
+		}
 	}
 }
