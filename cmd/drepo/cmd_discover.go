@@ -79,6 +79,7 @@ Examples:
 				Held     int64  `json:"held_bytes"`
 				Serial   uint64 `json:"serial,omitempty"`
 				Free     uint8  `json:"free_slots"`
+				Nobody   bool   `json:"nobody,omitempty"` // no peer answered for it
 			}
 			rows := []row{}
 			for _, a := range asks {
@@ -88,7 +89,10 @@ Examples:
 					return err
 				}
 				for _, f := range found {
-					rows = append(rows, row{a.What, f.IP.String(), f.HTTPPort, f.HTTPSPort, f.Complete, f.Held, f.Serial, f.FreeSlots})
+					rows = append(rows, row{a.What, f.IP.String(), f.HTTPPort, f.HTTPSPort, f.Complete, f.Held, f.Serial, f.FreeSlots, false})
+				}
+				if len(found) == 0 {
+					rows = append(rows, row{What: a.What, Nobody: true})
 				}
 			}
 			if c.Bool("json") {
@@ -98,7 +102,10 @@ Examples:
 			fmt.Fprintln(tw, "WHAT\tPEER\tHTTP\tHTTPS\tSTATE\tHELD\tSERIAL\tFREE")
 			for _, r := range rows {
 				state := "partial"
-				if r.Complete || r.What == "index" {
+				switch {
+				case r.Nobody:
+					state, r.Peer = "nobody holds it", "-"
+				case r.Complete || r.What == "index":
 					state = "complete"
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%d\t%d\t%d\n", manifests.Printable(r.What), r.Peer, r.HTTP, r.HTTPS, state, r.Held, r.Serial, r.Free)

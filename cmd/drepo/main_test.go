@@ -155,3 +155,17 @@ func writeMinimalDeviceConfig(t *testing.T) string {
 	os.WriteFile(p, []byte("trusted_keys: [k.pub]\nstore: store\npeers: {broadcast: false}\nrepositories:\n  - {name: main, url: \"http://127.0.0.1:1/apps/\", priority: 10}\n"), 0o644)
 	return p
 }
+
+// discover names what no peer holds, instead of leaving it out.
+func TestDiscoverListsWhatNobodyHolds(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "drepo.yaml")
+	os.WriteFile(cfg, []byte("store: store\npeers: {broadcast: false, static: [\"127.0.0.1:9\"]}\n"), 0o644)
+	code, out, errs := drepo(t, "--config", cfg, "discover", "app@1", "--wait", "100ms", "--json")
+	if code != 0 || !strings.Contains(out, `"what":"index"`) || !strings.Contains(out, `"nobody":true`) {
+		t.Fatalf("discover: %d %s %s", code, out, errs)
+	}
+	if code, out, _ := drepo(t, "--config", cfg, "discover", "app@1", "--wait", "100ms"); code != 0 || !strings.Contains(out, "nobody holds it") {
+		t.Fatalf("discover: %d %s", code, out)
+	}
+}
