@@ -138,7 +138,7 @@ var readOpts = dav.ReadOptions{Retry: dav.Retry{Attempts: 1}}
 // the package doc for the trust rules), and lays it out in opt.Out. It resumes from
 // verified chunks, copies chunks the store holds in other blobs, and moves to the next
 // source on any failure; a source that sent wrong bytes is not asked again in this run.
-func Fetch(ctx context.Context, opt FetchOptions) (*FetchReport, error) {
+func Fetch(ctx context.Context, opt FetchOptions) (_ *FetchReport, err error) {
 	start := time.Now()
 	if opt.Now == nil {
 		opt.Now = time.Now
@@ -165,7 +165,7 @@ func Fetch(ctx context.Context, opt FetchOptions) (*FetchReport, error) {
 		return f.rep, err
 	}
 	defer opt.Store.Unlock()
-	defer f.recordStats() // under the lock
+	defer func() { f.recordStats(ctx, start, err) }() // under the lock
 
 	entry, err := f.index(ctx)
 	if localErr(err) {
@@ -261,7 +261,14 @@ func (f *fetcher) usable(s Source) bool {
 }
 
 // recordStats adds what this fetch brought in to the store's counters (for /metrics).
-func (f *fetcher) recordStats() {
+func (f *fetcher) recordStats(ctx context.Context, start time.Time, err error) {
+	last := &LastFetch{App: f.rep.App, Version: f.rep.Version, At: time.Now().Unix(), Seconds: time.Since(start).Seconds(), Result: "ok"}
+	switch {
+	case ctx.Err() != nil:
+		last.Result = "interrupted"
+	case err != nil:
+		last.Result = "failed"
+	}
 	byKind := map[string]int64{KindLocal: f.rep.ReusedLocal}
 	for _, r := range f.srcRep {
 		byKind[r.Kind] += r.Bytes
@@ -270,7 +277,7 @@ func (f *fetcher) recordStats() {
 	if g := f.lanGroup(); g != nil {
 		sendErrs = g.SendErrors()
 	}
-	if err := f.opt.Store.addStats(byKind, f.bad, sendErrs); err != nil {
+	if err := f.opt.Store.addStats(byKind, f.bad, sendErrs, last); err != nil {
 		f.log.Warn("could not update the store's counters", "err", err)
 	}
 }

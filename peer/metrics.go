@@ -30,9 +30,13 @@ func newMetrics(s *Server) *metrics {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "drepo", Name: "peer_transfers_active", Help: "Blob transfers running now."},
 		func() float64 { return float64(s.active.Load()) }))
 	reg.MustRegister(&statsCollector{store: s.Store,
-		fetched:  prometheus.NewDesc("drepo_fetch_bytes_total", "Bytes fetch brought into the store, by source kind (repository, peer, local reuse).", []string{"source_kind"}, nil),
-		bad:      prometheus.NewDesc("drepo_fetch_bad_chunks_total", "Chunks that did not match their hash, by source.", []string{"source"}, nil),
-		sendErrs: prometheus.NewDesc("drepo_discovery_send_errors_total", "Discovery requests fetches could not send (each a lost datagram; resends make up for it).", nil, nil)})
+		lastAt:      prometheus.NewDesc("drepo_fetch_last_timestamp_seconds", "When the last fetch on this device ended, by its result (ok, failed, interrupted).", []string{"result"}, nil),
+		lastOK:      prometheus.NewDesc("drepo_fetch_last_success_timestamp_seconds", "When a fetch on this device last succeeded.", nil, nil),
+		lastSeconds: prometheus.NewDesc("drepo_fetch_last_duration_seconds", "How long the last fetch took.", nil, nil),
+		held:        prometheus.NewDesc("drepo_store_app_version", "App versions the store holds (1), complete or partial.", []string{"app", "version", "state"}, nil),
+		fetched:     prometheus.NewDesc("drepo_fetch_bytes_total", "Bytes fetch brought into the store, by source kind (repository, peer, local reuse).", []string{"source_kind"}, nil),
+		bad:         prometheus.NewDesc("drepo_fetch_bad_chunks_total", "Chunks that did not match their hash, by source.", []string{"source"}, nil),
+		sendErrs:    prometheus.NewDesc("drepo_discovery_send_errors_total", "Discovery requests fetches could not send (each a lost datagram; resends make up for it).", nil, nil)})
 	return &metrics{reg: reg}
 }
 
@@ -47,6 +51,18 @@ type Stats struct {
 	// DiscoverySendErrors counts discovery requests a fetch could not send (a full
 	// neighbour table, a firewall): each is a lost datagram that the resends make up for.
 	DiscoverySendErrors int64 `json:"discovery_send_errors"`
+	// LastFetch is the last fetch's outcome; LastSuccess when a fetch last succeeded.
+	LastFetch   *LastFetch `json:"last_fetch,omitempty"`
+	LastSuccess int64      `json:"last_success,omitempty"`
+}
+
+// LastFetch is how the last fetch on the device ended.
+type LastFetch struct {
+	App     string  `json:"app"`
+	Version string  `json:"version"`
+	Result  string  `json:"result"` // ok, failed, interrupted
+	At      int64   `json:"at"`     // Unix seconds
+	Seconds float64 `json:"seconds"`
 }
 
 // statsMu serialises the read-modify-write of stats.json within one process; fetches
@@ -54,10 +70,16 @@ type Stats struct {
 var statsMu sync.Mutex
 
 // addStats adds a fetch's totals to the store's stats.json (atomically replaced).
-func (s *Store) addStats(byKind map[string]int64, bad map[string]int64, sendErrors int64) error {
+func (s *Store) addStats(byKind map[string]int64, bad map[string]int64, sendErrors int64, last *LastFetch) error {
 	statsMu.Lock()
 	defer statsMu.Unlock()
 	st := s.Stats()
+	if last != nil {
+		st.LastFetch = last
+		if last.Result == "ok" {
+			st.LastSuccess = last.At
+		}
+	}
 	st.DiscoverySendErrors += sendErrors
 	for k, v := range byKind {
 		st.BytesByKind[k] += v
@@ -85,14 +107,15 @@ func (s *Store) Stats() Stats {
 }
 
 type statsCollector struct {
-	store                  *Store
-	fetched, bad, sendErrs *prometheus.Desc
+	store                             *Store
+	fetched, bad, sendErrs            *prometheus.Desc
+	lastAt, lastOK, lastSeconds, held *prometheus.Desc
 }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- c.fetched
-	ch <- c.bad
-	ch <- c.sendErrs
+	for _, d := range []*prometheus.Desc{c.fetched, c.bad, c.sendErrs, c.lastAt, c.lastOK, c.lastSeconds, c.held} {
+		ch <- d
+	}
 }
 
 func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
@@ -103,5 +126,20 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.sendErrs, prometheus.CounterValue, float64(st.DiscoverySendErrors))
 	for src, n := range st.BadChunks {
 		ch <- prometheus.MustNewConstMetric(c.bad, prometheus.CounterValue, float64(n), src)
+	}
+	if l := st.LastFetch; l != nil {
+		ch <- prometheus.MustNewConstMetric(c.lastAt, prometheus.GaugeValue, float64(l.At), l.Result)
+		ch <- prometheus.MustNewConstMetric(c.lastSeconds, prometheus.GaugeValue, l.Seconds)
+	}
+	if st.LastSuccess > 0 {
+		ch <- prometheus.MustNewConstMetric(c.lastOK, prometheus.GaugeValue, float64(st.LastSuccess))
+	}
+	vs, _ := c.store.Versions()
+	for _, v := range vs {
+		state := "partial"
+		if v.Complete {
+			state = "complete"
+		}
+		ch <- prometheus.MustNewConstMetric(c.held, prometheus.GaugeValue, 1, v.App, v.Version, state)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -212,5 +213,26 @@ func TestFetchRemovesDebrisOfAKilledLayout(t *testing.T) {
 	}
 	if _, err := os.Stat(other); err != nil {
 		t.Fatal("the layout of another folder was removed")
+	}
+}
+
+// /metrics says when the last fetch ended and how, and which app versions the store holds.
+func TestDeviceMetrics(t *testing.T) {
+	w := newWorld(t)
+	w.publish("app", "1", map[string][]byte{"f": randBytes(testChunk, 77)})
+	st := newStore(t)
+	if _, err := w.fetch(st, "app", "1", source(t, "origin", w.srv.URL, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.fetch(st, "app", "2", source(t, "origin", w.srv.URL, 0)); err == nil {
+		t.Fatal("app@2 is not published")
+	}
+	url, _ := daemon(t, st, 1, nil, nil)
+	_, body := get(t, url+"metrics", "")
+	for _, want := range []string{`drepo_fetch_last_timestamp_seconds{result="failed"}`, "drepo_fetch_last_success_timestamp_seconds ",
+		"drepo_fetch_last_duration_seconds ", `drepo_store_app_version{app="app",state="complete",version="1"} 1`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics has no %s", want)
+		}
 	}
 }
