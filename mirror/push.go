@@ -437,41 +437,31 @@ func (p *pusher) unreferenced(present map[manifests.Hash]int64) []manifests.Hash
 
 // meter counts upload progress and applies the bandwidth limit.
 func (p *pusher) meter(ctx context.Context, r io.Reader) io.Reader {
-	if p.opt.Progress == nil && p.limiter == nil {
+	r = p.limit(ctx, r)
+	if p.opt.Progress == nil {
 		return r
 	}
-	return &meteredReader{ctx: ctx, r: r, p: p.opt.Progress, lim: p.limiter}
+	return &progressReader{r: r, p: p.opt.Progress}
 }
 
-// limit applies the bandwidth limit only.
+// limit applies the bandwidth limit only (dav.Throttle).
 func (p *pusher) limit(ctx context.Context, r io.Reader) io.Reader {
 	if p.limiter == nil {
 		return r
 	}
-	return &meteredReader{ctx: ctx, r: r, lim: p.limiter}
+	return dav.Throttle(ctx, r, p.limiter)
 }
 
-type meteredReader struct {
-	ctx context.Context
-	r   io.Reader
-	p   Progress
-	lim *rate.Limiter
+// progressReader tells p of the bytes read.
+type progressReader struct {
+	r io.Reader
+	p Progress
 }
 
-func (m *meteredReader) Read(b []byte) (int, error) {
-	if m.lim != nil && len(b) > m.lim.Burst() {
-		b = b[:m.lim.Burst()]
-	}
+func (m *progressReader) Read(b []byte) (int, error) {
 	n, err := m.r.Read(b)
 	if n > 0 {
-		if m.lim != nil {
-			if werr := m.lim.WaitN(m.ctx, n); werr != nil {
-				return n, werr
-			}
-		}
-		if m.p != nil {
-			m.p.Add(n)
-		}
+		m.p.Add(n)
 	}
 	return n, err
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/drepo-dev/drepo/mirror/dav"
 
 	"aead.dev/minisign"
-	"golang.org/x/time/rate"
 
 	"github.com/drepo-dev/drepo/manifests"
 )
@@ -150,10 +149,7 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 		}
 	}
 	cache := LoadHashCache(st.cachePath())
-	var limiter *rate.Limiter
-	if opt.BWLimit > 0 {
-		limiter = rate.NewLimiter(rate.Limit(opt.BWLimit), int(min(opt.BWLimit, 1<<20)))
-	}
+	limiter := dav.NewLimiter(opt.BWLimit)
 	// A repository's time counts from here: large files go up while they are hashed.
 	start := time.Now()
 	pushers := make([]*pusher, len(opt.Repos))

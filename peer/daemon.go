@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/drepo-dev/drepo/manifests"
+	"github.com/drepo-dev/drepo/mirror/dav"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -31,6 +32,7 @@ type DaemonOptions struct {
 	CompleteOnly      bool          // Server.CompleteOnly
 	WaitAhead         time.Duration // Server.WaitAhead (default 10 s)
 	SendWait          time.Duration // Server.SendWait (default 30 s)
+	SendLimit         int64         // bytes per second sent over all transfers (0: no limit)
 	Log               *slog.Logger
 	// Ready, if set, is told the bound addresses (tests use port 0); https is nil when
 	// HTTPS did not start.
@@ -43,7 +45,8 @@ func Run(ctx context.Context, opt DaemonOptions) error {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
-	srv := &Server{Store: opt.Store, Limit: opt.Limit, Log: opt.Log, CompleteOnly: opt.CompleteOnly, WaitAhead: opt.WaitAhead, SendWait: opt.SendWait}
+	srv := &Server{Store: opt.Store, Limit: opt.Limit, Log: opt.Log, CompleteOnly: opt.CompleteOnly, WaitAhead: opt.WaitAhead, SendWait: opt.SendWait,
+		SendLimit: dav.NewLimiter(opt.SendLimit)}
 	instance, err := opt.Store.Instance()
 	if err != nil {
 		return err

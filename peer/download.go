@@ -229,6 +229,12 @@ func (f *fetcher) tryRun(ctx context.Context, s Source, bw *blobWant, q Query, f
 		return err
 	}
 	defer rc.Close()
+	var body io.Reader = rc
+	if s.Kind == KindPeer {
+		body = dav.Throttle(ctx, rc, f.opt.PeerLimit)
+	} else {
+		body = dav.Throttle(ctx, rc, f.opt.RepoLimit)
+	}
 	rep := f.report(s)
 	lim.source.Store(s.instance)
 	f.log.Debug("transfer", "source", s.Name, "blob", fl.SHA256, "from_chunk", *a, "to_chunk", b)
@@ -273,7 +279,7 @@ func (f *fetcher) tryRun(ctx context.Context, s Source, bw *blobWant, q Query, f
 				return context.Cause(ctx)
 			}
 			buf = buf[:min(int64(len(buf)), n-done)]
-			k, err := io.ReadFull(rc, buf)
+			k, err := io.ReadFull(body, buf)
 			if err != nil {
 				pl.release(buf)
 				if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"aead.dev/minisign"
+	"golang.org/x/time/rate"
 
 	"github.com/drepo-dev/drepo/manifests"
 	"github.com/drepo-dev/drepo/mirror/dav"
@@ -40,6 +41,9 @@ type FetchOptions struct {
 	Now           func() time.Time
 	Log           *slog.Logger
 	Progress      Progress
+	// RepoLimit and PeerLimit bound the download rate from repositories (the WAN) and
+	// from the LAN's peers, each over all its transfers (nil: none; dav.NewLimiter).
+	RepoLimit, PeerLimit *rate.Limiter
 }
 
 // FetchReport is what a fetch did.

@@ -678,3 +678,24 @@ func (w *world) manifestDoc(app, version string) ([]byte, error) {
 	}
 	return os.ReadFile(filepath.Join(w.srv.Root, manifests.BlobPath(e.Manifest)))
 }
+
+// --bwlimit and --peer-bwlimit: the bytes from a repository go through the repository's
+// limiter, not the peers' (the limiter's tokens show which one they took; the rate itself
+// is golang.org/x/time/rate's business and the benchmark's).
+func TestFetchLimitsGoWhereTheyBelong(t *testing.T) {
+	w := newWorld(t)
+	data := randBytes(4*testChunk, 78)
+	w.publish("app", "1", map[string][]byte{"f": data})
+	repoLim, peerLim := dav.NewLimiter(1<<20), dav.NewLimiter(1<<20) // 256 KiB fit the burst: no wait
+	_, err := Fetch(context.Background(), FetchOptions{Store: newStore(t), Sources: []Source{source(t, "origin", w.srv.URL, 0)}, Keys: []minisign.PublicKey{w.pub},
+		App: "app", Version: "1", RepoLimit: repoLim, PeerLimit: peerLim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if taken := float64(repoLim.Burst()) - repoLim.Tokens(); taken < float64(len(data))/2 {
+		t.Errorf("the repository's limiter gave %.0f tokens for %d bytes", taken, len(data))
+	}
+	if peerLim.Tokens() < float64(peerLim.Burst()) {
+		t.Error("the peers' limiter was used for a repository's bytes")
+	}
+}

@@ -114,6 +114,12 @@ func (s *Server) serveRange(w http.ResponseWriter, r *http.Request, v *blobView,
 		}
 		for left := n; left > 0; {
 			k := min(left, sendPiece)
+			if s.SendLimit != nil {
+				k = min(k, int64(s.SendLimit.Burst()))
+				if s.SendLimit.WaitN(r.Context(), int(k)) != nil {
+					return
+				}
+			}
 			if !t.extend() {
 				return
 			}

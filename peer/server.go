@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/drepo-dev/drepo/manifests"
+	"golang.org/x/time/rate"
 )
 
 // Server serves a device's store to other devices, read-only:
@@ -49,6 +50,9 @@ type Server struct {
 	// SendWait is how long one write of a transfer (sendPiece bytes at most) may take
 	// (default 30 s): a client that stops reading frees its slot within it.
 	SendWait time.Duration
+	// SendLimit bounds what the server sends, over all its transfers (nil: none;
+	// dav.NewLimiter): peer --bwlimit.
+	SendLimit *rate.Limiter
 
 	once      sync.Once
 	runMu     sync.Mutex

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/drepo-dev/drepo/manifests"
+	"github.com/drepo-dev/drepo/mirror/dav"
 	"github.com/drepo-dev/drepo/peer"
 )
 
@@ -37,7 +39,8 @@ Examples:
    drepo fetch base_system@12.7.4 --out /target
    drepo fetch firefox --out /opt/firefox       # the newest version
    drepo fetch firefox@128.0 --plan            # the sources in order, and the skipped ones
-   drepo fetch firefox@128.0 --out /opt/firefox --force --json`,
+   drepo fetch firefox@128.0 --out /opt/firefox --force --json
+   drepo fetch base_system --random-delay 30m --bwlimit 2M --out /target   # from a fleet's timer`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "out", Usage: "lay the app's files out in `DIR`"},
 			&cli.BoolFlag{Name: "force", Usage: "replace --out even if it holds other files"},
@@ -45,12 +48,23 @@ Examples:
 			&cli.DurationFlag{Name: "stall", Value: 60 * time.Second, Usage: "move to the next source after `DURATION` with less than 64 KiB moved"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
 			&cli.BoolFlag{Name: "no-peers", Usage: "do not ask the LAN's peers"},
+			&cli.StringFlag{Name: "bwlimit", Usage: "download from repositories at most `RATE` bytes per second (e.g. 2M)"},
+			&cli.StringFlag{Name: "peer-bwlimit", Usage: "download from LAN peers at most `RATE` bytes per second"},
+			&cli.DurationFlag{Name: "random-delay", Usage: "wait a random time up to `DURATION` first (a fleet's timers spread over it)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usageErrorf("fetch needs APP@VERSION")
 			}
 			app, ver, err := parseFetchTarget(c.Args().First())
+			if err != nil {
+				return err
+			}
+			repoLimit, err := rateFlag(c, "bwlimit")
+			if err != nil {
+				return err
+			}
+			peerLimit, err := rateFlag(c, "peer-bwlimit")
 			if err != nil {
 				return err
 			}
@@ -103,10 +117,20 @@ Examples:
 					return err
 				}
 			}
+			if d := c.Duration("random-delay"); d > 0 {
+				wait := rand.N(d)
+				e.log.Info("waiting before the fetch (--random-delay)", "wait", wait.Round(time.Second))
+				select {
+				case <-c.Context.Done():
+					return c.Context.Err()
+				case <-time.After(wait):
+				}
+			}
 			rep, err := peer.Fetch(c.Context, peer.FetchOptions{
 				Store: st, Sources: sources, Keys: keys, AllowUnsigned: cfg.AllowUnsigned,
 				App: app, Version: ver, Out: c.String("out"), Force: c.Bool("force"),
 				Log: e.log, Progress: &phaseProgress{stderr: e.stderr, log: e.log},
+				RepoLimit: dav.NewLimiter(repoLimit), PeerLimit: dav.NewLimiter(peerLimit),
 			})
 			if c.Bool("json") && rep != nil {
 				enc := json.NewEncoder(e.stdout)
@@ -208,4 +232,17 @@ func printFetch(e *env, rep *peer.FetchReport) {
 	if rep.Out != "" {
 		fmt.Fprintf(e.stdout, "laid out in %s\n", rep.Out)
 	}
+}
+
+// rateFlag reads a bytes-per-second flag (20M, 512K); unset is 0, no limit.
+func rateFlag(c *cli.Context, name string) (int64, error) {
+	s := c.String(name)
+	if s == "" {
+		return 0, nil
+	}
+	n, err := parseSize(s)
+	if err != nil || n <= 0 {
+		return 0, usageErrorf("--%s %q: want a rate such as 2M (bytes per second)", name, s)
+	}
+	return n, nil
 }

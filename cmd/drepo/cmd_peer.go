@@ -32,6 +32,7 @@ Examples:
 			&cli.IntFlag{Name: "https-port", Value: -1, Usage: "override peers.https_port"},
 			&cli.IntFlag{Name: "discovery-port", Value: -1, Usage: "override peers.discovery_port"},
 			&cli.BoolFlag{Name: "complete-only", Usage: "serve and announce complete blobs only (the whole-file cascade; for comparison)"},
+			&cli.StringFlag{Name: "bwlimit", Usage: "send at most `RATE` bytes per second over all transfers (e.g. 5M)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -52,11 +53,15 @@ Examples:
 				}
 				return net.JoinHostPort(c.String("host"), strconv.Itoa(v))
 			}
+			sendLimit, err := rateFlag(c, "bwlimit")
+			if err != nil {
+				return err
+			}
 			return peer.Run(c.Context, peer.DaemonOptions{
 				Store: st, Limit: p.LimitOfConnections, HTTPAddr: port("http-port", p.HTTPPort),
 				HTTPSAddr: port("https-port", p.HTTPSPort), DiscoveryAddr: port("discovery-port", p.DiscoveryPort),
 				HTTPS: p.HTTPS, TLSCert: p.TLSCert, TLSKey: p.TLSKey, CACert: p.CACert, RequireClientCert: p.RequireClientCert,
-				Log: e.log, CompleteOnly: c.Bool("complete-only"),
+				Log: e.log, CompleteOnly: c.Bool("complete-only"), SendLimit: sendLimit,
 				Ready: func(h, s, d net.Addr) {
 					e.log.Info("peer ready", "http", h.String(), "discovery", d.String())
 				},

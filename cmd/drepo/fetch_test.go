@@ -314,3 +314,14 @@ func TestFetchErrorWording(t *testing.T) {
 		}
 	}
 }
+
+// --bwlimit, --peer-bwlimit and --random-delay are read; a rate that is not one is a usage error.
+func TestFetchRateFlags(t *testing.T) {
+	cfg, _, _ := deviceSetup(t, map[string][]byte{"f": []byte("hello")}, 64<<10, nil)
+	if code, out, errs := drepo(t, "--config", cfg, "fetch", "app@1", "--bwlimit", "2M", "--peer-bwlimit", "512K", "--random-delay", "10ms"); code != 0 {
+		t.Fatalf("fetch with limits: %d\n%s%s", code, out, errs)
+	}
+	if code, _, errs := drepo(t, "--config", cfg, "fetch", "app@1", "--bwlimit", "fast"); code != exitUsage || !strings.Contains(errs, "--bwlimit") {
+		t.Fatalf("--bwlimit fast: %d %s", code, errs)
+	}
+}
