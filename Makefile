@@ -7,7 +7,7 @@ FUZZTIME    ?= 5m
 SCENARIOS   ?= hash
 RUNS        ?= 3
 # Debian packages the tests use (real servers and tools, never mocks)
-TEST_PKGS   := apache2 apache2-utils litmus minisign rclone curl openssl iproute2 nftables
+TEST_PKGS   := apache2 apache2-utils litmus minisign rclone curl openssl iproute2 nftables jq
 # nfpm builds the .deb (make package; its test checks the package)
 NFPM_VERSION := v2.45.2
 NFPM        ?= $(shell $(GO) env GOPATH)/bin/nfpm
@@ -43,11 +43,20 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
+# test runs the suite with go test -json (kept in bin/test.json): each package's result as
+# it ends, then the output of every failed test, then how many passed, skipped and failed.
+JQ_LIVE    := . as $$l | (try fromjson catch null) as $$j | if $$j == null then $$l + "\n" elif $$j.Action == "build-output" then $$j.Output elif $$j.Action == "output" and $$j.Test == null and ($$j.Output | test("^(ok|FAIL|panic|\\?)")) then $$j.Output else empty end
+JQ_SUMMARY := [split("\n")[] | fromjson? | select(.Test != null)] as $$e | ($$e | map(select(.Action == "fail") | .Package + " " + .Test)) as $$failed | ($$e | map(select(.Action == "output" and ((.Package + " " + .Test) as $$k | $$failed | index($$k) != null)) | .Output) | join("")), "tests: \($$e | map(select(.Action == "pass")) | length) passed, \($$e | map(select(.Action == "skip")) | length) skipped, \($$failed | length) failed"
 test: deps lint
 	@[ -x "$(NFPM)" ] || { echo "make: installing nfpm $(NFPM_VERSION) (make package)"; $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION); }
-	$(GO) test -count=1 -timeout 20m ./...
+	@mkdir -p bin; echo "$(GO) test -count=1 -timeout 20m ./..."; \
+	$(GO) test -count=1 -timeout 20m -json ./... 2>&1 | tee bin/test.json | jq --unbuffered -Rrj '$(JQ_LIVE)'; \
+	jq -Rrs '$(JQ_SUMMARY)' bin/test.json; \
+	! jq -Rre 'fromjson? | select(.Action == "fail")' bin/test.json >/dev/null && ! grep -q '^FAIL\|^panic\|build failed' bin/test.json
 
 # demo: the main job on the embedded default, in a temporary folder: keygen, manifest,
+# (each daemon's log file exists before the daemon starts, and the demo waits for its
+# ready line: reading a log not yet made failed one run in eight)
 # drepo serve on a free loopback port, sync to a repository and a staging one (-1),
 # verify --deep, ls, a second sync that finds nothing to do, then a device fetch (the
 # staging repository skipped) laid out in a folder, and its files listed.
@@ -59,7 +68,7 @@ demo: build
 	bin/drepo manifest show $$d/manifest.json; \
 	echo "== drepo serve"; mkdir -p $$d/dav; \
 	DEMO_PW=demo-password bin/drepo htpasswd --password-env DEMO_PW $$d/htpasswd demo 2>/dev/null; \
-	bin/drepo serve --root $$d/dav --htpasswd $$d/htpasswd --listen 127.0.0.1:0 2>$$d/serve.log & srv=$$!; \
+	: > $$d/serve.log; bin/drepo serve --root $$d/dav --htpasswd $$d/htpasswd --listen 127.0.0.1:0 2>>$$d/serve.log & srv=$$!; \
 	for i in $$(seq 100); do url=$$(sed -n 's/.*serving WebDAV" url=\([^ ]*\).*/\1/p' $$d/serve.log); [ -n "$$url" ] && break; sleep 0.1; done; \
 	[ -n "$$url" ] || { cat $$d/serve.log; exit 1; }; echo "serving $$url"; \
 	printf 'source: %s\nsigning_key: demo.key\ntrusted_keys: [demo.pub]\nstate_dir: state\nstore: store\npeers: {broadcast: false}\nrepositories:\n  - {name: main, url: "%smain/", priority: 10, username: demo, password_env: DEMO_PW}\n  - {name: staging, url: "%sstaging/", priority: -1, username: demo, password_env: DEMO_PW}\n' \
@@ -74,7 +83,7 @@ demo: build
 	echo "== drepo store ls"; bin/drepo store ls; \
 	echo "== fetched files"; (cd $$d/out && find . -type f -exec ls -l {} + | sed 's|  *| |g'); \
 	echo "== drepo peer (the first device shares its store on 127.0.0.1; broadcast off)"; \
-	bin/drepo peer --host 127.0.0.1 --http-port 0 --https-port 0 --discovery-port 0 2>$$d/peer.log & peer=$$!; \
+	: > $$d/peer.log; bin/drepo peer --host 127.0.0.1 --http-port 0 --https-port 0 --discovery-port 0 2>>$$d/peer.log & peer=$$!; \
 	trap '[ -n "$$srv" ] && kill $$srv 2>/dev/null; kill $$peer 2>/dev/null; rm -rf "$$d"' EXIT; \
 	for i in $$(seq 100); do disco=$$(sed -n 's/.*peer ready.*discovery=\([^ ]*\).*/\1/p' $$d/peer.log); [ -n "$$disco" ] && break; sleep 0.1; done; \
 	[ -n "$$disco" ] || { cat $$d/peer.log; exit 1; }; echo "peer discovery on $$disco"; \
