@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -133,9 +132,7 @@ Examples:
 				RepoLimit: dav.NewLimiter(repoLimit), PeerLimit: dav.NewLimiter(peerLimit),
 			})
 			if c.Bool("json") && rep != nil {
-				enc := json.NewEncoder(e.stdout)
-				enc.SetIndent("", "  ")
-				if jerr := enc.Encode(rep); jerr != nil && err == nil {
+				if jerr := e.printJSON(rep); jerr != nil && err == nil {
 					err = jerr
 				}
 			} else if err == nil {
@@ -182,9 +179,7 @@ func printPlan(e *env, asJSON, latest bool, version string, sources []peer.Sourc
 		rows = append(rows, row{s.Name, s.Kind, s.Priority})
 	}
 	if asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(struct {
+		return e.printJSON(struct {
 			Version string      `json:"version"` // "" : latest, and no index accepted yet
 			Sources []row       `json:"sources"`
 			Skipped []peer.Skip `json:"skipped"`

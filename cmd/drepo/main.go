@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -173,6 +174,13 @@ type env struct {
 	log            *slog.Logger
 	configFlag     string
 	notFound       string // a command name that does not exist
+}
+
+// printJSON writes v as indented JSON on stdout: what --json prints.
+func (e *env) printJSON(v any) error {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 // configOptional loads the config file if one is found; without an explicit --config or

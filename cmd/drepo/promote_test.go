@@ -19,22 +19,12 @@ import (
 // staging's. Naming a live repository to sync is refused.
 func TestGatedPublishAndPromote(t *testing.T) {
 	staging, apache, live := davtest.StartDrepo(t, davtest.DrepoOptions{}), davtest.StartApache(t), davtest.StartDrepo(t, davtest.DrepoOptions{})
-	dir := t.TempDir()
-	if code, _, errs := drepo(t, "keygen", "--out", filepath.Join(dir, "k")); code != 0 {
-		t.Fatal(errs)
-	}
-	src := filepath.Join(dir, "src")
-	cfg := filepath.Join(dir, "drepo.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`source: %s
-signing_key: k.key
-trusted_keys: [k.pub]
-state_dir: state
-publish: gated
+	src, cfg := adminConfig(t, fmt.Sprintf(`publish: gated
 repositories:
   - {name: staging, url: %q, priority: -1, username: %s, password_env: STAGING_PW}
   - {name: apache, url: %q, priority: 10, username: %s, password_env: APACHE_PW}
   - {name: live, url: %q, priority: 5, username: %s, password_env: LIVE_PW}
-`, src, staging.URL, staging.User, apache.URL, apache.User, live.URL, live.User)), 0o644)
+`, staging.URL, staging.User, apache.URL, apache.User, live.URL, live.User))
 	t.Setenv("STAGING_PW", staging.Password)
 	t.Setenv("APACHE_PW", apache.Password)
 	t.Setenv("LIVE_PW", live.Password)
@@ -76,20 +66,11 @@ repositories:
 // password where reads are open, naming each.
 func TestVerifyLaggingAndWrongPassword(t *testing.T) {
 	a, b := davtest.StartDrepo(t, davtest.DrepoOptions{AnonymousRead: true}), davtest.StartDrepo(t, davtest.DrepoOptions{AnonymousRead: true})
-	dir := t.TempDir()
-	if code, _, errs := drepo(t, "keygen", "--out", filepath.Join(dir, "k")); code != 0 {
-		t.Fatal(errs)
-	}
-	src := filepath.Join(dir, "src")
-	cfg := filepath.Join(dir, "drepo.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`source: %s
-signing_key: k.key
-trusted_keys: [k.pub]
-state_dir: state
-repositories:
+	src, cfg := adminConfig(t, fmt.Sprintf(`repositories:
   - {name: a, url: %q, priority: 10, username: %s, password_env: A_PW}
   - {name: b, url: %q, priority: 5, username: %s, password_env: B_PW}
-`, src, a.URL, a.User, b.URL, b.User)), 0o644)
+`, a.URL, a.User, b.URL, b.User))
+	dir := filepath.Dir(cfg)
 	t.Setenv("A_PW", a.Password)
 	t.Setenv("B_PW", b.Password)
 	writeVersion(t, src, 1, 1)
@@ -142,15 +123,8 @@ repositories:
 // create it; --init creates it.
 func TestSyncRefusesAMissingRepositoryFolder(t *testing.T) {
 	s := davtest.StartDrepo(t, davtest.DrepoOptions{})
-	dir := t.TempDir()
-	if code, _, errs := drepo(t, "keygen", "--out", filepath.Join(dir, "k")); code != 0 {
-		t.Fatal(errs)
-	}
-	src := filepath.Join(dir, "src")
+	src, cfg := adminConfig(t, fmt.Sprintf("repositories:\n  - {name: r, url: %q, username: %s, password_env: R_PW}\n", s.URL+"aps/", s.User))
 	writeVersion(t, src, 1, 1)
-	cfg := filepath.Join(dir, "drepo.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("source: %s\nsigning_key: k.key\nstate_dir: state\nrepositories:\n  - {name: r, url: %q, username: %s, password_env: R_PW}\n",
-		src, s.URL+"aps/", s.User)), 0o644)
 	t.Setenv("R_PW", s.Password)
 	code, _, errs := drepo(t, "--config", cfg, "sync")
 	if code != exitUsage || !strings.Contains(errs, "no repository at "+s.URL+"aps/") || !strings.Contains(errs, "--init") {
@@ -165,4 +139,20 @@ func TestSyncRefusesAMissingRepositoryFolder(t *testing.T) {
 	if code, out, errs := drepo(t, "--config", cfg, "sync"); code != 0 {
 		t.Fatalf("the next sync: %d\n%s%s", code, out, errs)
 	}
+}
+
+// adminConfig makes a key pair and an admin config (source, signing_key, trusted_keys,
+// state_dir, then rest) in a new folder; it returns the source folder and the config.
+func adminConfig(t *testing.T, rest string) (src, cfg string) {
+	t.Helper()
+	dir := t.TempDir()
+	if code, _, errs := drepo(t, "keygen", "--out", filepath.Join(dir, "k")); code != 0 {
+		t.Fatal(errs)
+	}
+	src, cfg = filepath.Join(dir, "src"), filepath.Join(dir, "drepo.yaml")
+	doc := fmt.Sprintf("source: %s\nsigning_key: k.key\ntrusted_keys: [k.pub]\nstate_dir: state\n%s", src, rest)
+	if err := os.WriteFile(cfg, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return src, cfg
 }
