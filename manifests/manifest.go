@@ -6,8 +6,16 @@ import (
 	"strings"
 )
 
-// ManifestSchema names the manifest format; decoders refuse any other.
-const ManifestSchema = "drepo.manifest/v1"
+// ManifestSchema names the manifest format; decoders refuse any other. A manifest whose
+// files carry deltas is ManifestSchemaDeltas (v2): a device that knows only v1 refuses it
+// rather than ignore what it does not understand; one without deltas stays v1, byte for
+// byte as before.
+const (
+	ManifestSchema       = "drepo.manifest/v1"
+	ManifestSchemaDeltas = "drepo.manifest/v2"
+	// MaxDeltas bounds the deltas one file lists (one per earlier version kept).
+	MaxDeltas = 8
+)
 
 // Chunk size bounds. The default (1 MiB) is the grain at which a LAN passes a blob on: each
 // hop of a chain of devices costs one chunk's wire time, and the lan benchmark went from
@@ -40,6 +48,8 @@ type File struct {
 	SHA256     Hash   `json:"sha256"`
 	Executable bool   `json:"executable,omitempty"`
 	Chunks     []Hash `json:"chunks"`
+	// Deltas rebuild this file from blobs of earlier versions (delta.go); v2 only.
+	Deltas []Delta `json:"deltas,omitempty"`
 }
 
 // NumChunks is how many chunks a file of size bytes has: ceil(size/chunkSize), 0 for an empty file.
@@ -64,6 +74,9 @@ func (m *Manifest) TotalSize() int64 {
 func (m *Manifest) Encode() ([]byte, error) {
 	c := *m
 	c.Schema = ManifestSchema
+	if slices.ContainsFunc(m.Files, func(f File) bool { return len(f.Deltas) > 0 }) {
+		c.Schema = ManifestSchemaDeltas
+	}
 	c.Files = slices.Clone(m.Files)
 	slices.SortFunc(c.Files, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
 	for i := range c.Files {
@@ -92,8 +105,8 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 // Validate checks every rule of the format: schema, names, chunk size, sorted unique safe
 // paths (no file may also be a folder of another), sizes, and chunk lists that match sizes.
 func (m *Manifest) Validate() error {
-	if m.Schema != ManifestSchema {
-		return fmt.Errorf("manifests: manifest: unknown schema %.80q (want %q): %w", m.Schema, ManifestSchema, ErrInvalid)
+	if m.Schema != ManifestSchema && m.Schema != ManifestSchemaDeltas {
+		return fmt.Errorf("manifests: manifest: unknown schema %.80q (want %q or %q): %w", m.Schema, ManifestSchema, ManifestSchemaDeltas, ErrInvalid)
 	}
 	if err := ValidateName("app", m.App); err != nil {
 		return err
@@ -126,6 +139,9 @@ func (m *Manifest) Validate() error {
 		if f.SHA256.IsZero() {
 			return fmt.Errorf("manifests: manifest: %q: missing sha256: %w", f.Path, ErrInvalid)
 		}
+		if err := validDeltas(m.Schema, f); err != nil {
+			return err
+		}
 	}
 	// A file "a" and a file "a/b" cannot both be placed; sorted order puts "a/" children
 	// after "a" but possibly after siblings like "a-b", so check with a set of folders.
@@ -149,4 +165,26 @@ func nextSlash(p string, i int) int {
 		return -1
 	}
 	return i + 1 + j
+}
+
+// validDeltas checks a file's deltas: only in v2, at most MaxDeltas, each from another blob
+// of a plausible size, none twice.
+func validDeltas(schema string, f File) error {
+	if len(f.Deltas) > 0 && schema != ManifestSchemaDeltas {
+		return fmt.Errorf("manifests: manifest: %q: deltas in a %s manifest: %w", f.Path, schema, ErrInvalid)
+	}
+	if len(f.Deltas) > MaxDeltas {
+		return fmt.Errorf("manifests: manifest: %q: %d deltas, at most %d: %w", f.Path, len(f.Deltas), MaxDeltas, ErrInvalid)
+	}
+	seen := map[Hash]bool{}
+	for _, d := range f.Deltas {
+		switch {
+		case d.From.IsZero() || d.Blob.IsZero() || d.From == f.SHA256 || seen[d.From]:
+			return fmt.Errorf("manifests: manifest: %q: a delta with a missing, repeated or own base: %w", f.Path, ErrInvalid)
+		case d.FromSize <= 0 || d.FromSize > MaxFileSize || d.Size <= 0 || d.Size > MaxFileSize:
+			return fmt.Errorf("manifests: manifest: %q: a delta's sizes out of bounds: %w", f.Path, ErrInvalid)
+		}
+		seen[d.From] = true
+	}
+	return nil
 }
