@@ -56,8 +56,8 @@ func TestDeltaRoundTrip(t *testing.T) {
 		most int // the delta's size at most, in bytes
 	}{
 		"insertion near the start": {insert, 64 << 10},
-		"a changed region":          {changed, 400 << 10},
-		"new bytes":                 {fresh, 7 << 20},
+		"a changed region":         {changed, 400 << 10},
+		"new bytes":                {fresh, 7 << 20},
 	} {
 		var d bytes.Buffer
 		if err := EncodeDelta(&d, bytes.NewReader(base), int64(len(base)), bytes.NewReader(c.next), int64(len(c.next)), chunk); err != nil {
