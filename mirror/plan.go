@@ -18,6 +18,8 @@ type blobSource struct {
 	path string
 	data []byte
 	from dav.Reader
+	// cached: path is a delta in state_dir, named by its hash (no source file to check)
+	cached bool
 }
 
 // blobPlan is every blob the new index references, largest first (so parallel uploads
@@ -28,12 +30,15 @@ type blobPlan struct {
 	cache *HashCache
 }
 
-func newBlobPlan(versions []*Version, cache *HashCache) *blobPlan {
+func newBlobPlan(versions []*Version, cache *HashCache, deltas deltaStore) *blobPlan {
 	p := &blobPlan{blobs: map[manifests.Hash]blobSource{}, cache: cache}
 	for _, v := range versions {
 		p.add(v.Hash, blobSource{size: int64(len(v.Doc)), data: v.Doc})
 		for _, f := range v.Manifest.Files {
 			p.add(f.SHA256, blobSource{size: f.Size, path: filepath.Join(v.Dir, filepath.FromSlash(f.Path))})
+			for _, d := range f.Deltas {
+				p.add(d.Blob, blobSource{size: d.Size, path: deltas.blobPath(d.Blob), cached: true})
+			}
 		}
 	}
 	p.sortLargestFirst()
@@ -66,15 +71,22 @@ func (p *blobPlan) sortLargestFirst() {
 // bytes that do not match their name. Not retried: the next sync hashes it again.
 var errSourceChanged = errors.New("source file changed since it was hashed; run sync again")
 
-// checkSource verifies that the file at path is still the one that was hashed (size, mtime
-// and inode as the hash cache recorded them).
-func (p *blobPlan) checkSource(path string, size int64) error {
-	fi, err := os.Stat(path)
+// checkSource verifies that a source file is still the one that was hashed (size, mtime
+// and inode as the hash cache recorded them); a delta in state_dir, named by its hash and
+// written once, by its size.
+func (p *blobPlan) checkSource(src blobSource) error {
+	fi, err := os.Stat(src.path)
 	if err != nil {
-		return fmt.Errorf("mirror: %s: %w", path, err)
+		return fmt.Errorf("mirror: %s: %w", src.path, err)
 	}
-	if _, ok := p.cache.lookup(path, fi); !ok || fi.Size() != size {
-		return fmt.Errorf("mirror: %s: %w", path, errSourceChanged)
+	if src.cached {
+		if fi.Size() != src.size {
+			return fmt.Errorf("mirror: %s: %w", src.path, errSourceChanged)
+		}
+		return nil
+	}
+	if _, ok := p.cache.lookup(src.path, fi); !ok || fi.Size() != src.size {
+		return fmt.Errorf("mirror: %s: %w", src.path, errSourceChanged)
 	}
 	return nil
 }

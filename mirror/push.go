@@ -315,7 +315,7 @@ func (p *pusher) upload(ctx context.Context, h manifests.Hash) error {
 			defer rc.Close()
 			r = &hashingReader{r: rc, want: h, size: src.size, h: sha256.New()}
 		default:
-			if err := p.plan.checkSource(src.path, src.size); err != nil {
+			if err := p.plan.checkSource(src); err != nil {
 				return err
 			}
 			f, err := os.Open(src.path)
@@ -330,7 +330,7 @@ func (p *pusher) upload(ctx context.Context, h manifests.Hash) error {
 			return err
 		}
 		if src.path != "" {
-			if err := p.plan.checkSource(src.path, src.size); err != nil {
+			if err := p.plan.checkSource(src); err != nil {
 				_ = p.remote.Remove(context.WithoutCancel(ctx), name)
 				return err
 			}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -42,6 +43,9 @@ type SyncOptions struct {
 	// Republish names app versions (app@version) whose changed content may replace the
 	// published one; any other changed published version stops the run.
 	Republish []string
+	// DeltaVersions is how many earlier versions of an app each new file gets a delta
+	// from (deltas.go; 0: none).
+	DeltaVersions int
 	// Init lets sync create a repository's folder; without it a repository URL whose
 	// folder does not exist fails (RepoResult.NoRepository): a typo in a URL must not
 	// start a new repository.
@@ -204,6 +208,10 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 		return nil, err
 	}
 	versions := KeepNewest(scanned, opt.Keep, opt.KeepApps)
+	deltas := deltaStore{dir: filepath.Join(st.dir, "deltas")}
+	if err := addDeltas(ctx, opt, scanned, versions, opt.DeltaVersions, deltas, !opt.DryRun); err != nil {
+		return nil, err
+	}
 	retained := map[string]bool{} // versions left out by retention, on purpose
 	for _, v := range scanned {
 		if !slices.Contains(versions, v) {
@@ -249,7 +257,7 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 	idx, _ := manifests.DecodeIndex(d.doc)
 	rep := &SyncReport{Serial: idx.Serial, Changed: d.changed, Versions: len(versions), RemovedVersions: d.removed}
 	// The upload plan is built only if some repository needs work (a no-op never does).
-	plan := sync.OnceValue(func() *blobPlan { return newBlobPlan(versions, cache) })
+	plan := sync.OnceValue(func() *blobPlan { return newBlobPlan(versions, cache, deltas) })
 
 	if opt.Progress != nil {
 		opt.Progress.Start("uploading", -1)

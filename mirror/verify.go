@@ -228,6 +228,11 @@ func expectedBlobs(ctx context.Context, r dav.Remote, idx *manifests.Index, para
 			if _, seen := expect[f.SHA256]; !seen {
 				expect[f.SHA256] = expectBlob{size: f.Size, where: where + " " + f.Path}
 			}
+			for _, d := range f.Deltas {
+				if _, seen := expect[d.Blob]; !seen {
+					expect[d.Blob] = expectBlob{size: d.Size, where: where + " " + f.Path + " (delta)"}
+				}
+			}
 		}
 	}
 	return expect, nil

@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/drepo-dev/drepo/manifests"
+	"github.com/drepo-dev/drepo/mirror"
 	"github.com/drepo-dev/drepo/mirror/dav"
 )
 
@@ -41,6 +42,9 @@ type Config struct {
 	// "gated" has sync update only staging (priority < 0), and drepo promote brings the
 	// live ones to the very index tested there.
 	Publish string `yaml:"publish,omitempty" json:"publish,omitempty"`
+	// Deltas is how many earlier versions of an app each new file gets a delta from
+	// (default 2; 0: none, for fleets with devices that read only v1 manifests).
+	Deltas *int `yaml:"deltas,omitempty" json:"deltas,omitempty"`
 
 	path  string         // the file this came from
 	lines map[string]int // field path → line, for errors found after loading (secrets)
@@ -273,6 +277,9 @@ func (c *Config) validate(d nodeDecoder) error {
 			return d.errf("chunk_size", "%v", err)
 		}
 	}
+	if c.Deltas != nil && (*c.Deltas < 0 || *c.Deltas > manifests.MaxDeltas) {
+		return d.errf("deltas", "must be 0..%d", manifests.MaxDeltas)
+	}
 	if c.Publish != "" && c.Publish != publishDirect && c.Publish != publishGated {
 		return d.errf("publish", "must be direct or gated")
 	}
@@ -377,3 +384,11 @@ const (
 
 // gated reports whether sync publishes to staging only (Config.Publish).
 func (c *Config) gated() bool { return c.Publish == publishGated }
+
+// deltaVersions is Config.Deltas with its default.
+func (c *Config) deltaVersions() int {
+	if c.Deltas == nil {
+		return mirror.DefaultDeltaVersions
+	}
+	return *c.Deltas
+}
