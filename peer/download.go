@@ -121,6 +121,11 @@ func (f *fetcher) blob(ctx context.Context, fl manifests.File, chunkSize int64) 
 			f.opt.Progress.Add(int(l))
 		}
 	}
+	if len(fl.Deltas) > 0 && !p.State().Complete() {
+		if err := f.applyDeltas(ctx, p, fl, chunkSize); err != nil {
+			return err
+		}
+	}
 	bw := &blobWant{p: p}
 	stuck := 0
 	for i := 0; i < n; {

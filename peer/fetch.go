@@ -56,7 +56,10 @@ type FetchReport struct {
 	Sources     []SourceReport `json:"sources"`
 	Downloaded  int64          `json:"downloaded_bytes"`
 	ReusedLocal int64          `json:"reused_local_bytes"` // chunks copied from other blobs in the store
-	AlreadyHeld int64          `json:"already_held_bytes"` // complete blobs and verified chunks from earlier runs
+	// DeltaBytes are the deltas downloaded; RebuiltFromDelta the file bytes they rebuilt.
+	DeltaBytes       int64 `json:"delta_bytes"`
+	RebuiltFromDelta int64 `json:"rebuilt_from_delta_bytes"`
+	AlreadyHeld      int64 `json:"already_held_bytes"` // complete blobs and verified chunks from earlier runs
 	// PeersWasted is the time spent on peers without verified progress from them
 	// (Policy.Budget bounds it, give or take one attempt's end).
 	PeersWasted time.Duration `json:"peers_wasted_ns"`
@@ -281,7 +284,7 @@ func (f *fetcher) recordStats(ctx context.Context, start time.Time, err error) {
 	if g := f.lanGroup(); g != nil {
 		sendErrs = g.SendErrors()
 	}
-	if err := f.opt.Store.addStats(byKind, f.bad, sendErrs, last); err != nil {
+	if err := f.opt.Store.addStats(byKind, f.bad, sendErrs, last, f.rep.DeltaBytes, f.rep.RebuiltFromDelta); err != nil {
 		f.log.Warn("could not update the store's counters", "err", err)
 	}
 }

@@ -131,6 +131,9 @@ func (s *Store) GC(ctx context.Context, opt GCOptions, log *slog.Logger) (*GCRep
 				keepBlobs[v.Manifest] = true
 				for _, fl := range m.Files {
 					keepBlobs[fl.SHA256] = true
+					for _, d := range fl.Deltas {
+						keepBlobs[d.Blob] = true // this device serves it to the LAN
+					}
 				}
 				continue
 			}

@@ -30,6 +30,8 @@ func newMetrics(s *Server) *metrics {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "drepo", Name: "peer_transfers_active", Help: "Blob transfers running now."},
 		func() float64 { return float64(s.active.Load()) }))
 	reg.MustRegister(&statsCollector{store: s.Store,
+		delta:       prometheus.NewDesc("drepo_fetch_delta_bytes_total", "Delta bytes fetch downloaded (a part of drepo_fetch_bytes_total).", nil, nil),
+		rebuilt:     prometheus.NewDesc("drepo_fetch_rebuilt_from_delta_bytes_total", "File bytes fetch rebuilt from deltas instead of downloading them.", nil, nil),
 		lastAt:      prometheus.NewDesc("drepo_fetch_last_timestamp_seconds", "When the last fetch on this device ended, by its result (ok, failed, interrupted).", []string{"result"}, nil),
 		lastOK:      prometheus.NewDesc("drepo_fetch_last_success_timestamp_seconds", "When a fetch on this device last succeeded.", nil, nil),
 		lastSeconds: prometheus.NewDesc("drepo_fetch_last_duration_seconds", "How long the last fetch took.", nil, nil),
@@ -54,6 +56,10 @@ type Stats struct {
 	// LastFetch is the last fetch's outcome; LastSuccess when a fetch last succeeded.
 	LastFetch   *LastFetch `json:"last_fetch,omitempty"`
 	LastSuccess int64      `json:"last_success,omitempty"`
+	// DeltaBytes are the deltas fetched (also in BytesByKind, by where they came from);
+	// RebuiltBytes the file bytes they rebuilt.
+	DeltaBytes   int64 `json:"delta_bytes"`
+	RebuiltBytes int64 `json:"rebuilt_from_delta_bytes"`
 }
 
 // LastFetch is how the last fetch on the device ended.
@@ -70,10 +76,12 @@ type LastFetch struct {
 var statsMu sync.Mutex
 
 // addStats adds a fetch's totals to the store's stats.json (atomically replaced).
-func (s *Store) addStats(byKind map[string]int64, bad map[string]int64, sendErrors int64, last *LastFetch) error {
+func (s *Store) addStats(byKind map[string]int64, bad map[string]int64, sendErrors int64, last *LastFetch, delta, rebuilt int64) error {
 	statsMu.Lock()
 	defer statsMu.Unlock()
 	st := s.Stats()
+	st.DeltaBytes += delta
+	st.RebuiltBytes += rebuilt
 	if last != nil {
 		st.LastFetch = last
 		if last.Result == "ok" {
@@ -110,10 +118,11 @@ type statsCollector struct {
 	store                             *Store
 	fetched, bad, sendErrs            *prometheus.Desc
 	lastAt, lastOK, lastSeconds, held *prometheus.Desc
+	delta, rebuilt                    *prometheus.Desc
 }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.fetched, c.bad, c.sendErrs, c.lastAt, c.lastOK, c.lastSeconds, c.held} {
+	for _, d := range []*prometheus.Desc{c.fetched, c.bad, c.sendErrs, c.lastAt, c.lastOK, c.lastSeconds, c.held, c.delta, c.rebuilt} {
 		ch <- d
 	}
 }
@@ -124,6 +133,8 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.fetched, prometheus.CounterValue, float64(st.BytesByKind[kind]), kind)
 	}
 	ch <- prometheus.MustNewConstMetric(c.sendErrs, prometheus.CounterValue, float64(st.DiscoverySendErrors))
+	ch <- prometheus.MustNewConstMetric(c.delta, prometheus.CounterValue, float64(st.DeltaBytes))
+	ch <- prometheus.MustNewConstMetric(c.rebuilt, prometheus.CounterValue, float64(st.RebuiltBytes))
 	for src, n := range st.BadChunks {
 		ch <- prometheus.MustNewConstMetric(c.bad, prometheus.CounterValue, float64(n), src)
 	}

@@ -1,0 +1,162 @@
+package peer
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/drepo-dev/drepo/manifests"
+	"github.com/drepo-dev/drepo/mirror/dav"
+)
+
+// Deltas on the device. A file the manifest lists deltas for, whose base blob the store
+// holds complete and intact, is rebuilt from the base and the delta: the delta blob is
+// fetched like any blob (from peers or repositories, verified whole against its name, and
+// kept in the store, so this device serves it to the LAN too), then applied chunk by chunk
+// into the partial blob, each chunk checked against the manifest's chunk hash and recorded
+// as verified, so a kill resumes. A delta that fails in any way leaves the chunks it did
+// not rebuild missing: the download fills them as it would have without it.
+
+// applyDeltas rebuilds what it can of fl in p from a delta whose base the store holds. It
+// reports what it did; its failures are logged, not returned, except the device's own
+// storage failing and the fetch being stopped.
+func (f *fetcher) applyDeltas(ctx context.Context, p *Partial, fl manifests.File, chunkSize int64) error {
+	s := f.opt.Store
+	for _, d := range fl.Deltas {
+		if p.State().Complete() {
+			return nil
+		}
+		if !s.HasBlob(d.From, d.FromSize) {
+			continue
+		}
+		if err := f.fetchWhole(ctx, d.Blob, d.Size, "delta of "+fl.Path); err != nil {
+			if localErr(err) || ctx.Err() != nil {
+				return err
+			}
+			f.log.Warn("the delta could not be fetched; downloading the chunks", "file", fl.Path, "err", err)
+			continue
+		}
+		n, err := f.rebuild(p, fl, d, chunkSize)
+		f.mu.Lock()
+		f.rep.RebuiltFromDelta += n
+		f.mu.Unlock()
+		if f.opt.Progress != nil && n > 0 {
+			f.opt.Progress.Add(int(n))
+		}
+		if err != nil {
+			if localErr(err) {
+				return err
+			}
+			f.log.Warn("the delta did not apply; downloading the chunks it did not rebuild", "file", fl.Path, "delta", d.Blob, "err", err)
+			continue
+		}
+		f.log.Debug("rebuilt from a delta", "file", fl.Path, "bytes", n, "delta_bytes", d.Size)
+	}
+	return nil
+}
+
+// rebuild applies the delta d (in the store) to its base into p; it returns the bytes of
+// the chunks it verified.
+func (f *fetcher) rebuild(p *Partial, fl manifests.File, d manifests.Delta, chunkSize int64) (int64, error) {
+	s := f.opt.Store
+	base, err := openNoFollow(s.BlobPath(d.From), os.O_RDONLY, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer base.Close()
+	delta, err := openNoFollow(s.BlobPath(d.Blob), os.O_RDONLY, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer delta.Close()
+	dr, err := manifests.NewDeltaReader(delta, base, d.FromSize, fl.Size, chunkSize)
+	if err != nil {
+		return 0, err
+	}
+	buf := make([]byte, chunkSize)
+	var done int64
+	for {
+		i, c, err := dr.Next(buf)
+		if errors.Is(err, io.EOF) {
+			return done, nil
+		}
+		if err != nil {
+			return done, err
+		}
+		if p.has(i) {
+			continue
+		}
+		if manifests.ChunkHash(c) != fl.Chunks[i] {
+			return done, fmt.Errorf("%w: chunk %d does not match the manifest", manifests.ErrBadDelta, i)
+		}
+		off := int64(i) * chunkSize
+		if _, err := p.WriteAt(c, off); err != nil {
+			return done, err
+		}
+		if err := p.Verified(i); err != nil {
+			return done, err
+		}
+		done += int64(len(c))
+	}
+}
+
+// fetchWhole brings blob h (size bytes) into the store whole, from the sources in order,
+// verified against its name as it streams to disk; a blob the store holds is not fetched.
+func (f *fetcher) fetchWhole(ctx context.Context, h manifests.Hash, size int64, what string) error {
+	s := f.opt.Store
+	if s.HasBlob(h, size) {
+		return nil
+	}
+	return f.each(ctx, Query{Kind: KindBlob, Blob: h}, what, nil, func(src Source) error {
+		err := f.fetchWholeFrom(ctx, src, h, size)
+		if err != nil {
+			f.sourceFailed(src, what, err)
+		}
+		return err
+	})
+}
+
+func (f *fetcher) fetchWholeFrom(ctx context.Context, src Source, h manifests.Hash, size int64) error {
+	s := f.opt.Store
+	rc, err := src.Reader.Open(ctx, src.BlobName(h), 0, size)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	var body io.Reader = rc
+	if src.Kind == KindPeer {
+		body = dav.Throttle(ctx, rc, f.opt.PeerLimit)
+	} else {
+		body = dav.Throttle(ctx, rc, f.opt.RepoLimit)
+	}
+	out, err := manifests.CreateAtomic(s.BlobPath(h), blobMode)
+	if err != nil {
+		return asLocal(err)
+	}
+	defer out.Abort()
+	sum := sha256.New()
+	n, err := io.Copy(io.MultiWriter(out, sum), io.LimitReader(body, size))
+	if err != nil {
+		if localErr(err) {
+			return asLocal(err)
+		}
+		return err
+	}
+	if n != size {
+		return fmt.Errorf("%s: %d of %d bytes: %w", h, n, size, io.ErrUnexpectedEOF)
+	}
+	if manifests.Hash(sum.Sum(nil)) != h {
+		return fmt.Errorf("%s: %w", h, dav.ErrCorrupt)
+	}
+	if err := out.Commit(); err != nil {
+		return asLocal(err)
+	}
+	f.mu.Lock()
+	f.reportLocked(src).Bytes += size
+	f.rep.DeltaBytes += size
+	f.mu.Unlock()
+	return s.markVerified(h)
+}

@@ -1,0 +1,100 @@
+package peer
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"testing"
+
+	"aead.dev/minisign"
+
+	"github.com/drepo-dev/drepo/manifests"
+)
+
+// Deltas end to end: sync publishes a delta of a file with an insertion near its start
+// (and none for a file of new bytes); a device holding the old version fetches the delta,
+// rebuilds the file and verifies it, downloading only the new file's chunks; a device
+// without the old version ignores deltas; a delta that does not apply (a lying store's)
+// falls back to chunks with the right result; chunks verified before are kept (resume).
+func TestFetchUsesDeltas(t *testing.T) {
+	w := newWorld(t)
+	w.sync.DeltaVersions = 2
+	base := randBytes(64*testChunk, 101)
+	next := append(append(append([]byte{}, base[:3000]...), randBytes(500, 102)...), base[3000:]...)
+	fresh := randBytes(8*testChunk, 103)
+	w.publish("app", "1", map[string][]byte{"f": base, "g": randBytes(8*testChunk, 104)})
+	w.publish("app", "2", map[string][]byte{"f": next, "g": fresh})
+	mdoc, err := w.manifestDoc("app", "2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := manifests.DecodeManifest(mdoc)
+	if err != nil || m.Schema != manifests.ManifestSchemaDeltas {
+		t.Fatalf("app@2's manifest: %v %v", err, m)
+	}
+	var df manifests.File
+	for _, fl := range m.Files {
+		if fl.Path == "f" {
+			df = fl
+		}
+		if fl.Path == "g" && len(fl.Deltas) != 0 {
+			t.Fatal("a delta of a file of new bytes was published")
+		}
+	}
+	if len(df.Deltas) != 1 || df.Deltas[0].Size > int64(len(next))/20 {
+		t.Fatalf("the delta of f: %+v", df.Deltas)
+	}
+	origin := source(t, "origin", w.srv.URL, 0)
+	fetch := func(st *Store) *FetchReport {
+		t.Helper()
+		rep, err := Fetch(context.Background(), FetchOptions{Store: st, Sources: []Source{origin}, Keys: []minisign.PublicKey{w.pub}, App: "app", Version: "2"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, data := range map[string][]byte{"f": next, "g": fresh} {
+			if b, _ := os.ReadFile(st.BlobPath(manifests.SumBytes(data))); !bytes.Equal(b, data) {
+				t.Fatalf("%s: wrong bytes in the store", name)
+			}
+		}
+		return rep
+	}
+	// a device that holds app@1
+	st := newStore(t)
+	if _, err := w.fetch(st, "app", "1", origin); err != nil {
+		t.Fatal(err)
+	}
+	rep := fetch(st)
+	if rep.DeltaBytes != df.Deltas[0].Size || rep.RebuiltFromDelta != int64(len(next)) || rep.Downloaded != int64(len(fresh)) {
+		t.Fatalf("with the base: delta %d, rebuilt %d, downloaded %d", rep.DeltaBytes, rep.RebuiltFromDelta, rep.Downloaded)
+	}
+	t.Logf("%d bytes of delta for %d bytes of file", rep.DeltaBytes, len(next))
+	// a device without it
+	if rep := fetch(newStore(t)); rep.DeltaBytes != 0 || rep.Downloaded != int64(len(next)+len(fresh)) {
+		t.Fatalf("without the base: delta %d, downloaded %d", rep.DeltaBytes, rep.Downloaded)
+	}
+	// a delta that does not apply: the chunks come from the repository, right
+	st2 := newStore(t)
+	if _, err := w.fetch(st2, "app", "1", origin); err != nil {
+		t.Fatal(err)
+	}
+	putBlob(t, st2, df.Deltas[0].Blob, bytes.Repeat([]byte{7}, int(df.Deltas[0].Size)))
+	if rep := fetch(st2); rep.RebuiltFromDelta != 0 || rep.Downloaded != int64(len(next)+len(fresh)) {
+		t.Fatalf("a delta that does not apply: rebuilt %d, downloaded %d", rep.RebuiltFromDelta, rep.Downloaded)
+	}
+	// resume: chunks verified by an earlier, interrupted run stay; the delta rebuilds the rest
+	st3 := newStore(t)
+	if _, err := w.fetch(st3, "app", "1", origin); err != nil {
+		t.Fatal(err)
+	}
+	p, err := st3.OpenPartial(df.SHA256, df.Size, m.ChunkSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		markChunk(t, p, next, m.ChunkSize, i)
+	}
+	p.Close()
+	if rep := fetch(st3); rep.AlreadyHeld != 10*m.ChunkSize || rep.RebuiltFromDelta != int64(len(next))-10*m.ChunkSize {
+		t.Fatalf("resume: held %d, rebuilt %d", rep.AlreadyHeld, rep.RebuiltFromDelta)
+	}
+}
