@@ -38,13 +38,18 @@ func FuzzDecodeIndex(f *testing.F) {
 func FuzzDecodeManifest(f *testing.F) {
 	good, _ := sampleManifest().Encode()
 	f.Add(good)
+	withDelta := sampleManifest()
+	withDelta.Files[2].Deltas = []Delta{{From: SumBytes([]byte("old")), FromSize: 9, Blob: SumBytes([]byte("d")), Size: 3}}
+	v2, _ := withDelta.Encode()
+	f.Add(v2)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := DecodeManifest(b)
 		if err != nil {
 			return
 		}
 		for _, fl := range m.Files {
-			if ValidatePath(fl.Path) != nil || int64(len(fl.Chunks)) != NumChunks(fl.Size, m.ChunkSize) {
+			if ValidatePath(fl.Path) != nil || int64(len(fl.Chunks)) != NumChunks(fl.Size, m.ChunkSize) || len(fl.Deltas) > MaxDeltas ||
+				(len(fl.Deltas) > 0 && m.Schema != ManifestSchemaDeltas) {
 				t.Fatalf("accepted manifest breaks a rule: %+v", fl)
 			}
 		}
@@ -104,6 +109,36 @@ func FuzzPrintable(f *testing.F) {
 		}
 		if clean && out != s {
 			t.Fatalf("clean %q changed to %q", s, out)
+		}
+	})
+}
+
+// FuzzDeltaReader: whatever bytes claim to be a delta, the reader refuses them or rebuilds
+// chunks of the stated size; it never panics, never reads the base out of bounds, and
+// never holds more than a window and a frame.
+func FuzzDeltaReader(f *testing.F) {
+	base := bytes.Repeat([]byte("drepo base "), 20000)
+	next := append([]byte("an insertion "), base...)
+	var d bytes.Buffer
+	if err := EncodeDelta(&d, bytes.NewReader(base), int64(len(base)), bytes.NewReader(next), int64(len(next)), MinChunkSize); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(d.Bytes())
+	f.Add([]byte("DRPX\x01"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		dr, err := NewDeltaReader(bytes.NewReader(b), bytes.NewReader(base), int64(len(base)), int64(len(next)), MinChunkSize)
+		if err != nil {
+			return
+		}
+		buf := make([]byte, MinChunkSize)
+		for range 8 {
+			i, c, err := dr.Next(buf)
+			if err != nil {
+				return
+			}
+			if want := min(int64(MinChunkSize), int64(len(next))-int64(i)*MinChunkSize); int64(len(c)) != want {
+				t.Fatalf("chunk %d of %d bytes, want %d", i, len(c), want)
+			}
 		}
 	})
 }
