@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 
 	"github.com/klauspost/compress/zstd"
@@ -42,9 +43,11 @@ const (
 	deltaVersion = 1
 	deltaHeader  = 4 + 1 + 8 + 8 + 8 + 4
 	deltaRecord  = 8 + 4 + 4
-	// deltaMargin: one chunk is compressed against the base from deltaMargin before
-	// where its content was found to deltaMargin after its end.
-	deltaMargin = 16 << 10
+	// deltaMargin: one unit is compressed against the base from deltaMargin before where
+	// its content was found to deltaMargin after its end.
+	deltaMargin = 256 << 10
+	// deltaUnitBytes is about how much of the file one frame holds (unitFor).
+	deltaUnitBytes = 4 << 20
 	// anchorMask makes an anchor about every 4 KiB of content.
 	anchorMask = 1<<12 - 1
 )
@@ -145,8 +148,8 @@ func (idx baseIndex) locate(as []anchor) (int64, bool) {
 }
 
 // EncodeDelta writes to w the delta that rebuilds the file newF (size bytes, in chunks of
-// chunkSize) from base (baseSize bytes). Memory: the base's anchor index, one window and
-// one chunk.
+// chunkSize) from base (baseSize bytes), its units encoded in parallel on up to 8 cores.
+// Memory: the base's anchor index, and per core one unit (deltaUnitBytes) and its window.
 func EncodeDelta(w io.Writer, base io.ReaderAt, baseSize int64, newF io.ReaderAt, size, chunkSize int64) error {
 	if chunkSize < MinChunkSize || chunkSize > MaxChunkSize || size < 0 || size > MaxFileSize || baseSize < 0 || baseSize > MaxFileSize {
 		return fmt.Errorf("manifests: delta: bad sizes: %w", ErrInvalid)
@@ -155,6 +158,7 @@ func EncodeDelta(w io.Writer, base io.ReaderAt, baseSize int64, newF io.ReaderAt
 	if err != nil {
 		return err
 	}
+	unitSize := unitFor(chunkSize) * chunkSize
 	n := NumChunks(size, chunkSize)
 	hdr := make([]byte, deltaHeader)
 	copy(hdr, deltaMagic)
@@ -166,54 +170,89 @@ func EncodeDelta(w io.Writer, base io.ReaderAt, baseSize int64, newF io.ReaderAt
 	if _, err := w.Write(hdr); err != nil {
 		return err
 	}
-	chunk := make([]byte, chunkSize)
-	window := make([]byte, chunkSize+2*deltaMargin)
-	var frame []byte
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBetterCompression), zstd.WithEncoderConcurrency(1),
-		zstd.WithWindowSize(windowFor(len(window))), zstd.WithZeroFrames(true))
-	if err != nil {
-		return err
+	// units are encoded in parallel (one per core), written in order
+	units := (size + unitSize - 1) / unitSize
+	workers := int64(max(min(runtime.GOMAXPROCS(0), 8), 1))
+	type result struct {
+		rec, frame []byte
+		err        error
 	}
-	defer enc.Close()
-	for i := range n {
-		off := i * chunkSize
-		c := chunk[:min(chunkSize, size-off)]
-		if _, err := newF.ReadAt(c, off); err != nil && !(errors.Is(err, io.EOF) && len(c) > 0) {
-			return err
+	results := make([]chan result, units)
+	for u := range results {
+		results[u] = make(chan result, 1)
+	}
+	sem := make(chan struct{}, workers)
+	go func() {
+		for u := int64(0); u < units; u++ {
+			sem <- struct{}{}
+			go func() {
+				rec, frame, err := encodeUnit(idx, base, baseSize, newF, size, u*unitSize, unitSize)
+				results[u] <- result{rec, frame, err}
+			}()
 		}
-		var as []anchor
-		_ = anchors(bytesReader(c), 0, func(a anchor) { as = append(as, a) })
-		start, ok := idx.locate(as)
-		if !ok && size > 0 {
-			start = off * baseSize / size // nothing matched: the same relative place
+	}()
+	var firstErr error
+	for u := range results {
+		r := <-results[u]
+		<-sem
+		if firstErr != nil {
+			continue
 		}
-		wOff := max(min(start-deltaMargin, baseSize-int64(len(window))), 0)
-		wLen := min(int64(len(window)), baseSize-wOff)
-		win := window[:wLen]
-		if _, err := base.ReadAt(win, wOff); err != nil && !(errors.Is(err, io.EOF)) {
-			return err
+		if firstErr = r.err; firstErr != nil {
+			continue
 		}
-		dict := zstd.WithEncoderDictRaw(1, win)
-		if len(win) == 0 {
-			dict = zstd.WithEncoderDictDelete()
+		if _, err := w.Write(r.rec); err != nil {
+			firstErr = err
+			continue
 		}
-		if err := enc.ResetWithOptions(nil, dict); err != nil {
-			return err
-		}
-		frame = enc.EncodeAll(c, frame[:0])
-		rec := make([]byte, deltaRecord)
-		binary.BigEndian.PutUint64(rec, uint64(wOff))
-		binary.BigEndian.PutUint32(rec[8:], uint32(wLen))
-		binary.BigEndian.PutUint32(rec[12:], uint32(len(frame)))
-		if _, err := w.Write(rec); err != nil {
-			return err
-		}
-		if _, err := w.Write(frame); err != nil {
-			return err
+		if _, err := w.Write(r.frame); err != nil {
+			firstErr = err
 		}
 	}
-	return nil
+	return firstErr
 }
+
+// encodeUnit encodes the unit of newF at off: its record and frame.
+func encodeUnit(idx baseIndex, base io.ReaderAt, baseSize int64, newF io.ReaderAt, size, off, unitSize int64) ([]byte, []byte, error) {
+	c := make([]byte, min(unitSize, size-off))
+	if _, err := newF.ReadAt(c, off); err != nil && !(errors.Is(err, io.EOF) && len(c) > 0) {
+		return nil, nil, err
+	}
+	var as []anchor
+	_ = anchors(bytesReader(c), 0, func(a anchor) { as = append(as, a) })
+	start, ok := idx.locate(as)
+	if !ok {
+		start = off * baseSize / size // nothing matched: the same relative place
+	}
+	span := unitSize + 2*deltaMargin
+	wOff := max(min(start-deltaMargin, baseSize-span), 0)
+	wLen := min(span, baseSize-wOff)
+	win := make([]byte, wLen)
+	if _, err := base.ReadAt(win, wOff); err != nil && !(errors.Is(err, io.EOF)) {
+		return nil, nil, err
+	}
+	opts := []zstd.EOption{zstd.WithEncoderLevel(zstd.SpeedBetterCompression), zstd.WithEncoderConcurrency(1),
+		zstd.WithWindowSize(windowFor(int(span))), zstd.WithZeroFrames(true)}
+	if len(win) > 0 {
+		opts = append(opts, zstd.WithEncoderDictRaw(1, win))
+	}
+	enc, err := zstd.NewWriter(nil, opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	frame := enc.EncodeAll(c, nil)
+	enc.Close()
+	rec := make([]byte, deltaRecord)
+	binary.BigEndian.PutUint64(rec, uint64(wOff))
+	binary.BigEndian.PutUint32(rec[8:], uint32(wLen))
+	binary.BigEndian.PutUint32(rec[12:], uint32(len(frame)))
+	return rec, frame, nil
+}
+
+// unitFor is how many chunks one zstd frame of a delta holds: about deltaUnitBytes, at
+// least one chunk. Fewer, larger frames cost less (each frame primes the encoder with its
+// window anew), and a device still verifies every chunk.
+func unitFor(chunkSize int64) int64 { return max(deltaUnitBytes/chunkSize, 1) }
 
 // windowFor is the zstd window that reaches back over n bytes (a power of two).
 func windowFor(n int) int {
@@ -224,13 +263,15 @@ func windowFor(n int) int {
 	return w
 }
 
-// DeltaReader reads a delta's chunks in order and rebuilds them from the base.
+// DeltaReader reads a delta's units in order and hands out their chunks, rebuilt from the
+// base.
 type DeltaReader struct {
 	r               *bufio.Reader
 	base            io.ReaderAt
 	ChunkSize, Size int64
 	baseSize        int64
 	chunks, next    int
+	unit            []byte // the decoded unit the next chunks come from
 	win, frame      []byte
 }
 
@@ -253,52 +294,68 @@ func NewDeltaReader(r io.Reader, base io.ReaderAt, baseSize, size, chunkSize int
 	return d, nil
 }
 
-// Next rebuilds the next chunk into dst (its length) and returns its index; io.EOF after
-// the last. The caller checks it against the manifest's chunk hash.
-func (d *DeltaReader) Next(dst []byte) (int, []byte, error) {
+// Next returns the next rebuilt chunk and its index (valid until the next call); io.EOF
+// after the last. The caller checks it against the manifest's chunk hash.
+func (d *DeltaReader) Next() (int, []byte, error) {
 	if d.next == d.chunks {
 		return 0, nil, io.EOF
 	}
+	if len(d.unit) == 0 {
+		if err := d.readUnit(); err != nil {
+			return 0, nil, err
+		}
+	}
 	i := d.next
-	want := min(d.ChunkSize, d.Size-int64(i)*d.ChunkSize)
+	n := min(d.ChunkSize, int64(len(d.unit)))
+	c := d.unit[:n]
+	d.unit = d.unit[n:]
+	d.next++
+	return i, c, nil
+}
+
+// readUnit decodes the next unit.
+func (d *DeltaReader) readUnit() error {
+	unitSize := unitFor(d.ChunkSize) * d.ChunkSize
+	start := int64(d.next) * d.ChunkSize
+	want := min(unitSize, d.Size-start)
 	rec := make([]byte, deltaRecord)
 	if _, err := io.ReadFull(d.r, rec); err != nil {
-		return 0, nil, fmt.Errorf("%w: chunk %d: %v", ErrBadDelta, i, err)
+		return fmt.Errorf("%w: chunk %d: %v", ErrBadDelta, d.next, err)
 	}
 	wOff, wLen, fLen := int64(binary.BigEndian.Uint64(rec)), int64(binary.BigEndian.Uint32(rec[8:])), int64(binary.BigEndian.Uint32(rec[12:]))
-	if wOff < 0 || wLen > d.ChunkSize+2*deltaMargin || wOff+wLen > d.baseSize || fLen > 2*d.ChunkSize+(1<<16) {
-		return 0, nil, fmt.Errorf("%w: chunk %d: window or frame out of bounds", ErrBadDelta, i)
+	if wOff < 0 || wLen > unitSize+2*deltaMargin || wOff+wLen > d.baseSize || fLen > 2*unitSize+(1<<16) {
+		return fmt.Errorf("%w: chunk %d: window or frame out of bounds", ErrBadDelta, d.next)
 	}
 	if int64(cap(d.frame)) < fLen {
 		d.frame = make([]byte, fLen)
 	}
 	frame := d.frame[:fLen]
 	if _, err := io.ReadFull(d.r, frame); err != nil {
-		return 0, nil, fmt.Errorf("%w: chunk %d: %v", ErrBadDelta, i, err)
+		return fmt.Errorf("%w: chunk %d: %v", ErrBadDelta, d.next, err)
 	}
 	if int64(cap(d.win)) < wLen {
 		d.win = make([]byte, wLen)
 	}
 	win := d.win[:wLen]
 	if _, err := d.base.ReadAt(win, wOff); err != nil && !errors.Is(err, io.EOF) {
-		return 0, nil, err
+		return err
 	}
-	opts := []zstd.DOption{zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(3 * (d.ChunkSize + 2*deltaMargin))),
-		zstd.WithDecoderMaxWindow(uint64(windowFor(int(wLen + want))))}
+	opts := []zstd.DOption{zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(3 * (unitSize + 2*deltaMargin))),
+		zstd.WithDecoderMaxWindow(uint64(windowFor(int(unitSize + 2*deltaMargin))))}
 	if wLen > 0 {
 		opts = append(opts, zstd.WithDecoderDictRaw(1, win))
 	}
 	dec, err := zstd.NewReader(nil, opts...)
 	if err != nil {
-		return 0, nil, err
+		return err
 	}
 	defer dec.Close()
-	out, err := dec.DecodeAll(frame, dst[:0])
+	out, err := dec.DecodeAll(frame, make([]byte, 0, want))
 	if err != nil || int64(len(out)) != want {
-		return 0, nil, fmt.Errorf("%w: chunk %d: %d bytes, want %d (%v)", ErrBadDelta, i, len(out), want, err)
+		return fmt.Errorf("%w: chunk %d: a unit of %d bytes, want %d (%v)", ErrBadDelta, d.next, len(out), want, err)
 	}
-	d.next++
-	return i, out, nil
+	d.unit = out
+	return nil
 }
 
 // ChunkHash is the SHA-256 of a rebuilt chunk.

@@ -25,9 +25,8 @@ func apply(t *testing.T, base, delta []byte, size, chunk int64, want []byte) ([]
 		return nil, err
 	}
 	var out []byte
-	buf := make([]byte, chunk)
 	for {
-		i, c, err := d.Next(buf)
+		i, c, err := d.Next()
 		if err == io.EOF {
 			return out, nil
 		}
@@ -56,7 +55,7 @@ func TestDeltaRoundTrip(t *testing.T) {
 		most int // the delta's size at most, in bytes
 	}{
 		"insertion near the start": {insert, 64 << 10},
-		"a changed region":         {changed, 400 << 10},
+		"a changed region":         {changed, 512 << 10},
 		"new bytes":                {fresh, 7 << 20},
 	} {
 		var d bytes.Buffer

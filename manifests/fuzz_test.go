@@ -130,9 +130,8 @@ func FuzzDeltaReader(f *testing.F) {
 		if err != nil {
 			return
 		}
-		buf := make([]byte, MinChunkSize)
 		for range 8 {
-			i, c, err := dr.Next(buf)
+			i, c, err := dr.Next()
 			if err != nil {
 				return
 			}

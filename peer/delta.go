@@ -76,10 +76,9 @@ func (f *fetcher) rebuild(p *Partial, fl manifests.File, d manifests.Delta, chun
 	if err != nil {
 		return 0, err
 	}
-	buf := make([]byte, chunkSize)
 	var done int64
 	for {
-		i, c, err := dr.Next(buf)
+		i, c, err := dr.Next()
 		if errors.Is(err, io.EOF) {
 			return done, nil
 		}
