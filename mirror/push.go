@@ -161,16 +161,19 @@ func (p *pusher) run(ctx context.Context, currentDoc []byte) error {
 	}
 	p.unverified = map[manifests.Hash]int64{}
 	var uploaded atomic.Int64
-	var upBytes atomic.Int64
+	var upBytes, deltaBytes atomic.Int64
 	err = eachParallel(ctx, p.opt.Transfers, len(missing), func(ctx context.Context, _, i int) error {
 		if err := p.upload(ctx, missing[i]); err != nil {
 			return err
 		}
 		uploaded.Add(1)
 		upBytes.Add(p.plan.blobs[missing[i]].size)
+		if p.plan.blobs[missing[i]].cached {
+			deltaBytes.Add(p.plan.blobs[missing[i]].size)
+		}
 		return nil
 	})
-	p.res.Uploaded, p.res.UploadedBytes = int(uploaded.Load()), upBytes.Load()
+	p.res.Uploaded, p.res.UploadedBytes, p.res.UploadedDeltaBytes = int(uploaded.Load()), upBytes.Load(), deltaBytes.Load()
 	if err != nil {
 		return err
 	}

@@ -87,8 +87,10 @@ type RepoResult struct {
 	Uploaded      int    `json:"uploaded_blobs"`
 	Staged        int    `json:"uploaded_while_hashing"`
 	UploadedBytes int64  `json:"uploaded_bytes"`
-	Removed       int    `json:"removed_blobs"`
-	Error         string `json:"error,omitempty"`
+	// UploadedDeltaBytes is the part of UploadedBytes that were deltas.
+	UploadedDeltaBytes int64  `json:"uploaded_delta_bytes"`
+	Removed            int    `json:"removed_blobs"`
+	Error              string `json:"error,omitempty"`
 	// NoRepository: the URL's folder does not exist and Init was not set.
 	NoRepository bool          `json:"no_repository,omitempty"`
 	Duration     time.Duration `json:"duration_ns"`

@@ -13,6 +13,7 @@ func scenarios() []Scenario {
 		fetch2GScenario(),
 		lanScenario(),
 		lanSimScenario(),
+		deltaScenario(),
 	}
 }
 

@@ -159,9 +159,9 @@ func printSyncReport(e *env, rep *mirror.SyncReport) {
 	}
 	fmt.Fprintf(e.stdout, "index serial %d (%s), %d app versions%s%s\n", rep.Serial, state, rep.Versions, removed, verb)
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "REPOSITORY\tPRIORITY\tSTATUS\tBLOBS\tBYTES\tREMOVED\tTIME\tERROR")
+	fmt.Fprintln(tw, "REPOSITORY\tPRIORITY\tSTATUS\tBLOBS\tBYTES\tDELTA BYTES\tREMOVED\tTIME\tERROR")
 	for _, r := range rep.Repos {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%s\t%s\n", r.Name, r.Priority, r.Status, r.Uploaded, r.UploadedBytes,
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", r.Name, r.Priority, r.Status, r.Uploaded, r.UploadedBytes, r.UploadedDeltaBytes,
 			r.Removed, r.Duration.Round(time.Millisecond), manifests.Printable(r.Error))
 	}
 	_ = tw.Flush()
