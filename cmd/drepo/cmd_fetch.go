@@ -209,7 +209,7 @@ func printFetch(e *env, rep *peer.FetchReport) {
 	fmt.Fprintf(e.stdout, "%s@%s (index serial %d): %d files, %d bytes; downloaded %d, reused from the store %d, already held %d, in %s\n",
 		rep.App, rep.Version, rep.Serial, rep.Files, rep.Bytes, rep.Downloaded, rep.ReusedLocal, rep.AlreadyHeld, rep.Duration.Round(time.Millisecond))
 	if rep.DeltaBytes > 0 || rep.RebuiltFromDelta > 0 {
-		fmt.Fprintf(e.stdout, "deltas: %d bytes downloaded rebuilt %d bytes of files from the versions held\n", rep.DeltaBytes, rep.RebuiltFromDelta)
+		fmt.Fprintf(e.stdout, "deltas: %d bytes downloaded, %d bytes of files rebuilt from versions the store holds\n", rep.DeltaBytes, rep.RebuiltFromDelta)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SOURCE\tKIND\tBYTES\tPROBLEMS")
