@@ -125,12 +125,7 @@ func (f *fetcher) fetchWholeFrom(ctx context.Context, src Source, h manifests.Ha
 		return err
 	}
 	defer rc.Close()
-	var body io.Reader = rc
-	if src.Kind == KindPeer {
-		body = dav.Throttle(ctx, rc, f.opt.PeerLimit)
-	} else {
-		body = dav.Throttle(ctx, rc, f.opt.RepoLimit)
-	}
+	body := f.throttled(ctx, src, rc)
 	out, err := manifests.CreateAtomic(s.BlobPath(h), blobMode)
 	if err != nil {
 		return asLocal(err)

@@ -234,12 +234,7 @@ func (f *fetcher) tryRun(ctx context.Context, s Source, bw *blobWant, q Query, f
 		return err
 	}
 	defer rc.Close()
-	var body io.Reader = rc
-	if s.Kind == KindPeer {
-		body = dav.Throttle(ctx, rc, f.opt.PeerLimit)
-	} else {
-		body = dav.Throttle(ctx, rc, f.opt.RepoLimit)
-	}
+	body := f.throttled(ctx, s, rc)
 	rep := f.report(s)
 	lim.source.Store(s.instance)
 	f.log.Debug("transfer", "source", s.Name, "blob", fl.SHA256, "from_chunk", *a, "to_chunk", b)
@@ -339,4 +334,13 @@ func (f *fetcher) guard(ctx context.Context, pol Policy, s Source, began time.Ti
 			return
 		}
 	}
+}
+
+// throttled is a body read from s under the fetch's limit for its kind of source
+// (FetchOptions.RepoLimit, PeerLimit).
+func (f *fetcher) throttled(ctx context.Context, s Source, r io.Reader) io.Reader {
+	if s.Kind == KindPeer {
+		return dav.Throttle(ctx, r, f.opt.PeerLimit)
+	}
+	return dav.Throttle(ctx, r, f.opt.RepoLimit)
 }
