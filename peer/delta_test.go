@@ -3,8 +3,10 @@ package peer
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"testing"
+	"time"
 
 	"aead.dev/minisign"
 
@@ -96,5 +98,58 @@ func TestFetchUsesDeltas(t *testing.T) {
 	p.Close()
 	if rep := fetch(st3); rep.AlreadyHeld != 10*m.ChunkSize || rep.RebuiltFromDelta != int64(len(next))-10*m.ChunkSize {
 		t.Fatalf("resume: held %d, rebuilt %d", rep.AlreadyHeld, rep.RebuiltFromDelta)
+	}
+}
+
+// Peers serve deltas too: a device that fetched the delta shares it, and a second device
+// of the LAN (peers first) takes it from there; the repository sends the delta once.
+func TestDeltaFromAPeer(t *testing.T) {
+	w := newWorld(t)
+	w.sync.DeltaVersions = 1
+	base := randBytes(32*testChunk, 111)
+	next := append(append(append([]byte{}, base[:100]...), randBytes(50, 112)...), base[100:]...)
+	w.publish("app", "1", map[string][]byte{"f": base})
+	w.publish("app", "2", map[string][]byte{"f": next})
+	mdoc, _ := w.manifestDoc("app", "2")
+	m, err := manifests.DecodeManifest(mdoc)
+	if err != nil || len(m.Files[0].Deltas) != 1 {
+		t.Fatalf("app@2 has no delta: %v", err)
+	}
+	origin := newFaultProxy(t, w.srv.URL, m.Files[0].Deltas[0].Blob, nil, false) // counts the delta bytes the repository sends
+	repo := source(t, "origin", origin.URL, 10)
+	stA, stB := newStore(t), newStore(t)
+	for _, st := range []*Store{stA, stB} {
+		if _, err := w.fetch(st, "app", "1", source(t, "direct", w.srv.URL, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	repA, err := w.fetch(stA, "app", "2", repo)
+	if origin.served.Load() != repA.DeltaBytes {
+		t.Fatalf("the repository sent %d bytes of the delta to A, want %d", origin.served.Load(), repA.DeltaBytes)
+	}
+	if err != nil || repA.DeltaBytes == 0 {
+		t.Fatalf("device A: %v, delta %d", err, repA.DeltaBytes)
+	}
+	sentToA := origin.served.Load()
+	_, discoA := daemon(t, stA, 1, nil, nil)
+	id, _ := stB.Instance()
+	g := &PeerGroup{Targets: []*net.UDPAddr{discoA}, Static: []*net.UDPAddr{discoA}, Instance: id, Wait: 200 * time.Millisecond, Stall: time.Second}
+	prio := 20
+	repB, err := Fetch(context.Background(), FetchOptions{Store: stB, Keys: []minisign.PublicKey{w.pub}, App: "app", Version: "2",
+		Sources: WithPeers([]Source{repo}, g.Source(0), &prio)})
+	if err != nil || repB.DeltaBytes != repA.DeltaBytes {
+		t.Fatalf("device B: %v, delta %d (A's %d)", err, repB.DeltaBytes, repA.DeltaBytes)
+	}
+	if b, _ := os.ReadFile(stB.BlobPath(manifests.SumBytes(next))); !bytes.Equal(b, next) {
+		t.Fatal("device B: wrong bytes")
+	}
+	var fromPeer int64
+	for _, s := range repB.Sources {
+		if s.Kind == KindPeer {
+			fromPeer += s.Bytes
+		}
+	}
+	if fromPeer < repB.DeltaBytes || origin.served.Load() != sentToA {
+		t.Fatalf("the delta came from the peer with %d bytes; the repository sent %d more", fromPeer, origin.served.Load()-sentToA)
 	}
 }
