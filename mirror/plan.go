@@ -25,17 +25,21 @@ type blobSource struct {
 // blobPlan is every blob the new index references, largest first (so parallel uploads
 // finish together).
 type blobPlan struct {
-	blobs map[manifests.Hash]blobSource
-	order []manifests.Hash
-	cache *HashCache
+	blobs    map[manifests.Hash]blobSource
+	order    []manifests.Hash
+	cache    *HashCache
+	deltasOf map[manifests.Hash][]manifests.Delta // a file's blob → its deltas
 }
 
 func newBlobPlan(versions []*Version, cache *HashCache, deltas deltaStore) *blobPlan {
-	p := &blobPlan{blobs: map[manifests.Hash]blobSource{}, cache: cache}
+	p := &blobPlan{blobs: map[manifests.Hash]blobSource{}, cache: cache, deltasOf: map[manifests.Hash][]manifests.Delta{}}
 	for _, v := range versions {
 		p.add(v.Hash, blobSource{size: int64(len(v.Doc)), data: v.Doc})
 		for _, f := range v.Manifest.Files {
 			p.add(f.SHA256, blobSource{size: f.Size, path: filepath.Join(v.Dir, filepath.FromSlash(f.Path))})
+			if len(f.Deltas) > 0 {
+				p.deltasOf[f.SHA256] = f.Deltas
+			}
 			for _, d := range f.Deltas {
 				p.add(d.Blob, blobSource{size: d.Size, path: deltas.blobPath(d.Blob), cached: true})
 			}

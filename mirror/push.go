@@ -252,10 +252,25 @@ func (p *pusher) missing(present map[manifests.Hash]int64) []manifests.Hash {
 	var out []manifests.Hash
 	for _, h := range p.plan.order {
 		if size, ok := present[h]; !ok || size != p.plan.blobs[h].size {
+			if p.repo.DeltasOnly && p.rebuildable(h, present) {
+				continue // its delta goes instead (it is in the plan too)
+			}
 			out = append(out, h)
 		}
 	}
 	return out
+}
+
+// rebuildable reports whether a device can rebuild blob h from what the repository holds
+// (present): a delta of it whose base is there whole. Chains stay one step long: a base is
+// never itself left out for a delta, so every few versions a file goes whole.
+func (p *pusher) rebuildable(h manifests.Hash, present map[manifests.Hash]int64) bool {
+	for _, d := range p.plan.deltasOf[h] {
+		if present[d.From] == d.FromSize {
+			return true
+		}
+	}
+	return false
 }
 
 // listBlobs maps every blob on the repository to its size.
@@ -429,9 +444,19 @@ func (p *pusher) prune(ctx context.Context, present map[manifests.Hash]int64) er
 
 // unreferenced lists the present blobs the new index does not name: what prune removes.
 func (p *pusher) unreferenced(present map[manifests.Hash]int64) []manifests.Hash {
+	bases := map[manifests.Hash]bool{} // what a file left out for its delta is rebuilt from
+	if p.repo.DeltasOnly {
+		for h, ds := range p.plan.deltasOf {
+			if _, ok := present[h]; !ok {
+				for _, d := range ds {
+					bases[d.From] = true
+				}
+			}
+		}
+	}
 	var out []manifests.Hash
 	for h := range present {
-		if _, keep := p.plan.blobs[h]; !keep {
+		if _, keep := p.plan.blobs[h]; !keep && !bases[h] {
 			out = append(out, h)
 		}
 	}

@@ -65,8 +65,9 @@ type Problem struct {
 
 // expectBlob is a blob the index references, with where it is used (for messages).
 type expectBlob struct {
-	size  int64
-	where string
+	size   int64
+	where  string
+	deltas []manifests.Delta // a file's deltas (a DeltasOnly repository may hold one instead)
 }
 
 // Verify checks one repository against its own signed index.
@@ -162,8 +163,22 @@ func Verify(ctx context.Context, repo dav.Repository, r dav.Remote, opt VerifyOp
 		return fail(listErr)
 	}
 	rep.Leftovers = leftovers
+	// a DeltasOnly repository holds a delta and its base in place of a file
+	bases := map[manifests.Hash]bool{}
+	for h, x := range expect {
+		if _, ok := present[h]; !ok && repo.DeltasOnly {
+			for _, d := range x.deltas {
+				if present[d.From] == d.FromSize && present[d.Blob] == d.Size {
+					bases[d.From] = true
+					x.size = -1
+					expect[h] = x
+					break
+				}
+			}
+		}
+	}
 	for h := range present {
-		if _, ref := expect[h]; !ref {
+		if _, ref := expect[h]; !ref && !bases[h] {
 			rep.Unreferenced = append(rep.Unreferenced, manifests.BlobPath(h))
 		}
 	}
@@ -171,6 +186,7 @@ func Verify(ctx context.Context, repo dav.Repository, r dav.Remote, opt VerifyOp
 		size, ok := present[h]
 		sum, checked := sums[h]
 		switch {
+		case x.size < 0: // rebuilt from its delta and base, both there
 		case !ok || opt.Deep && !checked:
 			bad("missing", manifests.BlobPath(h), "missing (%s)", x.where)
 		case size != x.size:
@@ -226,7 +242,7 @@ func expectedBlobs(ctx context.Context, r dav.Remote, idx *manifests.Index, para
 		}
 		for _, f := range m.Files {
 			if _, seen := expect[f.SHA256]; !seen {
-				expect[f.SHA256] = expectBlob{size: f.Size, where: where + " " + f.Path}
+				expect[f.SHA256] = expectBlob{size: f.Size, where: where + " " + f.Path, deltas: f.Deltas}
 			}
 			for _, d := range f.Deltas {
 				if _, seen := expect[d.Blob]; !seen {

@@ -32,7 +32,7 @@ func (f *fetcher) applyDeltas(ctx context.Context, p *Partial, fl manifests.File
 		if !s.HasBlob(d.From, d.FromSize) {
 			continue
 		}
-		if err := f.fetchWhole(ctx, d.Blob, d.Size, "delta of "+fl.Path); err != nil {
+		if err := f.fetchWhole(ctx, d.Blob, d.Size, "delta of "+fl.Path, true); err != nil {
 			if localErr(err) || ctx.Err() != nil {
 				return err
 			}
@@ -56,6 +56,21 @@ func (f *fetcher) applyDeltas(ctx context.Context, p *Partial, fl manifests.File
 		f.log.Debug("rebuilt from a delta", "file", fl.Path, "bytes", n, "delta_bytes", d.Size)
 	}
 	return nil
+}
+
+// baseThenDelta fetches the base of one of fl's deltas whole (a blob of an earlier
+// version, verified against its name) and applies the deltas: how a device without the
+// base gets a file a repository holds only as base and delta.
+func (f *fetcher) baseThenDelta(ctx context.Context, p *Partial, fl manifests.File, chunkSize int64) error {
+	var last error
+	for _, d := range fl.Deltas {
+		if err := f.fetchWhole(ctx, d.From, d.FromSize, "base of "+fl.Path, false); err != nil {
+			last = err
+			continue
+		}
+		return f.applyDeltas(ctx, p, fl, chunkSize)
+	}
+	return last
 }
 
 // rebuild applies the delta d (in the store) to its base into p; it returns the bytes of
@@ -104,13 +119,13 @@ func (f *fetcher) rebuild(p *Partial, fl manifests.File, d manifests.Delta, chun
 
 // fetchWhole brings blob h (size bytes) into the store whole, from the sources in order,
 // verified against its name as it streams to disk; a blob the store holds is not fetched.
-func (f *fetcher) fetchWhole(ctx context.Context, h manifests.Hash, size int64, what string) error {
+func (f *fetcher) fetchWhole(ctx context.Context, h manifests.Hash, size int64, what string, delta bool) error {
 	s := f.opt.Store
 	if s.HasBlob(h, size) {
 		return nil
 	}
 	return f.each(ctx, Query{Kind: KindBlob, Blob: h}, what, nil, func(src Source) error {
-		err := f.fetchWholeFrom(ctx, src, h, size)
+		err := f.fetchWholeFrom(ctx, src, h, size, delta)
 		if err != nil {
 			f.sourceFailed(src, what, err)
 		}
@@ -118,7 +133,7 @@ func (f *fetcher) fetchWhole(ctx context.Context, h manifests.Hash, size int64, 
 	})
 }
 
-func (f *fetcher) fetchWholeFrom(ctx context.Context, src Source, h manifests.Hash, size int64) error {
+func (f *fetcher) fetchWholeFrom(ctx context.Context, src Source, h manifests.Hash, size int64, delta bool) error {
 	s := f.opt.Store
 	rc, err := src.Reader.Open(ctx, src.BlobName(h), 0, size)
 	if err != nil {
@@ -150,7 +165,11 @@ func (f *fetcher) fetchWholeFrom(ctx context.Context, src Source, h manifests.Ha
 	}
 	f.mu.Lock()
 	f.reportLocked(src).Bytes += size
-	f.rep.DeltaBytes += size
+	if delta {
+		f.rep.DeltaBytes += size
+	} else {
+		f.rep.Downloaded += size
+	}
 	f.mu.Unlock()
 	return s.markVerified(h)
 }

@@ -3,14 +3,18 @@ package peer
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"aead.dev/minisign"
 
 	"github.com/drepo-dev/drepo/manifests"
+	"github.com/drepo-dev/drepo/mirror"
+	"github.com/drepo-dev/drepo/mirror/dav"
 )
 
 // Deltas end to end: sync publishes a delta of a file with an insertion near its start
@@ -152,4 +156,63 @@ func TestDeltaFromAPeer(t *testing.T) {
 	if fromPeer < repB.DeltaBytes || origin.served.Load() != sentToA {
 		t.Fatalf("the delta came from the peer with %d bytes; the repository sent %d more", fromPeer, origin.served.Load()-sentToA)
 	}
+}
+
+// A deltas_only repository (a site's own, behind a thin WAN) gets a file's delta instead of
+// the file where it holds the base; verify accepts that; a device rebuilds the file, with
+// the base it holds or with the base fetched whole; chains stay one step: a file whose
+// bases are all absent goes whole.
+func TestDeltasOnlyRepository(t *testing.T) {
+	w := newWorld(t)
+	w.sync.DeltaVersions = 2
+	w.sync.Repos[0].DeltasOnly = true
+	vs := [][]byte{randBytes(32*testChunk, 121)}
+	for i := 1; i < 4; i++ {
+		prev := vs[i-1]
+		vs = append(vs, append(append(append([]byte{}, prev[:1000*i]...), randBytes(300, uint64(122+i))...), prev[1000*i:]...))
+	}
+	has := func(data []byte) bool {
+		_, err := os.Stat(filepath.Join(w.srv.Root, manifests.BlobPath(manifests.SumBytes(data))))
+		return err == nil
+	}
+	holder := newStore(t)
+	origin := source(t, "origin", w.srv.URL, 0)
+	for i, data := range vs {
+		w.publish("app", fmt.Sprint(i+1), map[string][]byte{"f": data})
+		if i == 0 {
+			if _, err := w.fetch(holder, "app", "1", origin); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// v1 whole; v2 and v3 as deltas from v1 (there whole); v4's bases (v3, v2) are not
+	// there whole, so v4 goes whole
+	if !has(vs[0]) || has(vs[1]) || has(vs[2]) || !has(vs[3]) {
+		t.Fatalf("whole on the repository: v1 %v v2 %v v3 %v v4 %v", has(vs[0]), has(vs[1]), has(vs[2]), has(vs[3]))
+	}
+	rep := mirror.Verify(context.Background(), w.sync.Repos[0], mustOpen(t, w.sync.Repos[0]), mirror.VerifyOptions{Keys: []minisign.PublicKey{w.pub}})
+	if !rep.OK {
+		t.Fatalf("verify of a deltas_only repository: %+v", rep.Problems)
+	}
+	for name, st := range map[string]*Store{"with v1": holder, "without": newStore(t)} {
+		r, err := w.fetch(st, "app", "3", origin)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if b, _ := os.ReadFile(st.BlobPath(manifests.SumBytes(vs[2]))); !bytes.Equal(b, vs[2]) {
+			t.Fatalf("%s: wrong bytes", name)
+		}
+		if r.RebuiltFromDelta != int64(len(vs[2])) {
+			t.Fatalf("%s: rebuilt %d of %d bytes from the delta", name, r.RebuiltFromDelta, len(vs[2]))
+		}
+	}
+}
+
+func mustOpen(t *testing.T, r dav.Repository) dav.Remote {
+	t.Helper()
+	w, err := dav.Open(r, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
 }

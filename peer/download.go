@@ -127,7 +127,7 @@ func (f *fetcher) blob(ctx context.Context, fl manifests.File, chunkSize int64) 
 		}
 	}
 	bw := &blobWant{p: p}
-	stuck := 0
+	stuck, triedBase := 0, false
 	for i := 0; i < n; {
 		st = p.State()
 		if st.Has(i) {
@@ -140,6 +140,14 @@ func (f *fetcher) blob(ctx context.Context, fl manifests.File, chunkSize int64) 
 		}
 		before := st.Count()
 		if err := f.run(ctx, bw, fl, i, j); err != nil {
+			// a repository that holds a delta and its base instead of the file (deltas_only):
+			// the base comes whole, then the delta rebuilds the file
+			if !triedBase && len(fl.Deltas) > 0 && errors.Is(err, ErrNoSource) {
+				triedBase = true
+				if f.baseThenDelta(ctx, p, fl, chunkSize) == nil {
+					continue
+				}
+			}
 			return err
 		}
 		// the run's helper may have left part of the range missing (its source failed):

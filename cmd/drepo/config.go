@@ -70,6 +70,8 @@ type Repository struct {
 	CACert       string     `yaml:"ca_cert,omitempty" json:"ca_cert,omitempty"`
 	ClientCert   string     `yaml:"client_cert,omitempty" json:"client_cert,omitempty"`
 	ClientKey    string     `yaml:"client_key,omitempty" json:"client_key,omitempty"`
+	// DeltasOnly: sync sends deltas instead of files where this repository holds the base.
+	DeltasOnly bool `yaml:"deltas_only,omitempty" json:"deltas_only,omitempty"`
 }
 
 // Peers configures the device's peer server and discovery (IGEL's ports by default).

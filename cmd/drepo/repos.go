@@ -30,7 +30,7 @@ func (c *Config) repositories(names []string) ([]dav.Repository, error) {
 			return nil, err
 		}
 		out = append(out, dav.Repository{Name: r.Name, URL: r.URL, Priority: r.Priority, Username: r.Username,
-			Password: pw, CACert: r.CACert, ClientCert: r.ClientCert, ClientKey: r.ClientKey})
+			Password: pw, CACert: r.CACert, ClientCert: r.ClientCert, ClientKey: r.ClientKey, DeltasOnly: r.DeltasOnly})
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%s: no repositories configured: %w", c.path, errConfig)

@@ -25,6 +25,10 @@ type Repository struct {
 	ClientCert, ClientKey string
 	// SmallTimeout overrides the package's SmallTimeout (tests of hung servers).
 	SmallTimeout time.Duration
+	// DeltasOnly: sync sends this repository the delta of a file instead of the file
+	// where the repository holds the delta's base (a site's own repository behind a thin
+	// WAN); a device rebuilds the file from base and delta.
+	DeltasOnly bool
 }
 
 // Staging reports whether devices must never read this repository (priority < 0).
