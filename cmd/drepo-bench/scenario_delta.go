@@ -136,7 +136,9 @@ func deltaRound(ctx context.Context, env *Env, p deltaPair, oldTar, newTar strin
 	admin := filepath.Join(dir, "admin.yaml")
 	device := filepath.Join(dir, "device.yaml")
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-	os.WriteFile(admin, []byte(fmt.Sprintf("source: %s\nsigning_key: %s\nstate_dir: %s\nrepositories:\n  - {name: r, url: %q}\n", src, filepath.Join(dir, "key.key"), filepath.Join(dir, "state"), url)), 0o644)
+	// r is the repository devices read; site a site's own repository that gets deltas only
+	os.WriteFile(admin, []byte(fmt.Sprintf("source: %s\nsigning_key: %s\nstate_dir: %s\nrepositories:\n  - {name: r, url: %q}\n  - {name: site, url: %q, deltas_only: true}\n",
+		src, filepath.Join(dir, "key.key"), filepath.Join(dir, "state"), url, url+"site/")), 0o644)
 	os.WriteFile(device, []byte(fmt.Sprintf("trusted_keys: [%s]\nstore: %s\npeers: {enabled: false}\nrepositories:\n  - {name: r, url: %q}\n", filepath.Join(dir, "key.pub"), filepath.Join(dir, "store"), url)), 0o644)
 	place := func(version, tar string) error {
 		d := filepath.Join(src, "image", version)
@@ -181,9 +183,22 @@ func deltaRound(ctx context.Context, env *Env, p deltaPair, oldTar, newTar strin
 	if err := place("2", newTar); err != nil {
 		return "", err
 	}
-	_, syncRU, syncTook, err := run("--config", admin, "--log-level", "error", "sync")
+	syncOut, syncRU, syncTook, err := run("--config", admin, "--log-level", "error", "sync", "--json")
 	if err != nil {
 		return "", err
+	}
+	var syncRep struct {
+		Repos []struct {
+			Name  string `json:"name"`
+			Bytes int64  `json:"uploaded_bytes"`
+		} `json:"repositories"`
+	}
+	_ = json.Unmarshal(syncOut, &syncRep)
+	var siteBytes int64
+	for _, r := range syncRep.Repos {
+		if r.Name == "site" {
+			siteBytes = r.Bytes
+		}
 	}
 	before := repoBytes(repoLog)
 	out, fetchRU, fetchTook, err := run("--config", device, "--log-level", "error", "fetch", "image@2", "--json")
@@ -205,8 +220,9 @@ func deltaRound(ctx context.Context, env *Env, p deltaPair, oldTar, newTar strin
 	note := fmt.Sprintf("%s: new file %.1f MB; WAN %.1f MB (%.1f %%: delta %.1f MB, chunks %.1f MB); fetch %.2f s, peak RSS %d MiB; sync of the new version %.2f s (hashing the file %.2f s: %.1fx), peak RSS %d MiB",
 		p.pkg, mb(fi.Size()), mb(wan), 100*float64(wan)/float64(fi.Size()), mb(rep.Delta), mb(rep.Downloaded), fetchTook.Seconds(), maxRSS(fetchRU)>>20,
 		syncTook.Seconds(), hashTook.Seconds(), syncTook.Seconds()/hashTook.Seconds(), maxRSS(syncRU)>>20)
+	note += fmt.Sprintf("; upload to a deltas_only repository %.1f MB", mb(siteBytes))
 	if z := patchFrom(ctx, oldTar, newTar); z > 0 {
-		note += fmt.Sprintf("; zstd -19 --long=31 --patch-from %.1f MB (WAN/zstd %.2fx)", mb(z), float64(wan)/float64(z))
+		note += fmt.Sprintf("; zstd -19 --long=31 --patch-from %.1f MB (WAN/zstd %.2fx, upload/zstd %.2fx)", mb(z), float64(wan)/float64(z), float64(siteBytes)/float64(z))
 	}
 	return note, nil
 }
