@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/drepo-dev/drepo/manifests"
 	"github.com/drepo-dev/drepo/mirror/dav"
@@ -133,14 +136,30 @@ func (f *fetcher) fetchWhole(ctx context.Context, h manifests.Hash, size int64, 
 	})
 }
 
-func (f *fetcher) fetchWholeFrom(ctx context.Context, src Source, h manifests.Hash, size int64, delta bool) error {
+func (f *fetcher) fetchWholeFrom(ctx context.Context, src Source, h manifests.Hash, size int64, delta bool) (err error) {
 	s := f.opt.Store
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var got atomic.Int64 // bytes received (the whole is verified at its end)
+	if g := f.lanGroup(); g != nil && src.Kind == KindPeer {
+		// a peer that drips or never answers is cut as in a transfer of chunks
+		gctx, gstop := context.WithCancel(ctx)
+		var w sync.WaitGroup
+		w.Add(1)
+		go func() { defer w.Done(); f.guard(gctx, g.policy(), src, time.Now(), got.Load, cancel) }()
+		defer func() { gstop(); w.Wait() }()
+		defer func() {
+			if cause := context.Cause(ctx); errors.Is(cause, errFloor) {
+				err = cause
+			}
+		}()
+	}
 	rc, err := src.Reader.Open(ctx, src.BlobName(h), 0, size)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	body := f.throttled(ctx, src, rc)
+	body := io.TeeReader(f.throttled(ctx, src, rc), countTo(&got))
 	out, err := manifests.CreateAtomic(s.BlobPath(h), blobMode)
 	if err != nil {
 		return asLocal(err)
@@ -173,3 +192,10 @@ func (f *fetcher) fetchWholeFrom(ctx context.Context, src Source, h manifests.Ha
 	f.mu.Unlock()
 	return s.markVerified(h)
 }
+
+// countTo is a writer that adds what passes to n.
+func countTo(n *atomic.Int64) io.Writer { return byteCounter{n} }
+
+type byteCounter struct{ n *atomic.Int64 }
+
+func (c byteCounter) Write(b []byte) (int, error) { c.n.Add(int64(len(b))); return len(b), nil }

@@ -376,3 +376,35 @@ func TestSignedBadManifestIsAnAdminError(t *testing.T) {
 		}
 	}
 }
+
+// A peer that drips while a device fetches a delta costs what any liar costs: the delta
+// then comes from the repository and the file is rebuilt.
+func TestDeltaAgainstADrippingPeer(t *testing.T) {
+	w := newWorld(t)
+	w.sync.DeltaVersions = 1
+	base := randBytes(32*testChunk, 131)
+	next := append(append(append([]byte{}, base[:2000]...), randBytes(100, 132)...), base[2000:]...)
+	w.publish("app", "1", map[string][]byte{"f": base})
+	w.publish("app", "2", map[string][]byte{"f": next})
+	st := newStore(t)
+	if _, err := w.fetch(st, "app", "1", source(t, "origin", w.srv.URL, 0)); err != nil {
+		t.Fatal(err)
+	}
+	l := startLiar(t, "drip", 1, 1, 1)
+	id, _ := st.Instance()
+	targets := []*net.UDPAddr{l.disco}
+	g := &PeerGroup{Targets: targets, Static: targets, Instance: id, Wait: 200 * time.Millisecond, Stall: 5 * time.Second, Patience: true}
+	prio := 20
+	rep, err := Fetch(context.Background(), FetchOptions{Store: st, Keys: []minisign.PublicKey{w.pub}, App: "app", Version: "2",
+		Sources: WithPeers([]Source{source(t, "origin", w.srv.URL, 10)}, g.Source(0), &prio)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(st.BlobPath(manifests.SumBytes(next))); !bytes.Equal(b, next) || rep.RebuiltFromDelta != int64(len(next)) {
+		t.Fatalf("rebuilt %d bytes", rep.RebuiltFromDelta)
+	}
+	if bound := DefaultPolicy.Budget + 1500*time.Millisecond; rep.PeersWasted > bound {
+		t.Fatalf("the dripping peer cost %s, over %s", rep.PeersWasted, bound)
+	}
+	t.Logf("the fetch took %s, %s of it on the dripping peer", rep.Duration.Round(10*time.Millisecond), rep.PeersWasted.Round(10*time.Millisecond))
+}
