@@ -40,6 +40,7 @@ func FuzzDecodeManifest(f *testing.F) {
 	f.Add(good)
 	withDelta := sampleManifest()
 	withDelta.Files[2].Deltas = []Delta{{From: SumBytes([]byte("old")), FromSize: 9, Blob: SumBytes([]byte("d")), Size: 3}}
+	withDelta.Files[2].Packed = &Packed{Blob: SumBytes([]byte("p")), Frames: []int64{100, 7}}
 	v2, _ := withDelta.Encode()
 	f.Add(v2)
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -138,6 +139,26 @@ func FuzzDeltaReader(f *testing.F) {
 			if want := min(int64(MinChunkSize), int64(len(next))-int64(i)*MinChunkSize); int64(len(c)) != want {
 				t.Fatalf("chunk %d of %d bytes, want %d", i, len(c), want)
 			}
+		}
+	})
+}
+
+// FuzzUnpack: whatever a repository sends as a packed chunk's frame, it decompresses to
+// the chunk's size or is refused; never a panic, never more than the chunk.
+func FuzzUnpack(f *testing.F) {
+	var b bytes.Buffer
+	frames, _ := Pack(&b, bytes.NewReader(bytes.Repeat([]byte("chunk "), 30000)), 180000, MinChunkSize)
+	f.Add(b.Bytes()[:frames[0]])
+	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd})
+	u, err := NewUnpacker(MinChunkSize)
+	if err != nil {
+		f.Fatal(err)
+	}
+	out := make([]byte, MinChunkSize)
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		c, err := u.Chunk(out, frame, MinChunkSize)
+		if err == nil && len(c) != MinChunkSize {
+			t.Fatalf("%d bytes", len(c))
 		}
 	})
 }

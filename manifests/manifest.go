@@ -50,6 +50,8 @@ type File struct {
 	Chunks     []Hash `json:"chunks"`
 	// Deltas rebuild this file from blobs of earlier versions (delta.go); v2 only.
 	Deltas []Delta `json:"deltas,omitempty"`
+	// Packed is the file compressed chunk by chunk (packed.go); v2 only.
+	Packed *Packed `json:"packed,omitempty"`
 }
 
 // NumChunks is how many chunks a file of size bytes has: ceil(size/chunkSize), 0 for an empty file.
@@ -74,7 +76,7 @@ func (m *Manifest) TotalSize() int64 {
 func (m *Manifest) Encode() ([]byte, error) {
 	c := *m
 	c.Schema = ManifestSchema
-	if slices.ContainsFunc(m.Files, func(f File) bool { return len(f.Deltas) > 0 }) {
+	if slices.ContainsFunc(m.Files, func(f File) bool { return len(f.Deltas) > 0 || f.Packed != nil }) {
 		c.Schema = ManifestSchemaDeltas
 	}
 	c.Files = slices.Clone(m.Files)
@@ -140,6 +142,9 @@ func (m *Manifest) Validate() error {
 			return fmt.Errorf("manifests: manifest: %q: missing sha256: %w", f.Path, ErrInvalid)
 		}
 		if err := validDeltas(m.Schema, f); err != nil {
+			return err
+		}
+		if err := validPacked(m.Schema, f, m.ChunkSize); err != nil {
 			return err
 		}
 	}

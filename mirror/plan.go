@@ -18,8 +18,9 @@ type blobSource struct {
 	path string
 	data []byte
 	from dav.Reader
-	// cached: path is a delta in state_dir, named by its hash (no source file to check)
-	cached bool
+	// cached: path is a delta or packed blob in state_dir, named by its hash (no source
+	// file to check); delta: it is a delta
+	cached, delta bool
 }
 
 // blobPlan is every blob the new index references, largest first (so parallel uploads
@@ -31,7 +32,7 @@ type blobPlan struct {
 	deltasOf map[manifests.Hash][]manifests.Delta // a file's blob → its deltas
 }
 
-func newBlobPlan(versions []*Version, cache *HashCache, deltas deltaStore) *blobPlan {
+func newBlobPlan(versions []*Version, cache *HashCache, deltas deltaStore, packs packStore) *blobPlan {
 	p := &blobPlan{blobs: map[manifests.Hash]blobSource{}, cache: cache, deltasOf: map[manifests.Hash][]manifests.Delta{}}
 	for _, v := range versions {
 		p.add(v.Hash, blobSource{size: int64(len(v.Doc)), data: v.Doc})
@@ -41,7 +42,10 @@ func newBlobPlan(versions []*Version, cache *HashCache, deltas deltaStore) *blob
 				p.deltasOf[f.SHA256] = f.Deltas
 			}
 			for _, d := range f.Deltas {
-				p.add(d.Blob, blobSource{size: d.Size, path: deltas.blobPath(d.Blob), cached: true})
+				p.add(d.Blob, blobSource{size: d.Size, path: deltas.blobPath(d.Blob), cached: true, delta: true})
+			}
+			if f.Packed != nil {
+				p.add(f.Packed.Blob, blobSource{size: f.Packed.Size(), path: packs.blobPath(f.Packed.Blob), cached: true})
 			}
 		}
 	}

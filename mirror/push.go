@@ -168,7 +168,7 @@ func (p *pusher) run(ctx context.Context, currentDoc []byte) error {
 		}
 		uploaded.Add(1)
 		upBytes.Add(p.plan.blobs[missing[i]].size)
-		if p.plan.blobs[missing[i]].cached {
+		if p.plan.blobs[missing[i]].delta {
 			deltaBytes.Add(p.plan.blobs[missing[i]].size)
 		}
 		return nil

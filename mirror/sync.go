@@ -43,6 +43,9 @@ type SyncOptions struct {
 	// Republish names app versions (app@version) whose changed content may replace the
 	// published one; any other changed published version stops the run.
 	Republish []string
+	// Pack has sync keep a packed (chunk-by-chunk compressed) blob of each file where it
+	// saves a tenth (packed.go).
+	Pack bool
 	// DeltaVersions is how many earlier versions of an app each new file gets a delta
 	// from (deltas.go; 0: none).
 	DeltaVersions int
@@ -214,6 +217,12 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 	if err := addDeltas(ctx, opt, scanned, versions, opt.DeltaVersions, deltas, !opt.DryRun); err != nil {
 		return nil, err
 	}
+	packs := packStore{dir: filepath.Join(st.dir, "packed")}
+	if opt.Pack {
+		if err := addPacked(ctx, opt, versions, packs, !opt.DryRun); err != nil {
+			return nil, err
+		}
+	}
 	retained := map[string]bool{} // versions left out by retention, on purpose
 	for _, v := range scanned {
 		if !slices.Contains(versions, v) {
@@ -259,7 +268,7 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 	idx, _ := manifests.DecodeIndex(d.doc)
 	rep := &SyncReport{Serial: idx.Serial, Changed: d.changed, Versions: len(versions), RemovedVersions: d.removed}
 	// The upload plan is built only if some repository needs work (a no-op never does).
-	plan := sync.OnceValue(func() *blobPlan { return newBlobPlan(versions, cache, deltas) })
+	plan := sync.OnceValue(func() *blobPlan { return newBlobPlan(versions, cache, deltas, packs) })
 
 	if opt.Progress != nil {
 		opt.Progress.Start("uploading", -1)

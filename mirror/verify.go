@@ -249,6 +249,11 @@ func expectedBlobs(ctx context.Context, r dav.Remote, idx *manifests.Index, para
 					expect[d.Blob] = expectBlob{size: d.Size, where: where + " " + f.Path + " (delta)"}
 				}
 			}
+			if f.Packed != nil {
+				if _, seen := expect[f.Packed.Blob]; !seen {
+					expect[f.Packed.Blob] = expectBlob{size: f.Packed.Size(), where: where + " " + f.Path + " (packed)"}
+				}
+			}
 		}
 	}
 	return expect, nil

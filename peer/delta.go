@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -199,3 +200,72 @@ func countTo(n *atomic.Int64) io.Writer { return byteCounter{n} }
 type byteCounter struct{ n *atomic.Int64 }
 
 func (c byteCounter) Write(b []byte) (int, error) { c.n.Add(int64(len(b))); return len(b), nil }
+
+// maxPackedChunk: packed chunks are read only where a chunk is at most this big (a chunk is
+// decompressed whole in memory).
+const maxPackedChunk = 4 << 20
+
+// unpacker reads a run of a packed blob's frames and hands out each chunk decompressed.
+type unpacker struct {
+	r      io.Reader
+	packed *manifests.Packed
+	u      *manifests.Unpacker
+	frame  []byte
+	out    []byte
+	read   int64 // packed bytes read
+}
+
+func newUnpacker(r io.Reader, packed *manifests.Packed, chunkSize int64) (*unpacker, error) {
+	u, err := manifests.NewUnpacker(chunkSize)
+	if err != nil {
+		return nil, err
+	}
+	return &unpacker{r: r, packed: packed, u: u, out: make([]byte, chunkSize)}, nil
+}
+
+// chunk reads chunk i's frame and returns its n bytes, decompressed (unverified: the
+// pipeline checks them against the manifest like any chunk).
+func (u *unpacker) chunk(i int, n int64) (io.Reader, error) {
+	size := u.packed.Frames[i]
+	if int64(cap(u.frame)) < size {
+		u.frame = make([]byte, size)
+	}
+	frame := u.frame[:size]
+	if k, err := io.ReadFull(u.r, frame); err != nil {
+		u.read += int64(k)
+		return nil, fmt.Errorf("packed chunk %d: %w", i, io.ErrUnexpectedEOF)
+	}
+	u.read += size
+	c, err := u.u.Chunk(u.out, frame, int(n))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", err, errPacked)
+	}
+	return bytes.NewReader(c), nil
+}
+
+func (u *unpacker) close() { u.u.Close() }
+
+// addPacked counts packed bytes read from a repository.
+func (f *fetcher) addPacked(n int64) {
+	f.mu.Lock()
+	f.rep.PackedBytes += n
+	f.mu.Unlock()
+}
+
+// errPacked: a packed chunk from a source did not decompress; the source is read raw
+// from then on (a busy answer, not wrong bytes: the raw file is still there to verify).
+var errPacked = errors.New("a packed chunk did not decompress; reading the file itself")
+
+// packedFailed reports whether s's packed chunks failed in this run; with set, it records
+// that they did.
+func (f *fetcher) packedFailed(s Source, set ...bool) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(set) > 0 {
+		if f.noPacked == nil {
+			f.noPacked = map[string]bool{}
+		}
+		f.noPacked[s.id()] = true
+	}
+	return f.noPacked[s.id()]
+}

@@ -234,7 +234,16 @@ func (f *fetcher) tryRun(ctx context.Context, s Source, bw *blobWant, q Query, f
 		go func() { defer w.Done(); f.guard(gctx, g.policy(), s, began, got.Load, cancel) }()
 		defer func() { gstop(); w.Wait() }()
 	}
-	rc, err := s.Reader.Open(ctx, s.BlobName(fl.SHA256), start, lastOff+lastN-start)
+	// from a repository (the WAN), the packed chunks where the manifest lists them
+	packed := fl.Packed
+	if s.Kind != KindRepository || st.ChunkSize > maxPackedChunk || f.packedFailed(s) {
+		packed = nil
+	}
+	name, length := s.BlobName(fl.SHA256), lastOff+lastN-start
+	if packed != nil {
+		name, start, length = s.BlobName(packed.Blob), packed.Offset(*a), packed.Offset(b)-packed.Offset(*a)
+	}
+	rc, err := s.Reader.Open(ctx, name, start, length)
 	if err != nil {
 		if cause := context.Cause(ctx); errors.Is(cause, errFloor) {
 			return cause
@@ -243,6 +252,14 @@ func (f *fetcher) tryRun(ctx context.Context, s Source, bw *blobWant, q Query, f
 	}
 	defer rc.Close()
 	body := f.throttled(ctx, s, rc)
+	var unpack *unpacker
+	if packed != nil {
+		if unpack, err = newUnpacker(body, packed, st.ChunkSize); err != nil {
+			return err
+		}
+		defer unpack.close()
+		defer func() { f.addPacked(unpack.read) }()
+	}
 	rep := f.report(s)
 	lim.source.Store(s.instance)
 	f.log.Debug("transfer", "source", s.Name, "blob", fl.SHA256, "from_chunk", *a, "to_chunk", b)
@@ -281,13 +298,20 @@ func (f *fetcher) tryRun(ctx context.Context, s Source, bw *blobWant, q Query, f
 	}()
 	for i := *a; lim.take(i); i++ {
 		off, n := st.ChunkRange(i)
+		src := body
+		if unpack != nil {
+			if src, err = unpack.chunk(i, n); err != nil {
+				f.packedFailed(s, true)
+				return err
+			}
+		}
 		for done := int64(0); done < n; {
 			buf := pl.buffer(ctx)
 			if buf == nil {
 				return context.Cause(ctx)
 			}
 			buf = buf[:min(int64(len(buf)), n-done)]
-			k, err := io.ReadFull(body, buf)
+			k, err := io.ReadFull(src, buf)
 			if err != nil {
 				pl.release(buf)
 				if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {

@@ -59,7 +59,10 @@ type FetchReport struct {
 	// DeltaBytes are the deltas downloaded; RebuiltFromDelta the file bytes they rebuilt.
 	DeltaBytes       int64 `json:"delta_bytes"`
 	RebuiltFromDelta int64 `json:"rebuilt_from_delta_bytes"`
-	AlreadyHeld      int64 `json:"already_held_bytes"` // complete blobs and verified chunks from earlier runs
+	// PackedBytes are the packed (compressed) bytes read for chunks from repositories;
+	// their chunks count in Downloaded as the file's bytes.
+	PackedBytes int64 `json:"packed_bytes"`
+	AlreadyHeld int64 `json:"already_held_bytes"` // complete blobs and verified chunks from earlier runs
 	// PeersWasted is the time spent on peers without verified progress from them
 	// (Policy.Budget bounds it, give or take one attempt's end).
 	PeersWasted time.Duration `json:"peers_wasted_ns"`
@@ -106,6 +109,8 @@ type fetcher struct {
 	lan    lanMemory // what this run learned of the LAN's peers
 	chunks map[manifests.Hash]chunkLoc
 	wasted atomic.Int64 // nanoseconds spent on peers without verified progress (Policy.Budget)
+	// noPacked: sources whose packed chunks failed in this run (read raw since)
+	noPacked map[string]bool
 }
 
 // waste adds d to the time spent on peers without verified progress.
@@ -512,7 +517,7 @@ func (f *fetcher) attempted(s Source, began time.Time, progressed bool, err erro
 // fetch left it (nothing against it).
 func busyErr(err error) bool {
 	var se *dav.StatusError
-	return err == nil || errors.Is(err, errLeft) || errors.Is(err, errFloor) ||
+	return err == nil || errors.Is(err, errLeft) || errors.Is(err, errFloor) || errors.Is(err, errPacked) ||
 		(errors.As(err, &se) && (se.Code == 503 || se.Code == 429))
 }
 
@@ -568,10 +573,10 @@ func (f *fetcher) each(ctx context.Context, q Query, what string, bw *blobWant, 
 				// a peer that stopped short is most likely still fetching what it serves:
 				// worth asking again (one that sent wrong bytes is banned instead), and a
 				// transfer the policy left is no failure
-				if (s.Kind == KindPeer && !errors.Is(err, dav.ErrCorrupt)) || errors.Is(err, errLeft) {
+				if (s.Kind == KindPeer && !errors.Is(err, dav.ErrCorrupt)) || errors.Is(err, errLeft) || errors.Is(err, errPacked) {
 					busy = true
 				}
-				if errors.Is(err, errLeft) {
+				if errors.Is(err, errLeft) || errors.Is(err, errPacked) {
 					again = true // ask the LAN again at once, the chosen peer first
 					break groups
 				}

@@ -115,7 +115,7 @@ Examples:
 				Source: cfg.Source, SigningKey: key, Keys: keys, StateDir: cfg.stateDir(), Repos: repos,
 				Transfers: c.Int("transfers"), BWLimit: bw, DryRun: c.Bool("dry-run"), Full: c.Bool("full"),
 				Keep: keep, KeepApps: keepApps, AllowRemovals: c.Bool("allow-removals"), Republish: c.StringSlice("republish"), Init: c.Bool("init"),
-				DeltaVersions: cfg.deltaVersions(),
+				DeltaVersions: cfg.deltaVersions(), Pack: cfg.packed(),
 				Log:           e.log, Progress: &phaseProgress{stderr: e.stderr, log: e.log},
 			})
 			if errors.Is(err, mirror.ErrUntrustedKey) {

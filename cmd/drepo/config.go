@@ -45,6 +45,9 @@ type Config struct {
 	// Deltas is how many earlier versions of an app each new file gets a delta from
 	// (default 2; 0: none, for fleets with devices that read only v1 manifests).
 	Deltas *int `yaml:"deltas,omitempty" json:"deltas,omitempty"`
+	// Packed keeps a chunk-by-chunk compressed blob of each file where it saves a tenth
+	// (default true; false for fleets with devices that read only v1 manifests).
+	Packed *bool `yaml:"packed,omitempty" json:"packed,omitempty"`
 
 	path  string         // the file this came from
 	lines map[string]int // field path → line, for errors found after loading (secrets)
@@ -394,3 +397,6 @@ func (c *Config) deltaVersions() int {
 	}
 	return *c.Deltas
 }
+
+// packed is Config.Packed with its default.
+func (c *Config) packed() bool { return c.Packed == nil || *c.Packed }
