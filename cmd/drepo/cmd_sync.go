@@ -116,7 +116,7 @@ Examples:
 				Transfers: c.Int("transfers"), BWLimit: bw, DryRun: c.Bool("dry-run"), Full: c.Bool("full"),
 				Keep: keep, KeepApps: keepApps, AllowRemovals: c.Bool("allow-removals"), Republish: c.StringSlice("republish"), Init: c.Bool("init"),
 				DeltaVersions: cfg.deltaVersions(), Pack: cfg.packed(),
-				Log:           e.log, Progress: &phaseProgress{stderr: e.stderr, log: e.log},
+				Log: e.log, Progress: &phaseProgress{stderr: e.stderr, log: e.log},
 			})
 			if errors.Is(err, mirror.ErrUntrustedKey) {
 				return fmt.Errorf("%s: signing_key %s: %w: %w", cfg.path, cfg.SigningKey, err, errConfig)
