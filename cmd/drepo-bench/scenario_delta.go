@@ -140,6 +140,8 @@ func deltaRound(ctx context.Context, env *Env, p deltaPair, oldTar, newTar strin
 	os.WriteFile(admin, []byte(fmt.Sprintf("source: %s\nsigning_key: %s\nstate_dir: %s\nrepositories:\n  - {name: r, url: %q}\n  - {name: site, url: %q, deltas_only: true}\n",
 		src, filepath.Join(dir, "key.key"), filepath.Join(dir, "state"), url, url+"site/")), 0o644)
 	os.WriteFile(device, []byte(fmt.Sprintf("trusted_keys: [%s]\nstore: %s\npeers: {enabled: false}\nrepositories:\n  - {name: r, url: %q}\n", filepath.Join(dir, "key.pub"), filepath.Join(dir, "store"), url)), 0o644)
+	fresh := filepath.Join(dir, "fresh.yaml") // a device without the old version
+	os.WriteFile(fresh, []byte(fmt.Sprintf("trusted_keys: [%s]\nstore: %s\npeers: {enabled: false}\nrepositories:\n  - {name: r, url: %q}\n", filepath.Join(dir, "key.pub"), filepath.Join(dir, "store2"), url)), 0o644)
 	place := func(version, tar string) error {
 		d := filepath.Join(src, "image", version)
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -206,6 +208,11 @@ func deltaRound(ctx context.Context, env *Env, p deltaPair, oldTar, newTar strin
 		return "", err
 	}
 	wan := repoBytes(repoLog) - before
+	before = repoBytes(repoLog)
+	if _, _, _, err := run("--config", fresh, "--log-level", "error", "fetch", "image@2"); err != nil {
+		return "", err
+	}
+	wanFresh := repoBytes(repoLog) - before
 	var rep struct {
 		Delta      int64 `json:"delta_bytes"`
 		Rebuilt    int64 `json:"rebuilt_from_delta_bytes"`
@@ -220,7 +227,7 @@ func deltaRound(ctx context.Context, env *Env, p deltaPair, oldTar, newTar strin
 	note := fmt.Sprintf("%s: new file %.1f MB; WAN %.1f MB (%.1f %%: delta %.1f MB, chunks %.1f MB); fetch %.2f s, peak RSS %d MiB; sync of the new version %.2f s (hashing the file %.2f s: %.1fx), peak RSS %d MiB",
 		p.pkg, mb(fi.Size()), mb(wan), 100*float64(wan)/float64(fi.Size()), mb(rep.Delta), mb(rep.Downloaded), fetchTook.Seconds(), maxRSS(fetchRU)>>20,
 		syncTook.Seconds(), hashTook.Seconds(), syncTook.Seconds()/hashTook.Seconds(), maxRSS(syncRU)>>20)
-	note += fmt.Sprintf("; upload to a deltas_only repository %.1f MB", mb(siteBytes))
+	note += fmt.Sprintf("; upload to a deltas_only repository %.1f MB; a device without the old version: WAN %.1f MB (%.1f %%, packed chunks)", mb(siteBytes), mb(wanFresh), 100*float64(wanFresh)/float64(fi.Size()))
 	if z := patchFrom(ctx, oldTar, newTar); z > 0 {
 		note += fmt.Sprintf("; zstd -19 --long=31 --patch-from %.1f MB (WAN/zstd %.2fx, upload/zstd %.2fx)", mb(z), float64(wan)/float64(z), float64(siteBytes)/float64(z))
 	}
