@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -64,29 +65,63 @@ func validPacked(schema string, f File, chunkSize int64) error {
 }
 
 // Pack writes the packed form of r (size bytes in chunks of chunkSize) to w and returns
-// its frame sizes. Memory: one chunk and its frame.
+// its frame sizes; chunks are compressed on up to 8 cores, written in order. Memory: per
+// core one chunk and its frame.
 func Pack(w io.Writer, r io.ReaderAt, size, chunkSize int64) ([]int64, error) {
+	n := NumChunks(size, chunkSize)
+	workers := max(min(runtime.GOMAXPROCS(0), 8), 1)
+	type result struct {
+		frame []byte
+		err   error
+	}
+	results := make([]chan result, n)
+	for i := range results {
+		results[i] = make(chan result, 1)
+	}
+	sem := make(chan struct{}, workers)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for i := int64(0); i < n; i++ {
+			select {
+			case sem <- struct{}{}:
+			case <-stop:
+				return
+			}
+			go func() {
+				frame, err := packChunk(r, i*chunkSize, min(chunkSize, size-i*chunkSize), chunkSize)
+				results[i] <- result{frame, err}
+			}()
+		}
+	}()
+	frames := make([]int64, 0, n)
+	for i := range results {
+		res := <-results[i]
+		<-sem
+		if res.err != nil {
+			return nil, res.err
+		}
+		if _, err := w.Write(res.frame); err != nil {
+			return nil, err
+		}
+		frames = append(frames, int64(len(res.frame)))
+	}
+	return frames, nil
+}
+
+// packChunk compresses the n bytes of r at off as one frame.
+func packChunk(r io.ReaderAt, off, n, chunkSize int64) ([]byte, error) {
+	c := make([]byte, n)
+	if _, err := r.ReadAt(c, off); err != nil && !(errors.Is(err, io.EOF) && n > 0) {
+		return nil, err
+	}
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithZeroFrames(true),
 		zstd.WithWindowSize(windowFor(int(chunkSize))))
 	if err != nil {
 		return nil, err
 	}
 	defer enc.Close()
-	chunk := make([]byte, chunkSize)
-	var frame []byte
-	var frames []int64
-	for off := int64(0); off < size; off += chunkSize {
-		c := chunk[:min(chunkSize, size-off)]
-		if _, err := r.ReadAt(c, off); err != nil && !(errors.Is(err, io.EOF) && len(c) > 0) {
-			return nil, err
-		}
-		frame = enc.EncodeAll(c, frame[:0])
-		if _, err := w.Write(frame); err != nil {
-			return nil, err
-		}
-		frames = append(frames, int64(len(frame)))
-	}
-	return frames, nil
+	return enc.EncodeAll(c, nil), nil
 }
 
 // Unpacker decompresses one chunk's frame at a time.

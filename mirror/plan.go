@@ -30,10 +30,12 @@ type blobPlan struct {
 	order    []manifests.Hash
 	cache    *HashCache
 	deltasOf map[manifests.Hash][]manifests.Delta // a file's blob → its deltas
+	packedOf map[manifests.Hash]manifests.Hash    // a packed blob → its file's blob
 }
 
 func newBlobPlan(versions []*Version, cache *HashCache, deltas deltaStore, packs packStore) *blobPlan {
-	p := &blobPlan{blobs: map[manifests.Hash]blobSource{}, cache: cache, deltasOf: map[manifests.Hash][]manifests.Delta{}}
+	p := &blobPlan{blobs: map[manifests.Hash]blobSource{}, cache: cache, deltasOf: map[manifests.Hash][]manifests.Delta{},
+		packedOf: map[manifests.Hash]manifests.Hash{}}
 	for _, v := range versions {
 		p.add(v.Hash, blobSource{size: int64(len(v.Doc)), data: v.Doc})
 		for _, f := range v.Manifest.Files {
@@ -46,6 +48,7 @@ func newBlobPlan(versions []*Version, cache *HashCache, deltas deltaStore, packs
 			}
 			if f.Packed != nil {
 				p.add(f.Packed.Blob, blobSource{size: f.Packed.Size(), path: packs.blobPath(f.Packed.Blob), cached: true})
+				p.packedOf[f.Packed.Blob] = f.SHA256
 			}
 		}
 	}

@@ -255,6 +255,9 @@ func (p *pusher) missing(present map[manifests.Hash]int64) []manifests.Hash {
 			if p.repo.DeltasOnly && p.rebuildable(h, present) {
 				continue // its delta goes instead (it is in the plan too)
 			}
+			if file, ok := p.plan.packedOf[h]; ok && p.repo.DeltasOnly && p.rebuildable(file, present) {
+				continue // the file is rebuilt from its delta: no packed form either
+			}
 			out = append(out, h)
 		}
 	}
