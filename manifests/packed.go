@@ -109,6 +109,24 @@ func Pack(w io.Writer, r io.ReaderAt, size, chunkSize int64) ([]int64, error) {
 	return frames, nil
 }
 
+// WorthPacking compresses up to 8 chunks spread over the file and reports whether they
+// came out clearly smaller (below PackedWorth): a file that does not compress is found out
+// for a fraction of packing it.
+func WorthPacking(r io.ReaderAt, size, chunkSize int64) bool {
+	n := NumChunks(size, chunkSize)
+	var in, out int64
+	for k := int64(0); k < min(n, 8); k++ {
+		i := k * n / min(n, 8)
+		frame, err := packChunk(r, i*chunkSize, min(chunkSize, size-i*chunkSize), chunkSize)
+		if err != nil {
+			return false
+		}
+		in += min(chunkSize, size-i*chunkSize)
+		out += int64(len(frame))
+	}
+	return in > 0 && float64(out) < PackedWorth*float64(in)
+}
+
 // packChunk compresses the n bytes of r at off as one frame.
 func packChunk(r io.ReaderAt, off, n, chunkSize int64) ([]byte, error) {
 	c := make([]byte, n)

@@ -67,6 +67,11 @@ func (p packStore) build(file manifests.Hash, path string, size, chunkSize int64
 		return nil, err
 	}
 	defer src.Close()
+	if !manifests.WorthPacking(src, size, chunkSize) {
+		// a sample of its chunks does not compress (media, compressed images): not packed,
+		// and not compressed whole to find that out
+		return nil, manifests.WriteFileAtomic(p.recordPath(file), []byte("skip\n"), 0o600)
+	}
 	tmp, err := manifests.CreateAtomic(filepath.Join(p.dir, "building"), 0o600)
 	if err != nil {
 		return nil, err
