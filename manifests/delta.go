@@ -2,7 +2,7 @@ package manifests
 
 import (
 	"bufio"
-	"crypto/sha256"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -219,7 +219,7 @@ func encodeUnit(idx baseIndex, base io.ReaderAt, baseSize int64, newF io.ReaderA
 		return nil, nil, err
 	}
 	var as []anchor
-	_ = anchors(bytesReader(c), 0, func(a anchor) { as = append(as, a) })
+	_ = anchors(bytes.NewReader(c), 0, func(a anchor) { as = append(as, a) })
 	start, ok := idx.locate(as)
 	if !ok {
 		start = off * baseSize / size // nothing matched: the same relative place
@@ -356,21 +356,4 @@ func (d *DeltaReader) readUnit() error {
 	}
 	d.unit = out
 	return nil
-}
-
-// ChunkHash is the SHA-256 of a rebuilt chunk.
-func ChunkHash(b []byte) Hash { return Hash(sha256.Sum256(b)) }
-
-// bytesReader is a small io.Reader over b.
-func bytesReader(b []byte) io.Reader { return &sliceReader{b: b} }
-
-type sliceReader struct{ b []byte }
-
-func (s *sliceReader) Read(p []byte) (int, error) {
-	if len(s.b) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, s.b)
-	s.b = s.b[n:]
-	return n, nil
 }

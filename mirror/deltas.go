@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -97,7 +96,7 @@ func (d deltaStore) build(ctx context.Context, from manifests.Hash, oldPath stri
 	}
 	defer tmp.Abort()
 	h := sha256.New()
-	cw := &countWriter{w: io.MultiWriter(tmp, h), h: h}
+	cw := &countWriter{w: io.MultiWriter(tmp, h)}
 	if err := manifests.EncodeDelta(cw, oldF, oi.Size(), newF, ni.Size(), chunkSize); err != nil {
 		return manifests.Delta{}, false, err
 	}
@@ -122,9 +121,9 @@ func (d deltaStore) build(ctx context.Context, from manifests.Hash, oldPath stri
 	return manifests.Delta{From: from, FromSize: oi.Size(), Blob: sum, Size: cw.n}, true, nil
 }
 
+// countWriter counts what it passes on to w.
 type countWriter struct {
 	w io.Writer
-	h hash.Hash
 	n int64
 }
 

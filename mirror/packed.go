@@ -106,7 +106,7 @@ func (p packStore) build(file manifests.Hash, path string, size, chunkSize int64
 
 // addPacked gives the files of versions their packed blobs (building what the cache
 // lacks, unless a dry run); manifests that change are encoded again.
-func addPacked(ctx context.Context, opt SyncOptions, versions []*Version, cache packStore, build bool) error {
+func addPacked(ctx context.Context, versions []*Version, cache packStore, build bool) error {
 	for _, v := range versions {
 		changed := false
 		for i := range v.Manifest.Files {

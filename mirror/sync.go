@@ -219,7 +219,7 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 	}
 	packs := packStore{dir: filepath.Join(st.dir, "packed")}
 	if opt.Pack {
-		if err := addPacked(ctx, opt, versions, packs, !opt.DryRun); err != nil {
+		if err := addPacked(ctx, versions, packs, !opt.DryRun); err != nil {
 			return nil, err
 		}
 	}

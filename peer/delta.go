@@ -107,7 +107,7 @@ func (f *fetcher) rebuild(p *Partial, fl manifests.File, d manifests.Delta, chun
 		if p.has(i) {
 			continue
 		}
-		if manifests.ChunkHash(c) != fl.Chunks[i] {
+		if manifests.SumBytes(c) != fl.Chunks[i] {
 			return done, fmt.Errorf("%w: chunk %d does not match the manifest", manifests.ErrBadDelta, i)
 		}
 		off := int64(i) * chunkSize
@@ -256,16 +256,19 @@ func (f *fetcher) addPacked(n int64) {
 // from then on (a busy answer, not wrong bytes: the raw file is still there to verify).
 var errPacked = errors.New("a packed chunk did not decompress; reading the file itself")
 
-// packedFailed reports whether s's packed chunks failed in this run; with set, it records
-// that they did.
-func (f *fetcher) packedFailed(s Source, set ...bool) bool {
+// packedFailed reports whether s's packed chunks failed in this run.
+func (f *fetcher) packedFailed(s Source) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if len(set) > 0 {
-		if f.noPacked == nil {
-			f.noPacked = map[string]bool{}
-		}
-		f.noPacked[s.id()] = true
-	}
 	return f.noPacked[s.id()]
+}
+
+// markPackedFailed records that s's packed chunks failed: it is read raw from now on.
+func (f *fetcher) markPackedFailed(s Source) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.noPacked == nil {
+		f.noPacked = map[string]bool{}
+	}
+	f.noPacked[s.id()] = true
 }

@@ -301,7 +301,7 @@ func (f *fetcher) tryRun(ctx context.Context, s Source, bw *blobWant, q Query, f
 		src := body
 		if unpack != nil {
 			if src, err = unpack.chunk(i, n); err != nil {
-				f.packedFailed(s, true)
+				f.markPackedFailed(s)
 				return err
 			}
 		}
