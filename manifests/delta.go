@@ -2,29 +2,28 @@ package manifests
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
-	"slices"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 )
 
-// A delta rebuilds a new blob from an old one (its base) that a device already holds: for
-// each chunk of the new blob, a zstd frame compressed against a window of the base as a raw
-// dictionary. The window is found by content, not by offset: both files are cut at the
-// same content-defined anchors, and the base position most of a chunk's anchors point at
-// centres its window, so an insertion near the start moves the windows with it. Every
-// chunk is decoded alone from a bounded window of the base (deltaWindow), so encoding and
-// applying take bounded memory whatever the file size, and a device verifies each chunk
-// against the manifest as it comes, like a downloaded one. The README ("Deltas") has the
-// figures that chose this over other methods.
+// A delta rebuilds a new blob from an old one (its base) that a device already holds, unit
+// by unit (about 4 MiB of the new blob each): a unit is rebuilt from a window of the base,
+// found by content (delta_locate.go), by operations that copy the window's bytes, add small
+// differences to them, or insert new bytes (delta_align.go). Every unit is decoded alone
+// from its bounded window, so encoding and applying take bounded memory whatever the file
+// size, and a device verifies each chunk against the manifest as it comes, like a
+// downloaded one. The README ("Deltas") has the figures that chose this over compressing
+// each unit against its window as a zstd dictionary.
 //
-//	delta:  magic "DRPX" (4) version 1 (1) chunk_size (8) size (8) base_size (8) chunks (4)
-//	        then per chunk, in order: window_offset (8) window_length (4) frame_length (4) frame
+//	delta:  magic "DRPX" (4) version 2 (1) chunk_size (8) size (8) base_size (8) chunks (4)
+//	        then per unit, in order: window_offset (8) window_length (4) and three streams
+//	        (ops, diff, extra), each raw_length (4) frame_length (4) frame (zstd; none when
+//	        raw_length is 0)
 //
 // All integers are big-endian. A delta is a blob like any other: named by its SHA-256, it
 // is verified whole before it is used, and it is trusted only through the manifest that
@@ -39,122 +38,34 @@ type Delta struct {
 }
 
 const (
-	deltaMagic   = "DRPX"
-	deltaVersion = 1
+	deltaMagic = "DRPX"
+	// DeltaVersion is the delta format sync writes and devices read; a delta of another
+	// version is refused (ErrBadDelta) and the device downloads the chunks instead.
+	DeltaVersion = 2
 	deltaHeader  = 4 + 1 + 8 + 8 + 8 + 4
-	deltaRecord  = 8 + 4 + 4
-	// deltaMargin: one unit is compressed against the base from deltaMargin before where
-	// its content was found to deltaMargin after its end.
+	deltaRecord  = 8 + 4
+	streamHeader = 4 + 4
+	// deltaMargin: a unit's window of the base runs from deltaMargin before where its
+	// content was found to deltaMargin after its end.
 	deltaMargin = 256 << 10
-	// deltaUnitBytes is about how much of the file one frame holds (unitFor).
+	// deltaUnitBytes is about how much of the file one unit holds (unitFor).
 	deltaUnitBytes = 4 << 20
-	// anchorMask makes an anchor about every 4 KiB of content.
-	anchorMask = 1<<12 - 1
 )
 
 // ErrBadDelta marks a delta that does not decode or does not rebuild what its manifest
 // says (errors.Is): a device then downloads the chunks instead.
 var ErrBadDelta = errors.New("manifests: delta does not apply")
 
-// gear is a table of random 64-bit values for the content-defined anchors (a gear hash:
-// h = h<<1 + gear[b]), fixed so sync and every device cut at the same places.
-var gear = func() (g [256]uint64) {
-	x := uint64(0x9E3779B97F4A7C15)
-	for i := range g {
-		x ^= x << 13
-		x ^= x >> 7
-		x ^= x << 17
-		g[i] = x
-	}
-	return g
-}()
-
-// anchor is a content-defined position and the fingerprint of the bytes after it.
-type anchor struct {
-	fp  uint64
-	off int64
-}
-
-// anchors finds the anchors of r's bytes (offsets from base), reading in 1 MiB pieces: where
-// the gear hash of the last 64 bytes has its low bits zero; the hash is the anchor's
-// fingerprint, so an anchor is found and recognised in one pass.
-func anchors(r io.Reader, base int64, fn func(anchor)) error {
-	buf := make([]byte, 1<<20)
-	var h uint64
-	off := base
-	for {
-		n, err := io.ReadFull(r, buf)
-		for i, b := range buf[:n] {
-			h = h<<1 + gear[b]
-			if h&anchorMask == 0 {
-				fn(anchor{fp: h, off: off + int64(i) + 1})
-			}
-		}
-		off += int64(n)
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
-}
-
-// baseIndex is the anchors of a base, sorted by fingerprint: about 16 bytes per 4 KiB of
-// base (8 MiB for 2 GiB).
-type baseIndex []anchor
-
-func indexBase(r io.Reader) (baseIndex, error) {
-	var idx baseIndex
-	err := anchors(r, 0, func(a anchor) { idx = append(idx, a) })
-	slices.SortFunc(idx, func(a, b anchor) int {
-		switch {
-		case a.fp < b.fp:
-			return -1
-		case a.fp > b.fp:
-			return 1
-		}
-		return 0
-	})
-	return idx, err
-}
-
-// locate is where in the base the chunk whose anchors are as (offsets within the chunk)
-// most likely starts: the base offset most anchors vote for; ok false when none matched.
-func (idx baseIndex) locate(as []anchor) (int64, bool) {
-	votes := map[int64]int{}
-	for _, a := range as {
-		i, found := slices.BinarySearchFunc(idx, a.fp, func(x anchor, fp uint64) int {
-			switch {
-			case x.fp < fp:
-				return -1
-			case x.fp > fp:
-				return 1
-			}
-			return 0
-		})
-		// a fingerprint seen many times in the base (zeros, padding) says little
-		for j := i; found && j < len(idx) && idx[j].fp == a.fp && j-i < 4; j++ {
-			votes[idx[j].off-a.off]++
-		}
-	}
-	best, n := int64(0), 0
-	for start, v := range votes {
-		if v > n || (v == n && start < best) {
-			best, n = start, v
-		}
-	}
-	return best, n > 0
-}
-
 // EncodeDelta writes to w the delta that rebuilds the file newF (size bytes, in chunks of
 // chunkSize) from base (baseSize bytes), its units encoded in parallel on up to 8 cores.
-// Memory: the base's anchor index, and per core one unit (deltaUnitBytes) and its window.
+// Memory: the base's anchor index, and per core one unit (deltaUnitBytes), its window and
+// its streams.
 func EncodeDelta(w io.Writer, base io.ReaderAt, baseSize int64, newF io.ReaderAt, size, chunkSize int64) error {
 	if chunkSize < MinChunkSize || chunkSize > MaxChunkSize || size < 0 || size > MaxFileSize || baseSize < 0 || baseSize > MaxFileSize {
 		return fmt.Errorf("manifests: delta: bad sizes: %w", ErrInvalid)
 	}
-	idx, err := indexBase(io.NewSectionReader(base, 0, baseSize))
+	workers := workersFor()
+	idx, err := indexBase(base, baseSize, workers)
 	if err != nil {
 		return err
 	}
@@ -162,7 +73,7 @@ func EncodeDelta(w io.Writer, base io.ReaderAt, baseSize int64, newF io.ReaderAt
 	n := NumChunks(size, chunkSize)
 	hdr := make([]byte, deltaHeader)
 	copy(hdr, deltaMagic)
-	hdr[4] = deltaVersion
+	hdr[4] = DeltaVersion
 	binary.BigEndian.PutUint64(hdr[5:], uint64(chunkSize))
 	binary.BigEndian.PutUint64(hdr[13:], uint64(size))
 	binary.BigEndian.PutUint64(hdr[21:], uint64(baseSize))
@@ -170,88 +81,108 @@ func EncodeDelta(w io.Writer, base io.ReaderAt, baseSize int64, newF io.ReaderAt
 	if _, err := w.Write(hdr); err != nil {
 		return err
 	}
-	// units are encoded in parallel (one per core), written in order
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(workers),
+		zstd.WithWindowSize(windowFor(int(unitSize))), zstd.WithZeroFrames(true))
+	if err != nil {
+		return err
+	}
+	defer enc.Close()
+	// units are encoded in parallel (one per worker, each with its own buffers), written in
+	// order; at most workers units wait to be written
 	units := (size + unitSize - 1) / unitSize
-	workers := int64(max(min(runtime.GOMAXPROCS(0), 8), 1))
 	type result struct {
-		rec, frame []byte
-		err        error
+		out []byte
+		err error
 	}
 	results := make([]chan result, units)
 	for u := range results {
 		results[u] = make(chan result, 1)
 	}
+	free := make(chan *aligner, workers)
+	for range workers {
+		free <- newAligner()
+	}
 	sem := make(chan struct{}, workers)
-	go func() {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer func() { close(stop); wg.Wait() }() // no unit is still encoding when enc closes
+	wg.Go(func() {
 		for u := int64(0); u < units; u++ {
-			sem <- struct{}{}
-			go func() {
-				rec, frame, err := encodeUnit(idx, base, baseSize, newF, size, u*unitSize, unitSize)
-				results[u] <- result{rec, frame, err}
-			}()
+			select {
+			case sem <- struct{}{}:
+			case <-stop:
+				return
+			}
+			wg.Go(func() {
+				a := <-free
+				out, err := a.encodeUnit(enc, idx, base, baseSize, newF, size, u*unitSize, unitSize)
+				free <- a
+				results[u] <- result{out, err}
+			})
 		}
-	}()
-	var firstErr error
+	})
 	for u := range results {
 		r := <-results[u]
 		<-sem
-		if firstErr != nil {
-			continue
+		if r.err != nil {
+			return r.err
 		}
-		if firstErr = r.err; firstErr != nil {
-			continue
-		}
-		if _, err := w.Write(r.rec); err != nil {
-			firstErr = err
-			continue
-		}
-		if _, err := w.Write(r.frame); err != nil {
-			firstErr = err
+		if _, err := w.Write(r.out); err != nil {
+			return err
 		}
 	}
-	return firstErr
+	return nil
 }
 
-// encodeUnit encodes the unit of newF at off: its record and frame.
-func encodeUnit(idx baseIndex, base io.ReaderAt, baseSize int64, newF io.ReaderAt, size, off, unitSize int64) ([]byte, []byte, error) {
-	c := make([]byte, min(unitSize, size-off))
+// encodeUnit encodes the unit of newF at off: its record and streams.
+func (a *aligner) encodeUnit(enc *zstd.Encoder, idx baseIndex, base io.ReaderAt, baseSize int64, newF io.ReaderAt, size, off, unitSize int64) ([]byte, error) {
+	c := grow(&a.unit, int(min(unitSize, size-off)))
 	if _, err := newF.ReadAt(c, off); err != nil && !(errors.Is(err, io.EOF) && len(c) > 0) {
-		return nil, nil, err
+		return nil, err
 	}
-	var as []anchor
-	_ = anchors(bytes.NewReader(c), 0, func(a anchor) { as = append(as, a) })
-	start, ok := idx.locate(as)
+	points := a.matchPoints(c)
+	start, ok := idx.locate(points)
 	if !ok {
 		start = off * baseSize / size // nothing matched: the same relative place
 	}
 	span := unitSize + 2*deltaMargin
 	wOff := max(min(start-deltaMargin, baseSize-span), 0)
-	wLen := min(span, baseSize-wOff)
-	win := make([]byte, wLen)
-	if _, err := base.ReadAt(win, wOff); err != nil && !(errors.Is(err, io.EOF)) {
-		return nil, nil, err
+	win := grow(&a.win, int(min(span, baseSize-wOff)))
+	if _, err := base.ReadAt(win, wOff); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
 	}
-	opts := []zstd.EOption{zstd.WithEncoderLevel(zstd.SpeedBetterCompression), zstd.WithEncoderConcurrency(1),
-		zstd.WithWindowSize(windowFor(int(span))), zstd.WithZeroFrames(true)}
-	if len(win) > 0 {
-		opts = append(opts, zstd.WithEncoderDictRaw(1, win))
+	a.align(win, c, points, int(start-wOff))
+	if len(a.ops) > len(c)+64 {
+		// a pathological unit: its bytes as they are
+		a.ops, a.diff, a.ext, a.prevEnd = a.ops[:0], a.diff[:0], a.ext[:0], 0
+		a.op(0, 0, c, 0)
 	}
-	enc, err := zstd.NewWriter(nil, opts...)
-	if err != nil {
-		return nil, nil, err
+	out := make([]byte, deltaRecord, deltaRecord+len(a.ops)+len(a.diff)/4+len(a.ext)+3*streamHeader)
+	binary.BigEndian.PutUint64(out, uint64(wOff))
+	binary.BigEndian.PutUint32(out[8:], uint32(len(win)))
+	for _, s := range [][]byte{a.ops, a.diff, a.ext} {
+		at := len(out)
+		out = append(out, make([]byte, streamHeader)...)
+		if len(s) > 0 {
+			out = enc.EncodeAll(s, out)
+		}
+		binary.BigEndian.PutUint32(out[at:], uint32(len(s)))
+		binary.BigEndian.PutUint32(out[at+4:], uint32(len(out)-at-streamHeader))
 	}
-	frame := enc.EncodeAll(c, nil)
-	enc.Close()
-	rec := make([]byte, deltaRecord)
-	binary.BigEndian.PutUint64(rec, uint64(wOff))
-	binary.BigEndian.PutUint32(rec[8:], uint32(wLen))
-	binary.BigEndian.PutUint32(rec[12:], uint32(len(frame)))
-	return rec, frame, nil
+	return out, nil
 }
 
-// unitFor is how many chunks one zstd frame of a delta holds: about deltaUnitBytes, at
-// least one chunk. Fewer, larger frames cost less (each frame primes the encoder with its
-// window anew), and a device still verifies every chunk.
+// grow returns (*b)[:n], reallocating *b when it is too small.
+func grow(b *[]byte, n int) []byte {
+	if cap(*b) < n {
+		*b = make([]byte, n)
+	}
+	return (*b)[:n]
+}
+
+// unitFor is how many chunks one unit of a delta holds: about deltaUnitBytes, at least one
+// chunk. Larger units cost less (each indexes its window anew) and find more (their
+// windows overlap less), and a device still verifies every chunk.
 func unitFor(chunkSize int64) int64 { return max(deltaUnitBytes/chunkSize, 1) }
 
 // windowFor is the zstd window that reaches back over n bytes (a power of two).
@@ -268,31 +199,43 @@ func windowFor(n int) int {
 type DeltaReader struct {
 	r               *bufio.Reader
 	base            io.ReaderAt
+	dec             *zstd.Decoder
 	ChunkSize, Size int64
 	baseSize        int64
 	chunks, next    int
-	unit            []byte // the decoded unit the next chunks come from
-	win, frame      []byte
+	unit            []byte // what is left of the decoded unit the next chunks come from
+	out, win, frame []byte
+	streams         [3][]byte
 }
 
 // NewDeltaReader reads a delta's header from r and checks it against what the manifest
-// says: the file's size and chunk size, the base's size.
+// says: the file's size and chunk size, the base's size. Close releases it.
 func NewDeltaReader(r io.Reader, base io.ReaderAt, baseSize, size, chunkSize int64) (*DeltaReader, error) {
 	br := bufio.NewReaderSize(r, 256<<10)
 	hdr := make([]byte, deltaHeader)
 	if _, err := io.ReadFull(br, hdr); err != nil {
 		return nil, fmt.Errorf("%w: header: %v", ErrBadDelta, err)
 	}
-	if string(hdr[:4]) != deltaMagic || hdr[4] != deltaVersion {
-		return nil, fmt.Errorf("%w: not a delta of version %d", ErrBadDelta, deltaVersion)
+	if string(hdr[:4]) != deltaMagic || hdr[4] != DeltaVersion {
+		return nil, fmt.Errorf("%w: not a delta of version %d", ErrBadDelta, DeltaVersion)
 	}
 	d := &DeltaReader{r: br, base: base, ChunkSize: int64(binary.BigEndian.Uint64(hdr[5:])), Size: int64(binary.BigEndian.Uint64(hdr[13:])),
 		baseSize: int64(binary.BigEndian.Uint64(hdr[21:])), chunks: int(binary.BigEndian.Uint32(hdr[29:]))}
 	if d.ChunkSize != chunkSize || d.Size != size || d.baseSize != baseSize || int64(d.chunks) != NumChunks(size, chunkSize) {
 		return nil, fmt.Errorf("%w: made for another file or base", ErrBadDelta)
 	}
+	unitSize := unitFor(chunkSize) * chunkSize
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(unitSize+64)),
+		zstd.WithDecoderMaxWindow(uint64(windowFor(int(unitSize+64)))))
+	if err != nil {
+		return nil, err
+	}
+	d.dec = dec
 	return d, nil
 }
+
+// Close releases the reader's decoder.
+func (d *DeltaReader) Close() { d.dec.Close() }
 
 // Next returns the next rebuilt chunk and its index (valid until the next call); io.EOF
 // after the last. The caller checks it against the manifest's chunk hash.
@@ -313,7 +256,9 @@ func (d *DeltaReader) Next() (int, []byte, error) {
 	return i, c, nil
 }
 
-// readUnit decodes the next unit.
+// readUnit decodes the next unit, every length checked against its bound before it is
+// used: a window within the base and no larger than an encoder makes it, streams no
+// longer than the unit (the ops a little more), frames no longer than what they hold.
 func (d *DeltaReader) readUnit() error {
 	unitSize := unitFor(d.ChunkSize) * d.ChunkSize
 	start := int64(d.next) * d.ChunkSize
@@ -322,38 +267,37 @@ func (d *DeltaReader) readUnit() error {
 	if _, err := io.ReadFull(d.r, rec); err != nil {
 		return fmt.Errorf("%w: chunk %d: %v", ErrBadDelta, d.next, err)
 	}
-	wOff, wLen, fLen := int64(binary.BigEndian.Uint64(rec)), int64(binary.BigEndian.Uint32(rec[8:])), int64(binary.BigEndian.Uint32(rec[12:]))
-	if wOff < 0 || wLen > unitSize+2*deltaMargin || wOff+wLen > d.baseSize || fLen > 2*unitSize+(1<<16) {
-		return fmt.Errorf("%w: chunk %d: window or frame out of bounds", ErrBadDelta, d.next)
+	wOff, wLen := int64(binary.BigEndian.Uint64(rec)), int64(binary.BigEndian.Uint32(rec[8:]))
+	if wOff < 0 || wLen > unitSize+2*deltaMargin || wOff > d.baseSize || wOff+wLen > d.baseSize {
+		return fmt.Errorf("%w: chunk %d: window out of bounds", ErrBadDelta, d.next)
 	}
-	if int64(cap(d.frame)) < fLen {
-		d.frame = make([]byte, fLen)
+	for i := range d.streams {
+		sh := make([]byte, streamHeader)
+		if _, err := io.ReadFull(d.r, sh); err != nil {
+			return fmt.Errorf("%w: chunk %d: %v", ErrBadDelta, d.next, err)
+		}
+		raw, fLen := int64(binary.BigEndian.Uint32(sh)), int64(binary.BigEndian.Uint32(sh[4:]))
+		if raw > want+64 || fLen > raw+raw/64+1024 || (raw == 0) != (fLen == 0) {
+			return fmt.Errorf("%w: chunk %d: stream out of bounds", ErrBadDelta, d.next)
+		}
+		frame := grow(&d.frame, int(fLen))
+		if _, err := io.ReadFull(d.r, frame); err != nil {
+			return fmt.Errorf("%w: chunk %d: %v", ErrBadDelta, d.next, err)
+		}
+		s, err := d.dec.DecodeAll(frame, grow(&d.streams[i], int(raw))[:0])
+		if err != nil || int64(len(s)) != raw {
+			return fmt.Errorf("%w: chunk %d: a stream of %d bytes, want %d (%v)", ErrBadDelta, d.next, len(s), raw, err)
+		}
+		d.streams[i] = s
 	}
-	frame := d.frame[:fLen]
-	if _, err := io.ReadFull(d.r, frame); err != nil {
-		return fmt.Errorf("%w: chunk %d: %v", ErrBadDelta, d.next, err)
-	}
-	if int64(cap(d.win)) < wLen {
-		d.win = make([]byte, wLen)
-	}
-	win := d.win[:wLen]
+	win := grow(&d.win, int(wLen))
 	if _, err := d.base.ReadAt(win, wOff); err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
-	opts := []zstd.DOption{zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(3 * (unitSize + 2*deltaMargin))),
-		zstd.WithDecoderMaxWindow(uint64(windowFor(int(unitSize + 2*deltaMargin))))}
-	if wLen > 0 {
-		opts = append(opts, zstd.WithDecoderDictRaw(1, win))
-	}
-	dec, err := zstd.NewReader(nil, opts...)
+	out, err := applyAligned(win, d.streams[0], d.streams[1], d.streams[2], int(want), grow(&d.out, int(want))[:0])
 	if err != nil {
-		return err
+		return fmt.Errorf("%w (chunk %d)", err, d.next)
 	}
-	defer dec.Close()
-	out, err := dec.DecodeAll(frame, make([]byte, 0, want))
-	if err != nil || int64(len(out)) != want {
-		return fmt.Errorf("%w: chunk %d: a unit of %d bytes, want %d (%v)", ErrBadDelta, d.next, len(out), want, err)
-	}
-	d.unit = out
+	d.out, d.unit = out, out
 	return nil
 }

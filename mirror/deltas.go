@@ -33,9 +33,10 @@ type deltaStore struct{ dir string }
 
 func (d deltaStore) blobPath(h manifests.Hash) string { return filepath.Join(d.dir, h.String()) }
 
-// recordPath names the record of the delta from one blob to another.
+// recordPath names the record of the delta from one blob to another in the current delta
+// format (a delta cached in an older one is built again).
 func (d deltaStore) recordPath(from, to manifests.Hash) string {
-	return filepath.Join(d.dir, "from-"+from.String()[:32]+"-to-"+to.String()[:32])
+	return filepath.Join(d.dir, fmt.Sprintf("v%d-from-%s-to-%s", manifests.DeltaVersion, from.String()[:32], to.String()[:32]))
 }
 
 // get returns the delta recorded for from → to if its bytes are still there; skip is set

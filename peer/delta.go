@@ -95,6 +95,7 @@ func (f *fetcher) rebuild(p *Partial, fl manifests.File, d manifests.Delta, chun
 	if err != nil {
 		return 0, err
 	}
+	defer dr.Close()
 	var done int64
 	for {
 		i, c, err := dr.Next()

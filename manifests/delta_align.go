@@ -1,0 +1,337 @@
+package manifests
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+)
+
+// An aligned unit (delta version 2) rebuilds a unit of the new file from its window of the
+// base as a list of operations, each "add diffLen bytes to the window's bytes from oldStart,
+// then insert extraLen new bytes": a rebuilt binary is mostly its old self with addresses
+// and offsets changed here and there, so the byte-wise difference along a good alignment is
+// mostly zeros and small repeated values, which compress to almost nothing, and the rest is
+// new bytes. Finding the alignments costs about one pass over the unit and its window (the
+// matches are found at content-defined points, not at every byte), which is what makes it
+// several times cheaper than compressing the unit against the window as a dictionary, at
+// close to the same size (README, "Deltas").
+//
+//	op:     uvarint copy, uvarint diff, uvarint extra, varint (zigzag) where the op's
+//	        window bytes start, less where the previous op's ended
+//
+// An op copies copy bytes of the window, adds the next diff bytes of the diff stream to
+// the window's next diff bytes, and inserts the next extra bytes of the extra stream. The
+// three streams are compressed apart (delta.go) because they compress best alone.
+
+const (
+	// fineMask makes a match point about every 32 bytes of content.
+	fineMask = 1<<5 - 1
+	// probe is how many bytes before a match point must be equal to call it a match.
+	probe = 32
+	// alignTableBits sizes the table of the window's match points (4 bytes each).
+	alignTableBits = 18
+)
+
+// aligner finds a unit's operations against its window; one per worker, reused.
+type aligner struct {
+	table          []int32 // window match point + 1 by the hash of the bytes before it; 0 none
+	points         []anchor
+	unit, win      []byte
+	ops, diff, ext []byte
+	prevEnd        int // end of the previous op's diff in the window
+}
+
+func newAligner() *aligner { return &aligner{table: make([]int32, 1<<alignTableBits)} }
+
+func slot(h uint64) uint64 { return (h * 0x9E3779B97F4A7C15) >> (64 - alignTableBits) }
+
+// matchLen is how many leading bytes a and b share.
+func matchLen(a, b []byte) int {
+	n := min(len(a), len(b))
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		if x := binary.LittleEndian.Uint64(a[i:]) ^ binary.LittleEndian.Uint64(b[i:]); x != 0 {
+			return i + bits.TrailingZeros64(x)/8
+		}
+	}
+	for ; i < n && a[i] == b[i]; i++ {
+	}
+	return i
+}
+
+// matchPoints finds c's match points (a.points; offsets after the byte that makes one)
+// in one pass: where the gear hash of the bytes before has its low bits zero. Every
+// anchor (anchorMask) is one of them too.
+func (a *aligner) matchPoints(c []byte) []anchor {
+	a.points = a.points[:0]
+	var h uint64
+	for i, b := range c {
+		h = h<<1 + gear[b]
+		if h&fineMask == 0 {
+			a.points = append(a.points, anchor{fp: h, off: int64(i + 1)})
+		}
+	}
+	return a.points
+}
+
+// align computes the operations that rebuild c from win, given c's match points and the
+// guess that c[0] is win[guess] (out of range: no guess), into a.ops, a.diff and a.ext.
+func (a *aligner) align(win, c []byte, points []anchor, guess int) {
+	a.ops, a.ext, a.prevEnd = a.ops[:0], a.ext[:0], 0
+	if cap(a.diff) < len(c) {
+		a.diff = make([]byte, 0, len(c))
+	}
+	a.diff = a.diff[:0]
+	clear(a.table)
+	var h uint64
+	for i, b := range win {
+		h = h<<1 + gear[b]
+		if h&fineMask == 0 {
+			a.table[slot(h)] = int32(i + 2)
+		}
+	}
+	// the op being built starts at c[start], aligned with win by d (c[k] pairs with win[k+d])
+	start, d := 0, guess
+	aligned := guess >= 0 && guess < len(win)
+	for _, pt := range points {
+		q := int(pt.off)
+		if q < probe {
+			continue
+		}
+		if aligned {
+			if o := q + d; o >= probe && o <= len(win) && bytes.Equal(c[q-probe:q], win[o-probe:o]) {
+				continue
+			}
+		}
+		cand := int(a.table[slot(pt.fp)]) - 1
+		if cand < probe || !bytes.Equal(c[q-probe:q], win[cand-probe:cand]) {
+			continue
+		}
+		nd := cand - q
+		if aligned && nd == d {
+			continue
+		}
+		l := probe + matchLen(c[q:min(len(c), q+256)], win[cand:])
+		if aligned && l <= equalBytes(c[q-probe:q-probe+l], win, q-probe+d)+8 {
+			continue
+		}
+		// switch to nd where its exact match begins
+		b0 := q - probe
+		for b0 > start && b0+nd > 0 && c[b0-1] == win[b0-1+nd] {
+			b0--
+		}
+		next := a.emit(win, c, start, b0, d, aligned, nd)
+		start, d, aligned = next, nd, true
+	}
+	a.emit(win, c, start, len(c), d, aligned, -len(win)-len(c)-1)
+}
+
+// equalBytes is how many bytes of s equal win's from o on (out of win: unequal).
+func equalBytes(s, win []byte, o int) int {
+	n := 0
+	for k, b := range s {
+		if j := o + k; j >= 0 && j < len(win) && win[j] == b {
+			n++
+		}
+	}
+	return n
+}
+
+// forward is how far from c[start] (up to end) the alignment d pays: each equal byte +1,
+// each unequal -1, the length of the best-scoring prefix.
+func forward(win, c []byte, start, end, d int) int {
+	if start+d < 0 {
+		return 0
+	}
+	end = min(end, len(win)-d)
+	s, best, n := 0, 0, 0
+	k := start
+	for ; k+8 <= end; k += 8 {
+		x := binary.LittleEndian.Uint64(c[k:]) ^ binary.LittleEndian.Uint64(win[k+d:])
+		if x == 0 {
+			s += 8
+			if s > best {
+				best, n = s, k+8-start
+			}
+			continue
+		}
+		for m := range 8 {
+			if byte(x>>(8*m)) == 0 {
+				s++
+			} else {
+				s--
+			}
+			if s > best {
+				best, n = s, k+m+1-start
+			}
+		}
+	}
+	for ; k < end; k++ {
+		if c[k] == win[k+d] {
+			s++
+		} else {
+			s--
+		}
+		if s > best {
+			best, n = s, k+1-start
+		}
+	}
+	return n
+}
+
+// backward is how far back from c[end] (down to start) the alignment d pays, as forward.
+func backward(win, c []byte, start, end, d int) int {
+	s, best, n := 0, 0, 0
+	for k := end - 1; k >= start; k-- {
+		j := k + d
+		if j < 0 || j >= len(win) {
+			break
+		}
+		if win[j] == c[k] {
+			s++
+		} else {
+			s--
+		}
+		if s > best {
+			best, n = s, end-k
+		}
+	}
+	return n
+}
+
+const hi = 0x8080808080808080
+
+// subBytes appends a-b byte by byte (mod 256) to dst, eight bytes at a time.
+func subBytes(dst, a, b []byte) []byte {
+	n := len(dst)
+	dst = append(dst, make([]byte, len(a))...)
+	out := dst[n:]
+	k := 0
+	for ; k+8 <= len(a); k += 8 {
+		x, y := binary.LittleEndian.Uint64(a[k:]), binary.LittleEndian.Uint64(b[k:])
+		if x != y {
+			binary.LittleEndian.PutUint64(out[k:], ((x|hi)-(y&^hi))^((x^^y)&hi))
+		}
+	}
+	for ; k < len(a); k++ {
+		out[k] = a[k] - b[k]
+	}
+	return dst
+}
+
+// addBytes appends a+b byte by byte (mod 256) to dst, eight bytes at a time.
+func addBytes(dst, a, b []byte) []byte {
+	n := len(dst)
+	dst = append(dst, make([]byte, len(a))...)
+	out := dst[n:]
+	k := 0
+	for ; k+8 <= len(a); k += 8 {
+		x, y := binary.LittleEndian.Uint64(a[k:]), binary.LittleEndian.Uint64(b[k:])
+		binary.LittleEndian.PutUint64(out[k:], ((x&^hi)+(y&^hi))^((x^y)&hi))
+	}
+	for ; k < len(a); k++ {
+		out[k] = a[k] + b[k]
+	}
+	return dst
+}
+
+// emit ends the op that began at c[start] under alignment d (if aligned) where the next,
+// aligned by nd, begins at c[end] at the latest: d's diff runs forward as far as it pays,
+// nd's reaches back over what is left as far as it pays, and the bytes between are extra.
+// It returns where the next op begins.
+func (a *aligner) emit(win, c []byte, start, end, d int, aligned bool, nd int) int {
+	lenf := 0
+	if aligned {
+		lenf = forward(win, c, start, end, d)
+	}
+	lenb := backward(win, c, start+lenf, end, nd)
+	extra := c[start+lenf : end-lenb]
+	if lenf == 0 {
+		if len(extra) > 0 {
+			a.op(0, 0, extra, a.prevEnd)
+		}
+		return end - lenb
+	}
+	// the aligned part: runs of equal bytes are copied, the bytes between are diffs
+	x, y := c[start:start+lenf], win[start+d:start+d+lenf]
+	o := start + d
+	for i := 0; i < len(x); {
+		cp := matchLen(x[i:], y[i:])
+		j := i + cp
+		k := j
+		for k < len(x) {
+			if x[k] != y[k] {
+				k++
+				continue
+			}
+			r := matchLen(x[k:min(len(x), k+minRun)], y[k:])
+			if r >= minRun {
+				break
+			}
+			k += r
+		}
+		a.diff = subBytes(a.diff, x[j:k], y[j:k])
+		var ext []byte
+		if k == len(x) {
+			ext = extra
+		}
+		a.op(cp, k-j, ext, o+i)
+		i = k
+	}
+	return end - lenb
+}
+
+// minRun is the shortest run of equal bytes an aligned part copies rather than diffs.
+const minRun = 16
+
+// op appends the op "copy cp bytes of the window from o, add the next dl diff bytes to its
+// next dl, then insert ext".
+func (a *aligner) op(cp, dl int, ext []byte, o int) {
+	a.ops = binary.AppendUvarint(a.ops, uint64(cp))
+	a.ops = binary.AppendUvarint(a.ops, uint64(dl))
+	a.ops = binary.AppendUvarint(a.ops, uint64(len(ext)))
+	a.ops = binary.AppendVarint(a.ops, int64(o-a.prevEnd))
+	a.ext = append(a.ext, ext...)
+	a.prevEnd = o + cp + dl
+}
+
+// applyAligned rebuilds a unit of want bytes from win and its ops, diff and extra streams,
+// checking every operation against the bounds.
+func applyAligned(win, ops, diff, ext []byte, want int, out []byte) ([]byte, error) {
+	prevEnd := 0
+	for len(ops) > 0 {
+		var f [3]uint64
+		for i := range f {
+			v, n := binary.Uvarint(ops)
+			if n <= 0 {
+				return nil, fmt.Errorf("%w: bad operation", ErrBadDelta)
+			}
+			f[i], ops = v, ops[n:]
+		}
+		rel, n := binary.Varint(ops)
+		if n <= 0 {
+			return nil, fmt.Errorf("%w: bad operation", ErrBadDelta)
+		}
+		ops = ops[n:]
+		cp, dl, el := f[0], f[1], f[2]
+		if cp > uint64(want) || dl > uint64(len(diff)) || el > uint64(len(ext)) || uint64(len(out))+cp+dl+el > uint64(want) ||
+			rel < -int64(len(win)) || rel > int64(len(win)) {
+			return nil, fmt.Errorf("%w: operation out of bounds", ErrBadDelta)
+		}
+		o := int64(prevEnd) + rel
+		if o < 0 || o+int64(cp+dl) > int64(len(win)) {
+			return nil, fmt.Errorf("%w: operation out of the window", ErrBadDelta)
+		}
+		out = append(out, win[o:o+int64(cp)]...)
+		out = addBytes(out, win[o+int64(cp):o+int64(cp+dl)], diff[:dl])
+		diff = diff[dl:]
+		out = append(out, ext[:el]...)
+		ext = ext[el:]
+		prevEnd = int(o) + int(cp+dl)
+	}
+	if len(out) != want || len(diff) != 0 || len(ext) != 0 {
+		return nil, fmt.Errorf("%w: operations rebuild %d bytes, want %d", ErrBadDelta, len(out), want)
+	}
+	return out, nil
+}
