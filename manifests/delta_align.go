@@ -37,6 +37,7 @@ const (
 type aligner struct {
 	table          []int32 // window match point + 1 by the hash of the bytes before it; 0 none
 	points         []anchor
+	pieces         []piece
 	unit, win      []byte
 	ops, diff, ext []byte
 	prevEnd        int // end of the previous op's diff in the window
@@ -100,7 +101,7 @@ func (a *aligner) align(win, c []byte, points []anchor, guess int) {
 			continue
 		}
 		if aligned {
-			if o := q + d; o >= probe && o <= len(win) && bytes.Equal(c[q-probe:q], win[o-probe:o]) {
+			if o := q + d; o >= probe && o <= len(win) && mostlyEqual(c[q-probe:q], win[o-probe:o]) {
 				continue
 			}
 		}
@@ -127,54 +128,25 @@ func (a *aligner) align(win, c []byte, points []anchor, guess int) {
 	a.emit(win, c, start, len(c), d, aligned, -len(win)-len(c)-1)
 }
 
+// mostlyEqual reports whether at least 3/4 of the probe bytes of x and y are equal: an
+// alignment that still holds that well is not worth a look for another.
+func mostlyEqual(x, y []byte) bool {
+	const lo7 = 0x7f7f7f7f7f7f7f7f
+	n := 0
+	for k := 0; k < probe; k += 8 {
+		v := binary.LittleEndian.Uint64(x[k:]) ^ binary.LittleEndian.Uint64(y[k:])
+		z := ^((v&lo7 + lo7) | v | lo7) // the high bit of each zero byte
+		n += bits.OnesCount64(z)
+	}
+	return n >= probe*3/4
+}
+
 // equalBytes is how many bytes of s equal win's from o on (out of win: unequal).
 func equalBytes(s, win []byte, o int) int {
 	n := 0
 	for k, b := range s {
 		if j := o + k; j >= 0 && j < len(win) && win[j] == b {
 			n++
-		}
-	}
-	return n
-}
-
-// forward is how far from c[start] (up to end) the alignment d pays: each equal byte +1,
-// each unequal -1, the length of the best-scoring prefix.
-func forward(win, c []byte, start, end, d int) int {
-	if start+d < 0 {
-		return 0
-	}
-	end = min(end, len(win)-d)
-	s, best, n := 0, 0, 0
-	k := start
-	for ; k+8 <= end; k += 8 {
-		x := binary.LittleEndian.Uint64(c[k:]) ^ binary.LittleEndian.Uint64(win[k+d:])
-		if x == 0 {
-			s += 8
-			if s > best {
-				best, n = s, k+8-start
-			}
-			continue
-		}
-		for m := range 8 {
-			if byte(x>>(8*m)) == 0 {
-				s++
-			} else {
-				s--
-			}
-			if s > best {
-				best, n = s, k+m+1-start
-			}
-		}
-	}
-	for ; k < end; k++ {
-		if c[k] == win[k+d] {
-			s++
-		} else {
-			s--
-		}
-		if s > best {
-			best, n = s, k+1-start
 		}
 	}
 	return n
@@ -237,50 +209,70 @@ func addBytes(dst, a, b []byte) []byte {
 }
 
 // emit ends the op that began at c[start] under alignment d (if aligned) where the next,
-// aligned by nd, begins at c[end] at the latest: d's diff runs forward as far as it pays,
-// nd's reaches back over what is left as far as it pays, and the bytes between are extra.
-// It returns where the next op begins.
+// aligned by nd, begins at c[end] at the latest: d's part runs forward as far as it pays
+// (each equal byte +1, each unequal -1: the best-scoring prefix), nd's reaches back over
+// what is left as far as it pays, and the bytes between are extra. d's part is cut in one
+// pass into pieces: a run of equal bytes (copied), then the bytes up to the next run of at
+// least minRun (diffs). It returns where the next op begins.
 func (a *aligner) emit(win, c []byte, start, end, d int, aligned bool, nd int) int {
+	a.pieces = a.pieces[:0]
 	lenf := 0
-	if aligned {
-		lenf = forward(win, c, start, end, d)
+	if aligned && start+d >= 0 && start+d < len(win) {
+		x, y := c[start:min(end, len(win)-d)], win[start+d:]
+		score, best := 0, 0
+		for i := 0; i < len(x) && best-score < len(x)-i; {
+			cp := matchLen(x[i:], y[i:])
+			j := i + cp
+			if score += cp; score > best {
+				best, lenf = score, j
+			}
+			k := j
+			for k < len(x) {
+				if x[k] != y[k] {
+					k++
+					score--
+					continue
+				}
+				r := matchLen(x[k:min(len(x), k+minRun)], y[k:])
+				if r >= minRun {
+					break
+				}
+				k += r
+				if score += r; score > best {
+					best, lenf = score, k
+				}
+			}
+			a.pieces = append(a.pieces, piece{i, cp, k - j})
+			i = k
+		}
 	}
 	lenb := backward(win, c, start+lenf, end, nd)
 	extra := c[start+lenf : end-lenb]
-	if lenf == 0 {
-		if len(extra) > 0 {
-			a.op(0, 0, extra, a.prevEnd)
+	n := 0
+	for _, p := range a.pieces {
+		if p.at < lenf {
+			n++
 		}
-		return end - lenb
 	}
-	// the aligned part: runs of equal bytes are copied, the bytes between are diffs
-	x, y := c[start:start+lenf], win[start+d:start+d+lenf]
-	o := start + d
-	for i := 0; i < len(x); {
-		cp := matchLen(x[i:], y[i:])
-		j := i + cp
-		k := j
-		for k < len(x) {
-			if x[k] != y[k] {
-				k++
-				continue
-			}
-			r := matchLen(x[k:min(len(x), k+minRun)], y[k:])
-			if r >= minRun {
-				break
-			}
-			k += r
-		}
-		a.diff = subBytes(a.diff, x[j:k], y[j:k])
+	if n == 0 && len(extra) > 0 {
+		a.op(0, 0, extra, a.prevEnd)
+	}
+	for _, p := range a.pieces[:n] {
+		cp := min(p.copy, lenf-p.at)
+		dl := min(p.diff, lenf-p.at-cp)
+		at := start + p.at + cp
+		a.diff = subBytes(a.diff, c[at:at+dl], win[at+d:at+d+dl])
 		var ext []byte
-		if k == len(x) {
+		if n--; n == 0 {
 			ext = extra
 		}
-		a.op(cp, k-j, ext, o+i)
-		i = k
+		a.op(cp, dl, ext, start+p.at+d)
 	}
 	return end - lenb
 }
+
+// piece is a part of an op's aligned bytes, from at: copy equal bytes, then diff others.
+type piece struct{ at, copy, diff int }
 
 // minRun is the shortest run of equal bytes an aligned part copies rather than diffs.
 const minRun = 16
