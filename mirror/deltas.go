@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/drepo-dev/drepo/manifests"
 )
@@ -134,12 +135,19 @@ func (c *countWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// deltasBuilt is how many deltas a sync built and how long that took.
+type deltasBuilt struct {
+	n    int
+	took time.Duration
+}
+
 // addDeltas gives the files of every version in versions the deltas from the same path in
 // up to k versions of its app before it (among all, the source's every version), building
 // what the cache lacks; manifests that gain deltas are encoded again (v2).
-func addDeltas(ctx context.Context, opt SyncOptions, all, versions []*Version, k int, cache deltaStore, build bool) error {
+func addDeltas(ctx context.Context, opt SyncOptions, all, versions []*Version, k int, cache deltaStore, build bool) (deltasBuilt, error) {
+	var built deltasBuilt
 	if k <= 0 {
-		return nil
+		return built, nil
 	}
 	byApp := map[string][]*Version{}
 	for _, v := range all {
@@ -171,13 +179,17 @@ func addDeltas(ctx context.Context, opt SyncOptions, all, versions []*Version, k
 				if !ok {
 					var made bool
 					var err error
+					start := time.Now()
 					d, made, err = cache.build(ctx, old.SHA256, filepath.Join(b.Dir, filepath.FromSlash(old.Path)), f.SHA256, filepath.Join(v.Dir, filepath.FromSlash(f.Path)), v.Manifest.ChunkSize)
 					if err != nil {
-						return fmt.Errorf("mirror: delta of %s from %s@%s: %w", f.Path, b.Manifest.App, b.Manifest.Version, err)
+						return built, fmt.Errorf("mirror: delta of %s from %s@%s: %w", f.Path, b.Manifest.App, b.Manifest.Version, err)
 					}
+					took := time.Since(start)
+					built.n, built.took = built.n+1, built.took+took
 					skip = !made
 					if made {
-						opt.Log.Info("built a delta", "app", v.Manifest.App, "version", v.Manifest.Version, "file", f.Path, "from", b.Manifest.Version, "bytes", d.Size, "of", f.Size)
+						opt.Log.Info("built a delta", "app", v.Manifest.App, "version", v.Manifest.Version, "file", f.Path, "from", b.Manifest.Version,
+							"bytes", d.Size, "of", f.Size, "took", took.Round(time.Millisecond))
 					}
 				}
 				if !skip {
@@ -189,12 +201,12 @@ func addDeltas(ctx context.Context, opt SyncOptions, all, versions []*Version, k
 		if changed {
 			doc, err := v.Manifest.Encode()
 			if err != nil {
-				return err
+				return built, err
 			}
 			v.Doc, v.Hash = doc, manifests.SumBytes(doc)
 		}
 	}
-	return nil
+	return built, nil
 }
 
 // findFile is the file at path in m, nil if none.

@@ -78,8 +78,12 @@ type SyncReport struct {
 	Versions int    `json:"versions"`
 	// RemovedVersions are the app versions (app@version) of the published index that the
 	// new one drops.
-	RemovedVersions []string     `json:"removed_versions"`
-	Repos           []RepoResult `json:"repositories"`
+	RemovedVersions []string `json:"removed_versions"`
+	// DeltasBuilt is how many deltas this run built (a cached one is not built again) and
+	// DeltaBuild how long that took.
+	DeltasBuilt int           `json:"deltas_built"`
+	DeltaBuild  time.Duration `json:"delta_build_ns"`
+	Repos       []RepoResult  `json:"repositories"`
 }
 
 // RepoResult is one repository's outcome.
@@ -214,7 +218,8 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 	}
 	versions := KeepNewest(scanned, opt.Keep, opt.KeepApps)
 	deltas := deltaStore{dir: filepath.Join(st.dir, "deltas")}
-	if err := addDeltas(ctx, opt, scanned, versions, opt.DeltaVersions, deltas, !opt.DryRun); err != nil {
+	built, err := addDeltas(ctx, opt, scanned, versions, opt.DeltaVersions, deltas, !opt.DryRun)
+	if err != nil {
 		return nil, err
 	}
 	packs := packStore{dir: filepath.Join(st.dir, "packed")}
@@ -266,7 +271,8 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 		return nil, err
 	}
 	idx, _ := manifests.DecodeIndex(d.doc)
-	rep := &SyncReport{Serial: idx.Serial, Changed: d.changed, Versions: len(versions), RemovedVersions: d.removed}
+	rep := &SyncReport{Serial: idx.Serial, Changed: d.changed, Versions: len(versions), RemovedVersions: d.removed,
+		DeltasBuilt: built.n, DeltaBuild: built.took}
 	// The upload plan is built only if some repository needs work (a no-op never does).
 	plan := sync.OnceValue(func() *blobPlan { return newBlobPlan(versions, cache, deltas, packs) })
 

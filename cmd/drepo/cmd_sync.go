@@ -158,6 +158,9 @@ func printSyncReport(e *env, rep *mirror.SyncReport) {
 		verb = " (dry run: nothing changed)"
 	}
 	fmt.Fprintf(e.stdout, "index serial %d (%s), %d app versions%s%s\n", rep.Serial, state, rep.Versions, removed, verb)
+	if rep.DeltasBuilt > 0 {
+		fmt.Fprintf(e.stdout, "built %d deltas in %s\n", rep.DeltasBuilt, rep.DeltaBuild.Round(time.Millisecond))
+	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "REPOSITORY\tPRIORITY\tSTATUS\tBLOBS\tBYTES\tDELTA BYTES\tREMOVED\tTIME\tERROR")
 	for _, r := range rep.Repos {
