@@ -38,6 +38,7 @@ type aligner struct {
 	table          []int32 // window match point + 1 by the hash of the bytes before it; 0 none
 	points         []anchor
 	pieces         []piece
+	ilo, ihi       int // the part of the window in table
 	unit, win      []byte
 	ops, diff, ext []byte
 	prevEnd        int // end of the previous op's diff in the window
@@ -85,13 +86,7 @@ func (a *aligner) align(win, c []byte, points []anchor, guess int) {
 	}
 	a.diff = a.diff[:0]
 	clear(a.table)
-	var h uint64
-	for i, b := range win {
-		h = h<<1 + gear[b]
-		if h&fineMask == 0 {
-			a.table[slot(h)] = int32(i + 2)
-		}
-	}
+	a.ilo, a.ihi = 0, 0
 	// the op being built starts at c[start], aligned with win by d (c[k] pairs with win[k+d])
 	start, d := 0, guess
 	aligned := guess >= 0 && guess < len(win)
@@ -105,6 +100,11 @@ func (a *aligner) align(win, c []byte, points []anchor, guess int) {
 				continue
 			}
 		}
+		center := q + guess
+		if aligned {
+			center = q + d
+		}
+		a.indexWindow(win, center-lookAround, center+lookAround)
 		cand := int(a.table[slot(pt.fp)]) - 1
 		if cand < probe || !bytes.Equal(c[q-probe:q], win[cand-probe:cand]) {
 			continue
@@ -139,6 +139,47 @@ func mostlyEqual(x, y []byte) bool {
 		n += bits.OnesCount64(z)
 	}
 	return n >= probe*3/4
+}
+
+// lookAround is how far from where the current alignment puts a position the window is
+// looked in for another: the window is indexed only as far as lookups need it (a unit
+// that stays aligned indexes none of it).
+const lookAround = 2 * deltaMargin
+
+// indexWindow puts the match points of win[lo:hi] in the table, as far as they are not
+// there yet; the part indexed stays one interval.
+func (a *aligner) indexWindow(win []byte, lo, hi int) {
+	lo, hi = max(lo, 0), min(hi, len(win))
+	switch {
+	case lo >= hi:
+	case a.ilo >= a.ihi:
+		a.index(win, lo, hi)
+		a.ilo, a.ihi = lo, hi
+	default:
+		if lo < a.ilo {
+			a.index(win, lo, a.ilo)
+			a.ilo = lo
+		}
+		if hi > a.ihi {
+			a.index(win, a.ihi, hi)
+			a.ihi = hi
+		}
+	}
+}
+
+// index puts the match points of win[lo:hi] in the table; the hash starts 64 bytes
+// before lo, so each is the one a pass over the whole window gives.
+func (a *aligner) index(win []byte, lo, hi int) {
+	var h uint64
+	for _, b := range win[max(lo-64, 0):lo] {
+		h = h<<1 + gear[b]
+	}
+	for i, b := range win[lo:hi] {
+		h = h<<1 + gear[b]
+		if h&fineMask == 0 {
+			a.table[slot(h)] = int32(lo + i + 2)
+		}
+	}
 }
 
 // equalBytes is how many bytes of s equal win's from o on (out of win: unequal).
