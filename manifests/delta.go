@@ -140,8 +140,7 @@ func (a *aligner) encodeUnit(enc *zstd.Encoder, idx baseIndex, base io.ReaderAt,
 	if _, err := newF.ReadAt(c, off); err != nil && !(errors.Is(err, io.EOF) && len(c) > 0) {
 		return nil, err
 	}
-	points := a.matchPoints(c)
-	start, ok := idx.locate(points)
+	start, ok := idx.locate(a.anchors(c))
 	if !ok {
 		start = off * baseSize / size // nothing matched: the same relative place
 	}
@@ -151,7 +150,7 @@ func (a *aligner) encodeUnit(enc *zstd.Encoder, idx baseIndex, base io.ReaderAt,
 	if _, err := base.ReadAt(win, wOff); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
-	a.align(win, c, points, int(start-wOff))
+	a.align(win, c, int(start-wOff))
 	if len(a.ops) > len(c)+64 {
 		// a pathological unit: its bytes as they are
 		a.ops, a.diff, a.ext, a.prevEnd = a.ops[:0], a.diff[:0], a.ext[:0], 0

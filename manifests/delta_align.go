@@ -38,7 +38,9 @@ type aligner struct {
 	table          []int32 // window match point + 1 by the hash of the bytes before it; 0 none
 	points         []anchor
 	pieces         []piece
-	ilo, ihi       int // the part of the window in table
+	ilo, ihi       int  // the part of the window in table
+	start, d       int  // the op being built starts at c[start], aligned by d
+	aligned        bool // (c[k] pairs with win[k+d]), if aligned
 	unit, win      []byte
 	ops, diff, ext []byte
 	prevEnd        int // end of the previous op's diff in the window
@@ -62,24 +64,45 @@ func matchLen(a, b []byte) int {
 	return i
 }
 
-// matchPoints finds c's match points (a.points; offsets after the byte that makes one)
-// in one pass: where the gear hash of the bytes before has its low bits zero. Every
-// anchor (anchorMask) is one of them too.
-func (a *aligner) matchPoints(c []byte) []anchor {
+// anchors finds anchors of c (a.points; offsets after the byte that makes one), which
+// locate the unit in its base: where the gear hash of the bytes before has its low 12
+// bits zero. A unit of more than 1 MiB is sampled: 16 stretches of 32 KiB spread over it
+// (about 128 anchors) vote as well as all of them, for an eighth of the pass.
+func (a *aligner) anchors(c []byte) []anchor {
+	const stretches, stretch = 16, 32 << 10
 	a.points = a.points[:0]
-	var h uint64
-	for i, b := range c {
-		h = h<<1 + gear[b]
-		if h&fineMask == 0 {
-			a.points = append(a.points, anchor{fp: h, off: int64(i + 1)})
-		}
+	if len(c) <= 1<<20 {
+		a.anchorsIn(c, 0, len(c))
+		return a.points
+	}
+	for k := range stretches {
+		lo := k * len(c) / stretches
+		a.anchorsIn(c, lo, lo+stretch)
 	}
 	return a.points
 }
 
-// align computes the operations that rebuild c from win, given c's match points and the
-// guess that c[0] is win[guess] (out of range: no guess), into a.ops, a.diff and a.ext.
-func (a *aligner) align(win, c []byte, points []anchor, guess int) {
+// anchorsIn appends the anchors of c[lo:hi] to a.points, the hash started 64 bytes before
+// lo so each is the one a pass over the whole unit gives.
+func (a *aligner) anchorsIn(c []byte, lo, hi int) {
+	var h uint64
+	for _, b := range c[max(lo-64, 0):lo] {
+		h = h<<1 + gear[b]
+	}
+	for i, b := range c[lo:hi] {
+		h = h<<1 + gear[b]
+		if h&anchorMask == 0 {
+			a.points = append(a.points, anchor{fp: h, off: int64(lo + i + 1)})
+		}
+	}
+}
+
+// align computes the operations that rebuild c from win, given the guess that c[0] is
+// win[guess] (out of range: no guess), into a.ops, a.diff and a.ext. It checks the current
+// alignment every probe bytes, and only where it no longer mostly holds does it find the
+// match points there (where the gear hash of the bytes before has its low 5 bits zero)
+// and look each up in the window's.
+func (a *aligner) align(win, c []byte, guess int) {
 	a.ops, a.ext, a.prevEnd = a.ops[:0], a.ext[:0], 0
 	if cap(a.diff) < len(c) {
 		a.diff = make([]byte, 0, len(c))
@@ -88,44 +111,64 @@ func (a *aligner) align(win, c []byte, points []anchor, guess int) {
 	clear(a.table)
 	a.ilo, a.ihi = 0, 0
 	// the op being built starts at c[start], aligned with win by d (c[k] pairs with win[k+d])
-	start, d := 0, guess
-	aligned := guess >= 0 && guess < len(win)
-	for _, pt := range points {
-		q := int(pt.off)
-		if q < probe {
+	a.start, a.d = 0, guess
+	a.aligned = guess >= 0 && guess < len(win)
+	var h uint64 // the gear hash of the bytes before c[hAt]
+	hAt := -1
+	for q := probe; q <= len(c); q += probe {
+		if o := q + a.d; a.aligned && o >= probe && o <= len(win) && mostlyEqual(c[q-probe:q], win[o-probe:o]) {
 			continue
 		}
-		if aligned {
-			if o := q + d; o >= probe && o <= len(win) && mostlyEqual(c[q-probe:q], win[o-probe:o]) {
-				continue
+		lo := q - probe
+		if hAt != lo {
+			h = 0
+			for _, b := range c[max(lo-64, 0):lo] {
+				h = h<<1 + gear[b]
 			}
 		}
-		center := q + guess
-		if aligned {
-			center = q + d
+		for i, b := range c[lo:q] {
+			h = h<<1 + gear[b]
+			if h&fineMask == 0 && lo+i+1 >= probe {
+				a.try(win, c, lo+i+1, h, guess)
+			}
 		}
-		a.indexWindow(win, center-lookAround, center+lookAround)
-		cand := int(a.table[slot(pt.fp)]) - 1
-		if cand < probe || !bytes.Equal(c[q-probe:q], win[cand-probe:cand]) {
-			continue
-		}
-		nd := cand - q
-		if aligned && nd == d {
-			continue
-		}
-		l := probe + matchLen(c[q:min(len(c), q+256)], win[cand:])
-		if aligned && l <= equalBytes(c[q-probe:q-probe+l], win, q-probe+d)+8 {
-			continue
-		}
-		// switch to nd where its exact match begins
-		b0 := q - probe
-		for b0 > start && b0+nd > 0 && c[b0-1] == win[b0-1+nd] {
-			b0--
-		}
-		next := a.emit(win, c, start, b0, d, aligned, nd)
-		start, d, aligned = next, nd, true
+		hAt = q
 	}
-	a.emit(win, c, start, len(c), d, aligned, -len(win)-len(c)-1)
+	a.emit(win, c, a.start, len(c), a.d, a.aligned, -len(win)-len(c)-1)
+}
+
+// try looks the match point at c[q] (its hash fp) up in the window and switches to the
+// alignment it gives when that pays: its exact match is more than 8 bytes longer than the
+// bytes the current alignment gets right over the same span.
+func (a *aligner) try(win, c []byte, q int, fp uint64, guess int) {
+	d := a.d
+	if o := q + d; a.aligned && o >= probe && o <= len(win) && mostlyEqual(c[q-probe:q], win[o-probe:o]) {
+		return
+	}
+	center := q + guess
+	if a.aligned {
+		center = q + d
+	}
+	a.indexWindow(win, center-lookAround, center+lookAround)
+	cand := int(a.table[slot(fp)]) - 1
+	if cand < probe || !bytes.Equal(c[q-probe:q], win[cand-probe:cand]) {
+		return
+	}
+	nd := cand - q
+	if a.aligned && nd == d {
+		return
+	}
+	l := probe + matchLen(c[q:min(len(c), q+256)], win[cand:])
+	if a.aligned && l <= equalBytes(c[q-probe:q-probe+l], win, q-probe+d)+8 {
+		return
+	}
+	// switch to nd where its exact match begins
+	b0 := q - probe
+	for b0 > a.start && b0+nd > 0 && c[b0-1] == win[b0-1+nd] {
+		b0--
+	}
+	a.start = a.emit(win, c, a.start, b0, d, a.aligned, nd)
+	a.d, a.aligned = nd, true
 }
 
 // mostlyEqual reports whether at least 3/4 of the probe bytes of x and y are equal: an

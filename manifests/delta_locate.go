@@ -99,9 +99,6 @@ func indexBase(base io.ReaderAt, size int64, workers int) (baseIndex, error) {
 func (idx baseIndex) locate(as []anchor) (int64, bool) {
 	votes := map[int64]int{}
 	for _, a := range as {
-		if a.fp&anchorMask != 0 {
-			continue
-		}
 		i, found := slices.BinarySearchFunc(idx, a.fp, func(x anchor, fp uint64) int {
 			switch {
 			case x.fp < fp:
