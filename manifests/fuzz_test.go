@@ -2,6 +2,7 @@ package manifests
 
 import (
 	"bytes"
+	"errors"
 	"path"
 	"path/filepath"
 	"strings"
@@ -126,11 +127,13 @@ func FuzzDeltaReader(f *testing.F) {
 	}
 	f.Add(d.Bytes())
 	f.Add([]byte("DRPX\x01"))
+	f.Add([]byte("DRPX\x02"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		dr, err := NewDeltaReader(bytes.NewReader(b), bytes.NewReader(base), int64(len(base)), int64(len(next)), MinChunkSize)
 		if err != nil {
 			return
 		}
+		defer dr.Close()
 		for range 8 {
 			i, c, err := dr.Next()
 			if err != nil {
@@ -139,6 +142,27 @@ func FuzzDeltaReader(f *testing.F) {
 			if want := min(int64(MinChunkSize), int64(len(next))-int64(i)*MinChunkSize); int64(len(c)) != want {
 				t.Fatalf("chunk %d of %d bytes, want %d", i, len(c), want)
 			}
+		}
+	})
+}
+
+// FuzzApplyAligned: whatever a unit's operations and streams say, applying them rebuilds
+// exactly the unit's size or is refused; never a panic, never a read outside the window.
+func FuzzApplyAligned(f *testing.F) {
+	win := bytes.Repeat([]byte("window "), 100)
+	f.Add([]byte{10, 2, 3, 0}, []byte{1, 2}, []byte("abc"), 15)
+	f.Add([]byte{0, 0, 5, 0x7f}, []byte{}, []byte("hello"), 5)
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f}, []byte{}, []byte{}, 1)
+	f.Fuzz(func(t *testing.T, ops, diff, ext []byte, want int) {
+		if want < 0 || want > 1<<16 {
+			return
+		}
+		out, err := applyAligned(win, ops, diff, ext, want, nil)
+		if err == nil && len(out) != want {
+			t.Fatalf("rebuilt %d bytes, want %d", len(out), want)
+		}
+		if err != nil && !errors.Is(err, ErrBadDelta) {
+			t.Fatalf("not ErrBadDelta: %v", err)
 		}
 	})
 }

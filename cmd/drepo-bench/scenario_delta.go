@@ -224,12 +224,34 @@ func deltaRound(ctx context.Context, env *Env, p deltaPair, oldTar, newTar strin
 	if err != nil {
 		return "", err
 	}
+	// the build again with nothing else on the cores, best of three like the hashing it is
+	// set against: the cache of deltas emptied, a sync that has nothing to upload rebuilds
+	// them (the same bytes)
+	alone := time.Duration(1<<63 - 1)
+	for range 3 {
+		if err := os.RemoveAll(filepath.Join(dir, "state", "deltas")); err != nil {
+			return "", err
+		}
+		out, _, _, err := run("--config", admin, "--log-level", "error", "sync", "--json")
+		if err != nil {
+			return "", err
+		}
+		var again struct {
+			Built      int           `json:"deltas_built"`
+			DeltaBuild time.Duration `json:"delta_build_ns"`
+		}
+		if err := json.Unmarshal(out, &again); err != nil || again.Built != 1 {
+			return "", fmt.Errorf("the sync that rebuilds the delta built %d (%v)", again.Built, err)
+		}
+		alone = min(alone, again.DeltaBuild)
+	}
 	hashTook := timeHash(newTar)
-	note := fmt.Sprintf("%s: new file %.1f MB; WAN %.1f MB (%.1f %%: delta %.1f MB, chunks %.1f MB); fetch %.2f s, peak RSS %d MiB; delta build %.2f s (hashing the file %.2f s: %.1fx); whole sync of the new version %.2f s, peak RSS %d MiB",
+	note := fmt.Sprintf("%s: new file %.1f MB; WAN %.1f MB (%.1f %%: delta %.1f MB, chunks %.1f MB); fetch %.2f s, peak RSS %d MiB; delta build %.2f s in the sync (uploads to the loopback repository beside it), %.2f s alone (best of 3) (hashing the file %.2f s: %.1fx and %.1fx); whole sync of the new version %.2f s, peak RSS %d MiB",
 		p.pkg, mb(fi.Size()), mb(wan), 100*float64(wan)/float64(fi.Size()), mb(rep.Delta), mb(rep.Downloaded), fetchTook.Seconds(), maxRSS(fetchRU)>>20,
-		syncRep.DeltaBuild.Seconds(), hashTook.Seconds(), syncRep.DeltaBuild.Seconds()/hashTook.Seconds(), syncTook.Seconds(), maxRSS(syncRU)>>20)
+		syncRep.DeltaBuild.Seconds(), alone.Seconds(), hashTook.Seconds(), syncRep.DeltaBuild.Seconds()/hashTook.Seconds(), alone.Seconds()/hashTook.Seconds(),
+		syncTook.Seconds(), maxRSS(syncRU)>>20)
 	if o := timeOpenSSL(ctx, newTar); o > 0 {
-		note += fmt.Sprintf(" (openssl dgst -sha256 %.2f s: %.1fx)", o.Seconds(), syncRep.DeltaBuild.Seconds()/o.Seconds())
+		note += fmt.Sprintf(" (openssl dgst -sha256 %.2f s: alone %.1fx)", o.Seconds(), alone.Seconds()/o.Seconds())
 	}
 	note += fmt.Sprintf("; upload to a deltas_only repository %.1f MB; a device without the old version: WAN %.1f MB (%.1f %%, packed chunks)", mb(siteBytes), mb(wanFresh), 100*float64(wanFresh)/float64(fi.Size()))
 	if z := patchFrom(ctx, oldTar, newTar); z > 0 {
