@@ -88,7 +88,8 @@ func EncodeDelta(w io.Writer, base io.ReaderAt, baseSize int64, newF io.ReaderAt
 	}
 	defer enc.Close()
 	// units are encoded in parallel (one per worker, each with its own buffers), written in
-	// order; at most workers units wait to be written
+	// order; a worker whose unit is done goes on to the next while an earlier one is still
+	// being encoded, so up to 4 units per worker may be in flight (a unit's output is small)
 	units := (size + unitSize - 1) / unitSize
 	type result struct {
 		out []byte
@@ -102,7 +103,7 @@ func EncodeDelta(w io.Writer, base io.ReaderAt, baseSize int64, newF io.ReaderAt
 	for range workers {
 		free <- newAligner()
 	}
-	sem := make(chan struct{}, workers)
+	sem := make(chan struct{}, 4*workers)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	defer func() { close(stop); wg.Wait() }() // no unit is still encoding when enc closes
