@@ -8,14 +8,15 @@ import (
 )
 
 // An aligned unit (delta version 2) rebuilds a unit of the new file from its window of the
-// base as a list of operations, each "add diffLen bytes to the window's bytes from oldStart,
-// then insert extraLen new bytes": a rebuilt binary is mostly its old self with addresses
-// and offsets changed here and there, so the byte-wise difference along a good alignment is
-// mostly zeros and small repeated values, which compress to almost nothing, and the rest is
-// new bytes. Finding the alignments costs about one pass over the unit and its window (the
-// matches are found at content-defined points, not at every byte), which is what makes it
-// several times cheaper than compressing the unit against the window as a dictionary, at
-// close to the same size (README, "Deltas").
+// base as a list of operations, each "copy window bytes, add differences to the next ones,
+// then insert new bytes": a rebuilt binary is mostly its old self with addresses and
+// offsets changed here and there, so along a good alignment most bytes are equal and the
+// differences are small repeated values, which compress to almost nothing, and the rest is
+// new bytes. Finding the alignments costs about one pass over the unit and part of its
+// window (matches are looked up at content-defined points, and only where the current
+// alignment stops holding), which is what makes it several times cheaper than compressing
+// the unit against the window as a dictionary, and it is smaller on rebuilt binaries
+// (README, "Deltas").
 //
 //	op:     uvarint copy, uvarint diff, uvarint extra, varint (zigzag) where the op's
 //	        window bytes start, less where the previous op's ended
