@@ -86,10 +86,7 @@ func (a *aligner) anchors(c []byte) []anchor {
 // anchorsIn appends the anchors of c[lo:hi] to a.points, the hash started 64 bytes before
 // lo so each is the one a pass over the whole unit gives.
 func (a *aligner) anchorsIn(c []byte, lo, hi int) {
-	var h uint64
-	for _, b := range c[max(lo-64, 0):lo] {
-		h = h<<1 + gear[b]
-	}
+	h := gearBefore(c, lo)
 	for i, b := range c[lo:hi] {
 		h = h<<1 + gear[b]
 		if h&anchorMask == 0 {
@@ -122,10 +119,7 @@ func (a *aligner) align(win, c []byte, guess int) {
 		}
 		lo := q - probe
 		if hAt != lo {
-			h = 0
-			for _, b := range c[max(lo-64, 0):lo] {
-				h = h<<1 + gear[b]
-			}
+			h = gearBefore(c, lo)
 		}
 		for i, b := range c[lo:q] {
 			h = h<<1 + gear[b]
@@ -214,10 +208,7 @@ func (a *aligner) indexWindow(win []byte, lo, hi int) {
 // index puts the match points of win[lo:hi] in the table; the hash starts 64 bytes
 // before lo, so each is the one a pass over the whole window gives.
 func (a *aligner) index(win []byte, lo, hi int) {
-	var h uint64
-	for _, b := range win[max(lo-64, 0):lo] {
-		h = h<<1 + gear[b]
-	}
+	h := gearBefore(win, lo)
 	for i, b := range win[lo:hi] {
 		h = h<<1 + gear[b]
 		if h&fineMask == 0 {
@@ -259,36 +250,27 @@ func backward(win, c []byte, start, end, d int) int {
 
 const hi = 0x8080808080808080
 
-// subBytes appends a-b byte by byte (mod 256) to dst, eight bytes at a time.
-func subBytes(dst, a, b []byte) []byte {
+// byteWise appends a-b (sub) or a+b byte by byte, mod 256, to dst, eight bytes at a time
+// (the high bit of each byte apart, so no carry or borrow crosses into the next).
+func byteWise(dst, a, b []byte, sub bool) []byte {
 	n := len(dst)
 	dst = append(dst, make([]byte, len(a))...)
 	out := dst[n:]
 	k := 0
 	for ; k+8 <= len(a); k += 8 {
 		x, y := binary.LittleEndian.Uint64(a[k:]), binary.LittleEndian.Uint64(b[k:])
-		if x != y {
-			binary.LittleEndian.PutUint64(out[k:], ((x|hi)-(y&^hi))^((x^^y)&hi))
+		r := ((x &^ hi) + (y &^ hi)) ^ ((x ^ y) & hi)
+		if sub {
+			r = ((x | hi) - (y &^ hi)) ^ ((x ^ ^y) & hi)
 		}
+		binary.LittleEndian.PutUint64(out[k:], r)
 	}
 	for ; k < len(a); k++ {
-		out[k] = a[k] - b[k]
-	}
-	return dst
-}
-
-// addBytes appends a+b byte by byte (mod 256) to dst, eight bytes at a time.
-func addBytes(dst, a, b []byte) []byte {
-	n := len(dst)
-	dst = append(dst, make([]byte, len(a))...)
-	out := dst[n:]
-	k := 0
-	for ; k+8 <= len(a); k += 8 {
-		x, y := binary.LittleEndian.Uint64(a[k:]), binary.LittleEndian.Uint64(b[k:])
-		binary.LittleEndian.PutUint64(out[k:], ((x&^hi)+(y&^hi))^((x^y)&hi))
-	}
-	for ; k < len(a); k++ {
-		out[k] = a[k] + b[k]
+		if sub {
+			out[k] = a[k] - b[k]
+		} else {
+			out[k] = a[k] + b[k]
+		}
 	}
 	return dst
 }
@@ -346,7 +328,7 @@ func (a *aligner) emit(win, c []byte, start, end, d int, aligned bool, nd int) i
 		cp := min(p.copy, lenf-p.at)
 		dl := min(p.diff, lenf-p.at-cp)
 		at := start + p.at + cp
-		a.diff = subBytes(a.diff, c[at:at+dl], win[at+d:at+d+dl])
+		a.diff = byteWise(a.diff, c[at:at+dl], win[at+d:at+d+dl], true)
 		var ext []byte
 		if n--; n == 0 {
 			ext = extra
@@ -401,7 +383,7 @@ func applyAligned(win, ops, diff, ext []byte, want int, out []byte) ([]byte, err
 			return nil, fmt.Errorf("%w: operation out of the window", ErrBadDelta)
 		}
 		out = append(out, win[o:o+int64(cp)]...)
-		out = addBytes(out, win[o+int64(cp):o+int64(cp+dl)], diff[:dl])
+		out = byteWise(out, win[o+int64(cp):o+int64(cp+dl)], diff[:dl], false)
 		diff = diff[dl:]
 		out = append(out, ext[:el]...)
 		ext = ext[el:]

@@ -31,6 +31,16 @@ var gear = func() (g [256]uint64) {
 	return g
 }()
 
+// gearBefore is the gear hash of the (up to) 64 bytes of b before lo: where a pass that
+// starts at lo picks up to find the hashes a pass over all of b finds.
+func gearBefore(b []byte, lo int) uint64 {
+	var h uint64
+	for _, x := range b[max(lo-64, 0):lo] {
+		h = h<<1 + gear[x]
+	}
+	return h
+}
+
 // anchor is a content-defined position and the fingerprint of the bytes before it.
 type anchor struct {
 	fp  uint64
