@@ -35,6 +35,10 @@ type Delta struct {
 	FromSize int64 `json:"from_size"` // its size
 	Blob     Hash  `json:"blob"`      // the delta's own blob
 	Size     int64 `json:"size"`      // the delta's size
+	// Chunks are the SHA-256 of each chunk of the delta's blob (the manifest's chunk
+	// size), so a delta travels like a file: from several sources at once, and from a
+	// peer while the peer is still downloading it.
+	Chunks []Hash `json:"chunks"`
 }
 
 const (

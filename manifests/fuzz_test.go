@@ -40,7 +40,7 @@ func FuzzDecodeManifest(f *testing.F) {
 	good, _ := sampleManifest().Encode()
 	f.Add(good)
 	withDelta := sampleManifest()
-	withDelta.Files[2].Deltas = []Delta{{From: SumBytes([]byte("old")), FromSize: 9, Blob: SumBytes([]byte("d")), Size: 3}}
+	withDelta.Files[2].Deltas = []Delta{{From: SumBytes([]byte("old")), FromSize: 9, Blob: SumBytes([]byte("d")), Size: 3, Chunks: []Hash{SumBytes([]byte("d"))}}}
 	withDelta.Files[2].Packed = &Packed{Blob: SumBytes([]byte("p")), Frames: []int64{100, 7}}
 	v2, _ := withDelta.Encode()
 	f.Add(v2)

@@ -141,7 +141,7 @@ func (m *Manifest) Validate() error {
 		if f.SHA256.IsZero() {
 			return fmt.Errorf("manifests: manifest: %q: missing sha256: %w", f.Path, ErrInvalid)
 		}
-		if err := validDeltas(m.Schema, f); err != nil {
+		if err := validDeltas(m.Schema, f, m.ChunkSize); err != nil {
 			return err
 		}
 		if err := validPacked(m.Schema, f, m.ChunkSize); err != nil {
@@ -173,8 +173,8 @@ func nextSlash(p string, i int) int {
 }
 
 // validDeltas checks a file's deltas: only in v2, at most MaxDeltas, each from another blob
-// of a plausible size, none twice.
-func validDeltas(schema string, f File) error {
+// of a plausible size, none twice, each with a hash per chunk of its blob.
+func validDeltas(schema string, f File, chunkSize int64) error {
 	if len(f.Deltas) > 0 && schema != ManifestSchemaDeltas {
 		return fmt.Errorf("manifests: manifest: %q: deltas in a %s manifest: %w", f.Path, schema, ErrInvalid)
 	}
@@ -188,6 +188,8 @@ func validDeltas(schema string, f File) error {
 			return fmt.Errorf("manifests: manifest: %q: a delta with a missing, repeated or own base: %w", f.Path, ErrInvalid)
 		case d.FromSize <= 0 || d.FromSize > MaxFileSize || d.Size <= 0 || d.Size > MaxFileSize:
 			return fmt.Errorf("manifests: manifest: %q: a delta's sizes out of bounds: %w", f.Path, ErrInvalid)
+		case int64(len(d.Chunks)) != NumChunks(d.Size, chunkSize) || slices.ContainsFunc(d.Chunks, Hash.IsZero):
+			return fmt.Errorf("manifests: manifest: %q: a delta's chunk hashes do not fit its size: %w", f.Path, ErrInvalid)
 		}
 		seen[d.From] = true
 	}

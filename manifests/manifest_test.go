@@ -69,6 +69,29 @@ func TestManifestRejects(t *testing.T) {
 			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
 		}
 	}
+	// a delta must name a hash per chunk of its blob, no more, no fewer
+	withDelta := sampleManifest()
+	withDelta.Files[2].Deltas = []Delta{{From: SumBytes([]byte("old")), FromSize: 9, Blob: SumBytes([]byte("d")), Size: DefaultChunkSize + 1,
+		Chunks: []Hash{SumBytes([]byte("d1")), SumBytes([]byte("d2"))}}}
+	v2, err := withDelta.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := DecodeManifest(v2); err != nil {
+		t.Fatalf("a good delta: %v", err)
+	}
+	for name, doc := range map[string]string{
+		"a delta chunk short": strings.Replace(string(v2), `,"`+SumBytes([]byte("d2")).String()+`"`, "", 1),
+		"a delta chunk more":  strings.Replace(string(v2), `"`+SumBytes([]byte("d2")).String()+`"`, `"`+SumBytes([]byte("d2")).String()+`","`+SumBytes([]byte("d3")).String()+`"`, 1),
+		"no delta chunks":     strings.Replace(strings.Replace(string(v2), `"`+SumBytes([]byte("d1")).String()+`",`, "", 1), `"`+SumBytes([]byte("d2")).String()+`"`, "", 1),
+	} {
+		if doc == string(v2) {
+			t.Fatalf("%s: replacement did not apply", name)
+		}
+		if _, err := DecodeManifest([]byte(doc)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
+		}
+	}
 	if _, err := DecodeManifest(make([]byte, MaxManifestSize+1)); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("oversized: err = %v, want ErrTooLarge", err)
 	}

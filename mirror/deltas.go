@@ -2,7 +2,6 @@ package mirror
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"io"
 	"os"
@@ -40,33 +39,49 @@ func (d deltaStore) recordPath(from, to manifests.Hash) string {
 	return filepath.Join(d.dir, fmt.Sprintf("v%d-from-%s-to-%s", manifests.DeltaVersion, from.String()[:32], to.String()[:32]))
 }
 
-// get returns the delta recorded for from → to if its bytes are still there; skip is set
-// when the pair was tried and its delta was not worth publishing.
-func (d deltaStore) get(from, to manifests.Hash) (delta manifests.Delta, skip, ok bool) {
-	b, err := manifests.ReadBounded(d.recordPath(from, to), 256, true)
+// get returns the delta recorded for from → to at chunkSize if its bytes are still there;
+// skip is set when the pair was tried and its delta was not worth publishing.
+//
+//	record: "<delta hash> <size> <base size> <new blob> <chunk size>" then one line per
+//	        chunk hash of the delta, or "skip"
+func (d deltaStore) get(from, to manifests.Hash, chunkSize int64) (delta manifests.Delta, skip, ok bool) {
+	b, err := manifests.ReadBounded(d.recordPath(from, to), maxDeltaRecord, true)
 	if err != nil {
 		return delta, false, false
 	}
-	f := strings.Fields(string(b))
-	if len(f) == 1 && f[0] == "skip" {
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) == 1 && lines[0] == "skip" {
 		return delta, true, true
 	}
-	if len(f) != 4 {
+	f := strings.Fields(lines[0])
+	if len(f) != 5 {
 		return delta, false, false
 	}
 	h, err := manifests.ParseHash(f[0])
 	if err != nil {
 		return delta, false, false
 	}
-	var size, fromSize int64
-	if _, err := fmt.Sscan(f[1]+" "+f[2], &size, &fromSize); err != nil {
-		return delta, false, false
+	var size, fromSize, cs int64
+	if _, err := fmt.Sscan(f[1]+" "+f[2]+" "+f[4], &size, &fromSize, &cs); err != nil || cs != chunkSize ||
+		int64(len(lines)-1) != manifests.NumChunks(size, chunkSize) {
+		return delta, false, false // another chunk size: built again
+	}
+	chunks := make([]manifests.Hash, 0, len(lines)-1)
+	for _, l := range lines[1:] {
+		c, err := manifests.ParseHash(l)
+		if err != nil {
+			return delta, false, false
+		}
+		chunks = append(chunks, c)
 	}
 	if fi, err := os.Stat(d.blobPath(h)); err != nil || fi.Size() != size {
 		return delta, false, false
 	}
-	return manifests.Delta{From: from, FromSize: fromSize, Blob: h, Size: size}, false, true
+	return manifests.Delta{From: from, FromSize: fromSize, Blob: h, Size: size, Chunks: chunks}, false, true
 }
+
+// maxDeltaRecord bounds a record: its chunk hashes go into a manifest, which is bounded.
+const maxDeltaRecord = 256 + manifests.MaxManifestSize
 
 // build makes the delta from the file at oldPath (blob from) to the file at newPath,
 // keeps it in the cache and records it (or that it was not worth it).
@@ -92,13 +107,13 @@ func (d deltaStore) build(ctx context.Context, from manifests.Hash, oldPath stri
 	if err != nil {
 		return manifests.Delta{}, false, err
 	}
-	tmp, err := manifests.CreateAtomic(filepath.Join(d.dir, "building"), 0o600)
+	building := filepath.Join(d.dir, "building")
+	tmp, err := manifests.CreateAtomic(building, 0o600)
 	if err != nil {
 		return manifests.Delta{}, false, err
 	}
 	defer tmp.Abort()
-	h := sha256.New()
-	cw := &countWriter{w: io.MultiWriter(tmp, h)}
+	cw := &countWriter{w: tmp}
 	if err := manifests.EncodeDelta(cw, oldF, oi.Size(), newF, ni.Size(), chunkSize); err != nil {
 		return manifests.Delta{}, false, err
 	}
@@ -109,18 +124,26 @@ func (d deltaStore) build(ctx context.Context, from manifests.Hash, oldPath stri
 		tmp.Abort()
 		return manifests.Delta{}, false, manifests.WriteFileAtomic(d.recordPath(from, to), []byte("skip\n"), 0o600)
 	}
-	sum := manifests.Hash(h.Sum(nil))
 	if err := tmp.Commit(); err != nil {
 		return manifests.Delta{}, false, err
 	}
-	if err := os.Rename(filepath.Join(d.dir, "building"), d.blobPath(sum)); err != nil {
+	// its name and chunk hashes: a delta is a few MiB, read again from the page cache
+	sums, err := manifests.HashFile(ctx, building, chunkSize, nil)
+	if err != nil {
 		return manifests.Delta{}, false, err
 	}
-	rec := fmt.Sprintf("%s %d %d %s\n", sum, cw.n, oi.Size(), to)
-	if err := manifests.WriteFileAtomic(d.recordPath(from, to), []byte(rec), 0o600); err != nil {
+	if err := os.Rename(building, d.blobPath(sums.SHA256)); err != nil {
 		return manifests.Delta{}, false, err
 	}
-	return manifests.Delta{From: from, FromSize: oi.Size(), Blob: sum, Size: cw.n}, true, nil
+	var rec strings.Builder
+	fmt.Fprintf(&rec, "%s %d %d %s %d\n", sums.SHA256, sums.Size, oi.Size(), to, chunkSize)
+	for _, c := range sums.Chunks {
+		fmt.Fprintf(&rec, "%s\n", c)
+	}
+	if err := manifests.WriteFileAtomic(d.recordPath(from, to), []byte(rec.String()), 0o600); err != nil {
+		return manifests.Delta{}, false, err
+	}
+	return manifests.Delta{From: from, FromSize: oi.Size(), Blob: sums.SHA256, Size: sums.Size, Chunks: sums.Chunks}, true, nil
 }
 
 // countWriter counts what it passes on to w.
@@ -172,7 +195,7 @@ func addDeltas(ctx context.Context, opt SyncOptions, all, versions []*Version, k
 				if old == nil || old.SHA256 == f.SHA256 || old.Size == 0 || f.Size < 2*manifests.MinChunkSize {
 					continue
 				}
-				d, skip, ok := cache.get(old.SHA256, f.SHA256)
+				d, skip, ok := cache.get(old.SHA256, f.SHA256, v.Manifest.ChunkSize)
 				if !ok && !build {
 					continue // a dry run builds nothing
 				}

@@ -18,9 +18,9 @@ import (
 
 // Deltas on the device. A file the manifest lists deltas for, whose base blob the store
 // holds complete and intact, is rebuilt from the base and the delta: the delta blob is
-// fetched like any blob (from peers or repositories, verified whole against its name, and
-// kept in the store, so this device serves it to the LAN too), then applied chunk by chunk
-// into the partial blob, each chunk checked against the manifest's chunk hash and recorded
+// fetched like a file (chunk by chunk against the manifest's hashes, from peers or
+// repositories, shared with the LAN while it downloads, and kept in the store), then
+// applied chunk by chunk into the partial blob, each chunk checked against the manifest's chunk hash and recorded
 // as verified, so a kill resumes. A delta that fails in any way leaves the chunks it did
 // not rebuild missing: the download fills them as it would have without it.
 
@@ -36,7 +36,7 @@ func (f *fetcher) applyDeltas(ctx context.Context, p *Partial, fl manifests.File
 		if !s.HasBlob(d.From, d.FromSize) {
 			continue
 		}
-		if err := f.fetchWhole(ctx, d.Blob, d.Size, "delta of "+fl.Path, true); err != nil {
+		if err := f.fetchDelta(ctx, fl, d, chunkSize); err != nil {
 			if localErr(err) || ctx.Err() != nil {
 				return err
 			}
@@ -47,9 +47,7 @@ func (f *fetcher) applyDeltas(ctx context.Context, p *Partial, fl manifests.File
 		f.mu.Lock()
 		f.rep.RebuiltFromDelta += n
 		f.mu.Unlock()
-		if f.opt.Progress != nil && n > 0 {
-			f.opt.Progress.Add(int(n))
-		}
+		f.progress(n)
 		if err != nil {
 			if localErr(err) {
 				return err
@@ -68,7 +66,7 @@ func (f *fetcher) applyDeltas(ctx context.Context, p *Partial, fl manifests.File
 func (f *fetcher) baseThenDelta(ctx context.Context, p *Partial, fl manifests.File, chunkSize int64) error {
 	var last error
 	for _, d := range fl.Deltas {
-		if err := f.fetchWhole(ctx, d.From, d.FromSize, "base of "+fl.Path, false); err != nil {
+		if err := f.fetchWhole(ctx, d.From, d.FromSize, "base of "+fl.Path); err != nil {
 			last = err
 			continue
 		}
@@ -122,15 +120,25 @@ func (f *fetcher) rebuild(p *Partial, fl manifests.File, d manifests.Delta, chun
 	}
 }
 
+// fetchDelta brings the delta d of fl into the store like a file of its own, chunk by chunk
+// against the manifest's hashes: from several sources at once, and from a peer while the
+// peer is still downloading it, so a LAN updating at once takes the delta from the WAN
+// about once. Its bytes count as delta bytes.
+func (f *fetcher) fetchDelta(ctx context.Context, fl manifests.File, d manifests.Delta, chunkSize int64) error {
+	f.asDelta.Store(true)
+	defer f.asDelta.Store(false)
+	return f.blob(ctx, manifests.File{Path: fl.Path + " (delta)", Size: d.Size, SHA256: d.Blob, Chunks: d.Chunks}, chunkSize)
+}
+
 // fetchWhole brings blob h (size bytes) into the store whole, from the sources in order,
 // verified against its name as it streams to disk; a blob the store holds is not fetched.
-func (f *fetcher) fetchWhole(ctx context.Context, h manifests.Hash, size int64, what string, delta bool) error {
+func (f *fetcher) fetchWhole(ctx context.Context, h manifests.Hash, size int64, what string) error {
 	s := f.opt.Store
 	if s.HasBlob(h, size) {
 		return nil
 	}
 	return f.each(ctx, Query{Kind: KindBlob, Blob: h}, what, nil, func(src Source) error {
-		err := f.fetchWholeFrom(ctx, src, h, size, delta)
+		err := f.fetchWholeFrom(ctx, src, h, size)
 		if err != nil {
 			f.sourceFailed(src, what, err)
 		}
@@ -138,7 +146,7 @@ func (f *fetcher) fetchWhole(ctx context.Context, h manifests.Hash, size int64, 
 	})
 }
 
-func (f *fetcher) fetchWholeFrom(ctx context.Context, src Source, h manifests.Hash, size int64, delta bool) (err error) {
+func (f *fetcher) fetchWholeFrom(ctx context.Context, src Source, h manifests.Hash, size int64) (err error) {
 	s := f.opt.Store
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -186,11 +194,7 @@ func (f *fetcher) fetchWholeFrom(ctx context.Context, src Source, h manifests.Ha
 	}
 	f.mu.Lock()
 	f.reportLocked(src).Bytes += size
-	if delta {
-		f.rep.DeltaBytes += size
-	} else {
-		f.rep.Downloaded += size
-	}
+	f.rep.Downloaded += size
 	f.mu.Unlock()
 	return s.markVerified(h)
 }

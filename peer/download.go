@@ -66,7 +66,9 @@ func (f *fetcher) blob(ctx context.Context, fl manifests.File, chunkSize int64) 
 		}
 	}
 	if held {
-		f.rep.AlreadyHeld += fl.Size
+		if !f.asDelta.Load() {
+			f.rep.AlreadyHeld += fl.Size
+		}
 		return nil
 	}
 	if fl.Size == 0 {
@@ -91,10 +93,10 @@ func (f *fetcher) blob(ctx context.Context, fl manifests.File, chunkSize int64) 
 		}
 	}()
 	st := p.State()
-	f.rep.AlreadyHeld += st.VerifiedBytes()
-	if f.opt.Progress != nil {
-		f.opt.Progress.Add(int(st.VerifiedBytes()))
+	if !f.asDelta.Load() {
+		f.rep.AlreadyHeld += st.VerifiedBytes()
 	}
+	f.progress(st.VerifiedBytes())
 	n := st.Chunks()
 	// chunks held elsewhere in the store: copied, and checked like any other
 	for i := range n {
@@ -116,10 +118,10 @@ func (f *fetcher) blob(ctx context.Context, fl manifests.File, chunkSize int64) 
 		if err := p.Verified(i); err != nil {
 			return err
 		}
-		f.rep.ReusedLocal += l
-		if f.opt.Progress != nil {
-			f.opt.Progress.Add(int(l))
+		if !f.asDelta.Load() {
+			f.rep.ReusedLocal += l
 		}
+		f.progress(l)
 	}
 	if len(fl.Deltas) > 0 && !p.State().Complete() {
 		if err := f.applyDeltas(ctx, p, fl, chunkSize); err != nil {
@@ -277,9 +279,7 @@ func (f *fetcher) tryRun(ctx context.Context, s Source, bw *blobWant, q Query, f
 		got.Add(n)
 		lim.got.Add(n)
 		f.count(rep, n)
-		if f.opt.Progress != nil {
-			f.opt.Progress.Add(int(n))
-		}
+		f.progress(n)
 	})
 	defer func() {
 		perr := pl.close()

@@ -111,6 +111,9 @@ type fetcher struct {
 	wasted atomic.Int64 // nanoseconds spent on peers without verified progress (Policy.Budget)
 	// noPacked: sources whose packed chunks failed in this run (read raw since)
 	noPacked map[string]bool
+	// asDelta: the blob being fetched is a delta (fetchDelta): its bytes count as delta
+	// bytes, not as the file's, and move no progress bar
+	asDelta atomic.Bool
 }
 
 // waste adds d to the time spent on peers without verified progress.
@@ -261,8 +264,19 @@ func (f *fetcher) reportLocked(s Source) *SourceReport {
 func (f *fetcher) count(r *SourceReport, k int64) {
 	f.mu.Lock()
 	r.Bytes += k
-	f.rep.Downloaded += k
+	if f.asDelta.Load() {
+		f.rep.DeltaBytes += k
+	} else {
+		f.rep.Downloaded += k
+	}
 	f.mu.Unlock()
+}
+
+// progress moves the progress bar by n bytes of the files (a delta's own bytes do not).
+func (f *fetcher) progress(n int64) {
+	if f.opt.Progress != nil && !f.asDelta.Load() {
+		f.opt.Progress.Add(int(n))
+	}
 }
 
 // usable reports whether a source is still asked in this run (not banned, not down).
