@@ -46,6 +46,14 @@ func lanScenario() Scenario {
 			if err := ensureRandomFile(filepath.Join(src, "image.bin"), size); err != nil {
 				return nil, err
 			}
+			// the next version, published with its delta, for the update mode
+			next := filepath.Join(dir, "source", "os", "2.0")
+			if err := os.MkdirAll(next, 0o755); err != nil {
+				return nil, err
+			}
+			if err := writeUpdatedFile(filepath.Join(next, "image.bin"), filepath.Join(src, "image.bin"), 2); err != nil {
+				return nil, err
+			}
 			repo := filepath.Join(dir, "repo")
 			if err := publishLocal(ctx, env.Drepo, dir, repo); err != nil {
 				return nil, err
@@ -98,6 +106,7 @@ func lanScenario() Scenario {
 				{"lossy", "stream, first discovery requests lost"},
 				{"cascade", "whole-file cascade (complete blobs only)"},
 				{"repository", "every device from the repository"},
+				{"update", "every device holds 1.0 and updates to 2.0 at once (a delta)"},
 			}
 			// DREPO_BENCH_LAN_MODES=stream,alone measures only those (the slow modes take minutes)
 			var cmds []Command
@@ -182,12 +191,23 @@ func publishLocal(ctx context.Context, drepo, dir, repo string) error {
 	return last
 }
 
-// prepare readies one round of mode, untimed: empty stores and, where peers serve, every
-// device's daemon started (a device runs it all the time; the round times the fetches).
+// prepare readies one round of mode, untimed: empty stores (update: each holding version
+// 1.0, hard-linked from one fetched once) and, where peers serve, every device's daemon
+// started (a device runs it all the time; the round times the fetches).
 func (l *lanBench) prepare(mode string) error {
 	for i := 1; i <= l.n; i++ {
-		if err := os.RemoveAll(filepath.Join(l.dir, fmt.Sprintf("store%d", i))); err != nil {
+		store := filepath.Join(l.dir, fmt.Sprintf("store%d", i))
+		if err := os.RemoveAll(store); err != nil {
 			return err
+		}
+		if mode == "update" {
+			template, err := l.template()
+			if err != nil {
+				return err
+			}
+			if out, err := exec.Command("cp", "-al", template, store).CombinedOutput(); err != nil {
+				return fmt.Errorf("cp -al: %v %s", err, out)
+			}
 		}
 	}
 	l.before = repoBytes(l.repoLog)
@@ -237,6 +257,39 @@ func (l *lanBench) prepare(mode string) error {
 	return nil
 }
 
+// template is a store holding version 1.0, fetched once from the repository by a device
+// alone (inside the LAN: the repository is not reachable from outside).
+func (l *lanBench) template() (string, error) {
+	store := filepath.Join(l.dir, "template-store")
+	if _, err := os.Stat(filepath.Join(store, ".template-done")); err == nil {
+		return store, nil
+	}
+	_ = os.RemoveAll(store)
+	cfg := filepath.Join(l.dir, "template.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("trusted_keys: [%s]\nstore: %s\npeers: {enabled: false}\nrepositories:\n  - {name: wan, url: \"http://%s:8080/\"}\n",
+		filepath.Join(l.dir, "key.pub"), store, l.lan.Addr(0))), 0o644); err != nil {
+		return "", err
+	}
+	if out, err := l.lan.Command(context.Background(), 1, l.env.Drepo, "--config", cfg, "--log-level", "error", "fetch", "os@1.0").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("the template store: %v %s", err, lastLines(string(out), 3))
+	}
+	return store, os.WriteFile(filepath.Join(store, ".template-done"), nil, 0o600)
+}
+
+// deltaSize is the size of the delta sync published for 2.0 (the one blob in the state's
+// delta cache named by a hash).
+func (l *lanBench) deltaSize() int64 {
+	entries, _ := os.ReadDir(filepath.Join(l.dir, "state", "deltas"))
+	for _, e := range entries {
+		if len(e.Name()) == 64 {
+			if fi, err := e.Info(); err == nil {
+				return fi.Size()
+			}
+		}
+	}
+	return 0
+}
+
 // round runs one mode after prepare: every device (or one) fetches at once; it returns when
 // all hold the app (slow: every 100 Mbit/s device; the slow one is then stopped), with the
 // bytes the repository served and the devices' finish times. kill-leader SIGKILLs the
@@ -260,7 +313,11 @@ func (l *lanBench) round(ctx context.Context, mode string) (string, error) {
 		if v := os.Getenv("DREPO_BENCH_LAN_LOG"); v != "" {
 			level = v // debug: every transfer's start and end in the devices' reports
 		}
-		args := []string{"--config", filepath.Join(l.dir, fmt.Sprintf("device%d.yaml", i)), "--log-level", level, "fetch", "os@1.0", "--json"}
+		app := "os@1.0"
+		if mode == "update" {
+			app = "os@2.0"
+		}
+		args := []string{"--config", filepath.Join(l.dir, fmt.Sprintf("device%d.yaml", i)), "--log-level", level, "fetch", app, "--json"}
 		if mode == "repository" || mode == "alone" {
 			args = append(args, "--no-peers")
 		}
@@ -330,6 +387,11 @@ func (l *lanBench) round(ctx context.Context, mode string) (string, error) {
 			fin = append(fin, fmt.Sprintf("%.1f", took[i].Seconds()))
 			last = max(last, took[i])
 		}
+	}
+	if mode == "update" {
+		d := l.deltaSize()
+		return fmt.Sprintf("repository served %.1f MiB = %.2f× the delta (%.1f MiB; the app %d MiB); last device %.1f s; devices: %s",
+			float64(served)/(1<<20), float64(served)/float64(max(d, 1)), float64(d)/(1<<20), l.size>>20, last.Seconds(), strings.Join(fin, " ")), nil
 	}
 	return fmt.Sprintf("repository served %d MiB = %.2f× the app; last device %.1f s; devices: %s", served>>20, float64(served)/float64(l.size), last.Seconds(), strings.Join(fin, " ")), nil
 }
