@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drepo-dev/drepo/manifests"
+	"github.com/drepo-dev/drepo/mirror"
+	"github.com/drepo-dev/drepo/mirror/dav"
 	"github.com/drepo-dev/drepo/peer"
 	"github.com/drepo-dev/drepo/webdavsrv/davtest"
 )
@@ -31,6 +34,7 @@ type swarmLAN struct {
 	data    []byte
 	repoLog string
 	daemons map[int]*exec.Cmd
+	repo    *davtest.Server // the repository's loopback server, where sync publishes
 }
 
 func newSwarmLAN(t *testing.T, n int, data []byte, chunk int64) *swarmLAN {
@@ -42,7 +46,7 @@ func newSwarmLAN(t *testing.T, n int, data []byte, chunk int64) *swarmLAN {
 		t.Fatal(err)
 	}
 	t.Cleanup(l.Close)
-	w := &swarmLAN{t: t, lan: l, dir: dir, bin: drepoBinary(t), data: data, repoLog: filepath.Join(dir, "repo.log"), daemons: map[int]*exec.Cmd{}}
+	w := &swarmLAN{t: t, lan: l, dir: dir, bin: drepoBinary(t), data: data, repoLog: filepath.Join(dir, "repo.log"), daemons: map[int]*exec.Cmd{}, repo: s}
 	ctx, cancel := context.WithCancel(context.Background())
 	var procs sync.WaitGroup
 	t.Cleanup(func() { cancel(); procs.Wait() })
@@ -87,10 +91,15 @@ func (w *swarmLAN) cfg(i int) string { return filepath.Join(w.dir, fmt.Sprintf("
 
 // fetch starts device i's fetch of app@1 into out<i>.
 func (w *swarmLAN) fetch(ctx context.Context, i int, flags ...string) *exec.Cmd {
+	return w.fetchVersion(ctx, i, "1", flags...)
+}
+
+// fetchVersion starts device i's fetch of app@version into out<i>.
+func (w *swarmLAN) fetchVersion(ctx context.Context, i int, version string, flags ...string) *exec.Cmd {
 	if flags == nil {
 		flags = []string{"--log-level", "info"}
 	}
-	args := append(append([]string{"--config", w.cfg(i)}, flags...), "fetch", "app@1", "--out", filepath.Join(w.dir, fmt.Sprintf("out%d", i)))
+	args := append(append([]string{"--config", w.cfg(i)}, flags...), "fetch", "app@"+version, "--out", filepath.Join(w.dir, fmt.Sprintf("out%d", i)))
 	cmd := w.lan.Command(ctx, i, w.bin, args...)
 	cmd.Stderr = &bytes.Buffer{}
 	if err := cmd.Start(); err != nil {
@@ -259,6 +268,84 @@ func TestLANLossyDiscovery(t *testing.T) {
 		}
 		t.Fatalf("the repository served %.2f× the app", float64(served)/float64(len(w.data)))
 	}
+}
+
+// Every device holds app@1 and updates to app@2 at once, which sync published with a
+// delta (64 KiB inserted near the start, 512 KiB replaced): the delta travels like a file,
+// so the devices share it while it downloads and the repository sends it about once, not
+// once per device.
+func TestLANUpdateTakesTheDeltaOnce(t *testing.T) {
+	const n = 7
+	w := newSwarmLAN(t, n, swarmData(24<<20, 75), 1<<20)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmds := map[int]*exec.Cmd{}
+	for i := 1; i < n; i++ {
+		cmds[i] = w.fetch(ctx, i)
+	}
+	for i := 1; i < n; i++ {
+		if err := cmds[i].Wait(); err != nil || !w.holds(i) {
+			t.Fatalf("device %d, app@1: %v\n%s", i, err, cmds[i].Stderr)
+		}
+	}
+	next := append(append(append([]byte{}, w.data[:1<<20]...), swarmData(64<<10, 76)...), w.data[1<<20:]...)
+	copy(next[12<<20:], swarmData(512<<10, 77))
+	delta := w.publish("2", next)
+	before := w.repoServed()
+	for i := 1; i < n; i++ {
+		cmds[i] = w.fetchVersion(ctx, i, "2")
+	}
+	for i := 1; i < n; i++ {
+		err := cmds[i].Wait()
+		got, _ := os.ReadFile(filepath.Join(w.dir, fmt.Sprintf("out%d", i), "image.bin"))
+		if err != nil || !bytes.Equal(got, next) {
+			t.Fatalf("device %d, app@2: %v\n%s", i, err, cmds[i].Stderr)
+		}
+	}
+	// the index and a manifest per device come on top: well under 64 KiB here
+	served := w.repoServed() - before
+	if served > delta*3/2+64<<10 {
+		t.Fatalf("the repository served %d bytes for the update, %.2f× the %d-byte delta", served, float64(served)/float64(delta), delta)
+	}
+	t.Logf("the repository served %d bytes for the update: %.2f× the %d-byte delta (the file is %d bytes)", served, float64(served)/float64(delta), delta, len(next))
+}
+
+// publish adds version of the app with image.bin = data to the source and syncs it to the
+// repository; it returns the size of the delta sync gave it from version 1.
+func (w *swarmLAN) publish(version string, data []byte) int64 {
+	w.t.Helper()
+	p := filepath.Join(w.dir, "src", "app", version, "image.bin")
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		w.t.Fatal(err)
+	}
+	key, err := manifests.LoadSecretKey(filepath.Join(w.dir, "k.key"))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	rep, err := mirror.Sync(context.Background(), mirror.SyncOptions{Source: filepath.Join(w.dir, "src"), SigningKey: key, StateDir: filepath.Join(w.dir, "state"), ChunkSize: 1 << 20,
+		DeltaVersions: mirror.DefaultDeltaVersions, Repos: []dav.Repository{{Name: "r", URL: w.repo.URL, Username: w.repo.User, Password: dav.NewSecret(w.repo.Password)}}})
+	if err != nil || rep.Failed() || rep.DeltasBuilt != 1 {
+		w.t.Fatalf("sync of version %s: %+v %v", version, rep, err)
+	}
+	idx, _ := os.ReadFile(filepath.Join(w.repo.Root, "index.json"))
+	x, err := manifests.DecodeIndex(idx)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	for _, a := range x.Apps {
+		if a.Version != version {
+			continue
+		}
+		doc, _ := os.ReadFile(filepath.Join(w.repo.Root, manifests.BlobPath(a.Manifest)))
+		m, err := manifests.DecodeManifest(doc)
+		if err != nil || len(m.Files) != 1 || len(m.Files[0].Deltas) != 1 {
+			w.t.Fatalf("the manifest of version %s: %v", version, err)
+		}
+		return m.Files[0].Deltas[0].Size
+	}
+	w.t.Fatalf("version %s not in the index", version)
+	return 0
 }
 
 // A blob from two sources at once: a device whose repository is slow (20 Mbit/s here) and
