@@ -54,6 +54,11 @@ func FuzzDecodeManifest(f *testing.F) {
 				(len(fl.Deltas) > 0 && m.Schema != ManifestSchemaDeltas) {
 				t.Fatalf("accepted manifest breaks a rule: %+v", fl)
 			}
+			for _, d := range fl.Deltas {
+				if int64(len(d.Chunks)) != NumChunks(d.Size, m.ChunkSize) {
+					t.Fatalf("accepted a delta whose chunk hashes do not fit its size: %+v", d)
+				}
+			}
 		}
 		enc, err := m.Encode()
 		if err != nil {
