@@ -9,12 +9,17 @@ import (
 
 // writeRandomFile writes size bytes from a seeded ChaCha8 stream, in constant memory.
 func writeRandomFile(path string, size int64, seed byte) error {
+	return writeFrom(path, io.LimitReader(rand.NewChaCha8([32]byte{seed}), size))
+}
+
+// writeFrom writes what r reads to a new file at path, through a 1 MiB buffer.
+func writeFrom(path string, r io.Reader) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
-	if _, err := io.CopyN(w, rand.NewChaCha8([32]byte{seed}), size); err != nil {
+	if _, err := io.Copy(w, r); err != nil {
 		f.Close()
 		return err
 	}
@@ -38,11 +43,6 @@ func writeUpdatedFile(path, old string, seed byte) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
 	fresh := rand.NewChaCha8([32]byte{seed})
 	at, replaced := min(int64(10<<20), fi.Size()), max(fi.Size()/3, int64(10<<20))
 	parts := []io.Reader{
@@ -52,13 +52,5 @@ func writeUpdatedFile(path, old string, seed byte) error {
 		io.LimitReader(fresh, 4<<20),
 		io.NewSectionReader(in, replaced+4<<20, max(fi.Size()-replaced-4<<20, 0)),
 	}
-	if _, err := io.Copy(w, io.MultiReader(parts...)); err != nil {
-		f.Close()
-		return err
-	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return writeFrom(path, io.MultiReader(parts...))
 }

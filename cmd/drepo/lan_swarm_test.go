@@ -108,6 +108,15 @@ func (w *swarmLAN) fetchVersion(ctx context.Context, i int, version string, flag
 	return cmd
 }
 
+// fetchAll starts every device's fetch of app@version at once.
+func (w *swarmLAN) fetchAll(ctx context.Context, version string, flags ...string) map[int]*exec.Cmd {
+	cmds := map[int]*exec.Cmd{}
+	for i := 1; i < len(w.lan.Hosts); i++ {
+		cmds[i] = w.fetchVersion(ctx, i, version, flags...)
+	}
+	return cmds
+}
+
 // holds reports whether device i laid out the app's bytes.
 func (w *swarmLAN) holds(i int) bool {
 	got, _ := os.ReadFile(filepath.Join(w.dir, fmt.Sprintf("out%d", i), "image.bin"))
@@ -168,10 +177,7 @@ func TestLANSlowDeviceDoesNotHoldOthersBack(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	cmds := map[int]*exec.Cmd{}
-	for i := 1; i < n; i++ {
-		cmds[i] = w.fetch(ctx, i)
-	}
+	cmds := w.fetchAll(ctx, "1")
 	for i := 1; i < n; i++ {
 		if i == slow {
 			continue
@@ -200,10 +206,7 @@ func TestLANLeaderKilled(t *testing.T) {
 	w := newSwarmLAN(t, n, swarmData(48<<20, 72), 1<<20)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	cmds := map[int]*exec.Cmd{}
-	for i := 1; i < n; i++ {
-		cmds[i] = w.fetch(ctx, i)
-	}
+	cmds := w.fetchAll(ctx, "1")
 	leader := 0
 	for leader == 0 {
 		best, held := 0, int64(0)
@@ -253,10 +256,7 @@ func TestLANLossyDiscovery(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	cmds := map[int]*exec.Cmd{}
-	for i := 1; i < n; i++ {
-		cmds[i] = w.fetch(ctx, i, "--log-level", "debug")
-	}
+	cmds := w.fetchAll(ctx, "1", "--log-level", "debug")
 	for i := 1; i < n; i++ {
 		if err := cmds[i].Wait(); err != nil || !w.holds(i) {
 			t.Fatalf("device %d: %v\n%s", i, err, cmds[i].Stderr)
@@ -279,10 +279,7 @@ func TestLANUpdateTakesTheDeltaOnce(t *testing.T) {
 	w := newSwarmLAN(t, n, swarmData(24<<20, 75), 1<<20)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	cmds := map[int]*exec.Cmd{}
-	for i := 1; i < n; i++ {
-		cmds[i] = w.fetch(ctx, i)
-	}
+	cmds := w.fetchAll(ctx, "1")
 	for i := 1; i < n; i++ {
 		if err := cmds[i].Wait(); err != nil || !w.holds(i) {
 			t.Fatalf("device %d, app@1: %v\n%s", i, err, cmds[i].Stderr)
@@ -292,9 +289,7 @@ func TestLANUpdateTakesTheDeltaOnce(t *testing.T) {
 	copy(next[12<<20:], swarmData(512<<10, 77))
 	delta := w.publish("2", next)
 	before := w.repoServed()
-	for i := 1; i < n; i++ {
-		cmds[i] = w.fetchVersion(ctx, i, "2")
-	}
+	cmds = w.fetchAll(ctx, "2")
 	for i := 1; i < n; i++ {
 		err := cmds[i].Wait()
 		got, _ := os.ReadFile(filepath.Join(w.dir, fmt.Sprintf("out%d", i), "image.bin"))
