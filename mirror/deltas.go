@@ -29,7 +29,10 @@ const DefaultDeltaVersions = 2
 const deltaWorth = 0.5
 
 // deltaStore is the cache of built deltas in state_dir/deltas.
-type deltaStore struct{ dir string }
+type deltaStore struct {
+	dir  string
+	used *cacheUse // what this sync's versions use of it
+}
 
 func (d deltaStore) blobPath(h manifests.Hash) string { return filepath.Join(d.dir, h.String()) }
 
@@ -45,6 +48,7 @@ func (d deltaStore) recordPath(from, to manifests.Hash) string {
 //	record: "<delta hash> <size> <base size> <new blob> <chunk size>" then one line per
 //	        chunk hash of the delta, or "skip"
 func (d deltaStore) get(from, to manifests.Hash, chunkSize int64) (delta manifests.Delta, skip, ok bool) {
+	d.used.add(d.recordPath(from, to))
 	b, err := manifests.ReadBounded(d.recordPath(from, to), maxDeltaRecord, true)
 	if err != nil {
 		return delta, false, false
@@ -77,6 +81,7 @@ func (d deltaStore) get(from, to manifests.Hash, chunkSize int64) (delta manifes
 	if fi, err := os.Stat(d.blobPath(h)); err != nil || fi.Size() != size {
 		return delta, false, false
 	}
+	d.used.add(d.blobPath(h))
 	return manifests.Delta{From: from, FromSize: fromSize, Blob: h, Size: size, Chunks: chunks}, false, true
 }
 
@@ -135,6 +140,7 @@ func (d deltaStore) build(ctx context.Context, from manifests.Hash, oldPath stri
 	if err := os.Rename(building, d.blobPath(sums.SHA256)); err != nil {
 		return manifests.Delta{}, false, err
 	}
+	d.used.add(d.blobPath(sums.SHA256))
 	var rec strings.Builder
 	fmt.Fprintf(&rec, "%s %d %d %s %d\n", sums.SHA256, sums.Size, oi.Size(), to, chunkSize)
 	for _, c := range sums.Chunks {

@@ -19,16 +19,23 @@ import (
 // device without a delta's base then reads the packed chunks from a repository.
 
 // packStore is the cache of packed blobs in state_dir/packed.
-type packStore struct{ dir string }
-
-func (p packStore) blobPath(h manifests.Hash) string { return filepath.Join(p.dir, h.String()) }
-func (p packStore) recordPath(file manifests.Hash) string {
-	return filepath.Join(p.dir, "of-"+file.String())
+type packStore struct {
+	dir  string
+	used *cacheUse // what this sync's versions use of it
 }
 
-// get returns the packing recorded for file; skip when it was not worth it.
-func (p packStore) get(file manifests.Hash) (pk *manifests.Packed, skip, ok bool) {
-	b, err := manifests.ReadBounded(p.recordPath(file), 16<<20, true)
+func (p packStore) blobPath(h manifests.Hash) string { return filepath.Join(p.dir, h.String()) }
+
+// recordPath names the record of a file's packing at a chunk size (a frame per chunk: a
+// new chunk size packs the file again).
+func (p packStore) recordPath(file manifests.Hash, chunkSize int64) string {
+	return filepath.Join(p.dir, fmt.Sprintf("of-%s-%d", file, chunkSize))
+}
+
+// get returns the packing recorded for file at chunkSize; skip when it was not worth it.
+func (p packStore) get(file manifests.Hash, chunkSize int64) (pk *manifests.Packed, skip, ok bool) {
+	p.used.add(p.recordPath(file, chunkSize))
+	b, err := manifests.ReadBounded(p.recordPath(file, chunkSize), 16<<20, true)
 	if err != nil {
 		return nil, false, false
 	}
@@ -54,6 +61,7 @@ func (p packStore) get(file manifests.Hash) (pk *manifests.Packed, skip, ok bool
 	if fi, err := os.Stat(p.blobPath(h)); err != nil || fi.Size() != pk.Size() {
 		return nil, false, false
 	}
+	p.used.add(p.blobPath(h))
 	return pk, false, true
 }
 
@@ -70,7 +78,7 @@ func (p packStore) build(file manifests.Hash, path string, size, chunkSize int64
 	if !manifests.WorthPacking(src, size, chunkSize) {
 		// a sample of its chunks does not compress (media, compressed images): not packed,
 		// and not compressed whole to find that out
-		return nil, manifests.WriteFileAtomic(p.recordPath(file), []byte("skip\n"), 0o600)
+		return nil, manifests.WriteFileAtomic(p.recordPath(file, chunkSize), []byte("skip\n"), 0o600)
 	}
 	tmp, err := manifests.CreateAtomic(filepath.Join(p.dir, "building"), 0o600)
 	if err != nil {
@@ -83,7 +91,7 @@ func (p packStore) build(file manifests.Hash, path string, size, chunkSize int64
 		return nil, err
 	}
 	if float64(manifests.PackedSize(frames)) > manifests.PackedWorth*float64(size) {
-		return nil, manifests.WriteFileAtomic(p.recordPath(file), []byte("skip\n"), 0o600)
+		return nil, manifests.WriteFileAtomic(p.recordPath(file, chunkSize), []byte("skip\n"), 0o600)
 	}
 	sum := manifests.Hash(h.Sum(nil))
 	if err := tmp.Commit(); err != nil {
@@ -92,13 +100,14 @@ func (p packStore) build(file manifests.Hash, path string, size, chunkSize int64
 	if err := os.Rename(filepath.Join(p.dir, "building"), p.blobPath(sum)); err != nil {
 		return nil, err
 	}
+	p.used.add(p.blobPath(sum))
 	var rec strings.Builder
 	rec.WriteString(sum.String())
 	for _, n := range frames {
 		fmt.Fprintf(&rec, " %d", n)
 	}
 	rec.WriteString("\n")
-	if err := manifests.WriteFileAtomic(p.recordPath(file), []byte(rec.String()), 0o600); err != nil {
+	if err := manifests.WriteFileAtomic(p.recordPath(file, chunkSize), []byte(rec.String()), 0o600); err != nil {
 		return nil, err
 	}
 	return &manifests.Packed{Blob: sum, Frames: frames}, nil
@@ -114,7 +123,7 @@ func addPacked(ctx context.Context, versions []*Version, cache packStore, build 
 			if f.Size < 2*manifests.MinChunkSize || ctx.Err() != nil {
 				continue
 			}
-			pk, skip, ok := cache.get(f.SHA256)
+			pk, skip, ok := cache.get(f.SHA256, v.Manifest.ChunkSize)
 			if !ok && build {
 				var err error
 				if pk, err = cache.build(f.SHA256, filepath.Join(v.Dir, filepath.FromSlash(f.Path)), f.Size, v.Manifest.ChunkSize); err != nil {

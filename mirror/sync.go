@@ -217,15 +217,27 @@ func Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
 		return nil, err
 	}
 	versions := KeepNewest(scanned, opt.Keep, opt.KeepApps)
-	deltas := deltaStore{dir: filepath.Join(st.dir, "deltas")}
+	used := newCacheUse()
+	deltas := deltaStore{dir: filepath.Join(st.dir, "deltas"), used: used}
 	built, err := addDeltas(ctx, opt, scanned, versions, opt.DeltaVersions, deltas, !opt.DryRun)
 	if err != nil {
 		return nil, err
 	}
-	packs := packStore{dir: filepath.Join(st.dir, "packed")}
+	packs := packStore{dir: filepath.Join(st.dir, "packed"), used: used}
 	if opt.Pack {
 		if err := addPacked(ctx, versions, packs, !opt.DryRun); err != nil {
 			return nil, err
+		}
+	}
+	if !opt.DryRun {
+		for _, dir := range []string{deltas.dir, packs.dir} {
+			n, b, err := used.prune(dir, opt.Now())
+			if err != nil {
+				return nil, fmt.Errorf("mirror: pruning %s: %w", dir, err)
+			}
+			if n > 0 {
+				opt.Log.Info("removed cached deltas or packed blobs no version uses", "dir", dir, "files", n, "bytes", b)
+			}
 		}
 	}
 	retained := map[string]bool{} // versions left out by retention, on purpose
