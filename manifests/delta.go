@@ -86,7 +86,7 @@ func EncodeDelta(w io.Writer, base io.ReaderAt, baseSize int64, newF io.ReaderAt
 		return err
 	}
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(workers),
-		zstd.WithWindowSize(windowFor(int(unitSize))), zstd.WithZeroFrames(true))
+		zstd.WithWindowSize(windowFor(int(min(unitSize, size+64)))), zstd.WithZeroFrames(true))
 	if err != nil {
 		return err
 	}

@@ -211,8 +211,8 @@ func (a *aligner) index(win []byte, lo, hi int) {
 	h := gearBefore(win, lo)
 	for i, b := range win[lo:hi] {
 		h = h<<1 + gear[b]
-		if h&fineMask == 0 {
-			a.table[slot(h)] = int32(lo + i + 2)
+		if t := &a.table[slot(h)]; h&fineMask == 0 && *t == 0 {
+			*t = int32(lo + i + 2)
 		}
 	}
 }
