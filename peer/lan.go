@@ -186,12 +186,13 @@ func (f *fetcher) lanSources(ctx context.Context, g *PeerGroup, group Source, q 
 	}
 	now := time.Now()
 	cands := f.lan.cands(found, q, now, f.isBanned)
-	if bw != nil && !bw.settled && need.Have == 0 && g.Settle > 0 && !pol.Spent(need) && !slices.ContainsFunc(cands, func(c Cand) bool { return c.ahead(need) }) {
-		// nobody ahead answered: a device that started a moment earlier (with a lower
-		// instance id) may not have announced the blob yet, and no answer at all is not
-		// yet "nobody has it" (lost datagrams): ask again after a random wait; while
-		// nobody answers at all, up to settleRounds times, each wait a little longer.
-		// Leading at once when only devices behind answered made three leaders of one LAN.
+	if bw != nil && !bw.settled && need.Have == 0 && g.Settle > 0 && !pol.Spent(need) && !slices.ContainsFunc(pol.Counted(cands, need), func(c Cand) bool { return c.ahead(need) }) {
+		// nobody ahead answered (or only peers that already failed this run): a device
+		// that started a moment earlier (with a lower instance id) may not have announced
+		// the blob yet, and no answer at all is not yet "nobody has it" (lost or late
+		// datagrams): ask again after a random wait; while nobody answers at all, up to
+		// settleRounds times, each wait a little longer. Leading at once when only devices
+		// behind answered made three leaders of one LAN.
 		bw.settled = true
 		for round := 0; round < settleRounds && (round == 0 || len(found) == 0); round++ {
 			select {
