@@ -37,6 +37,7 @@ const (
 // aligner finds a unit's operations against its window; one per worker, reused.
 type aligner struct {
 	table          []int32 // window match point + 1 by the hash of the bytes before it; 0 none
+	first          []int32 // the same, the first such point (table keeps the last)
 	points         []anchor
 	pieces         []piece
 	ilo, ihi       int  // the part of the window in table
@@ -47,7 +48,9 @@ type aligner struct {
 	prevEnd        int // end of the previous op's diff in the window
 }
 
-func newAligner() *aligner { return &aligner{table: make([]int32, 1<<alignTableBits)} }
+func newAligner() *aligner {
+	return &aligner{table: make([]int32, 1<<alignTableBits), first: make([]int32, 1<<alignTableBits)}
+}
 
 func slot(h uint64) uint64 { return (h * 0x9E3779B97F4A7C15) >> (64 - alignTableBits) }
 
@@ -107,6 +110,7 @@ func (a *aligner) align(win, c []byte, guess int) {
 	}
 	a.diff = a.diff[:0]
 	clear(a.table)
+	clear(a.first)
 	a.ilo, a.ihi = 0, 0
 	// the op being built starts at c[start], aligned with win by d (c[k] pairs with win[k+d])
 	a.start, a.d = 0, guess
@@ -145,26 +149,45 @@ func (a *aligner) try(win, c []byte, q int, fp uint64, guess int) {
 		center = q + d
 	}
 	a.indexWindow(win, center-lookAround, center+lookAround)
-	cand := int(a.table[slot(fp)]) - 1
-	if cand < probe || !bytes.Equal(c[q-probe:q], win[cand-probe:cand]) {
+	// the last and the first window point with this fingerprint: the longer exact match,
+	// of two as long the one with more window after it (in repetitive content the last
+	// runs out of window at once, and switching again and again cost the most)
+	k := slot(fp)
+	cand, l := -1, 0
+	for _, t := range [2]int32{a.table[k], a.first[k]} {
+		p := int(t) - 1
+		if p < probe || p == cand || !bytes.Equal(c[q-probe:q], win[p-probe:p]) {
+			continue
+		}
+		m := probe + matchLen(c[q:min(len(c), q+256)], win[p:])
+		if m > l || (m == l && p < cand) {
+			cand, l = p, m
+		}
+	}
+	if cand < 0 {
 		return
 	}
 	nd := cand - q
 	if a.aligned && nd == d {
 		return
 	}
-	l := probe + matchLen(c[q:min(len(c), q+256)], win[cand:])
 	if a.aligned && l <= equalBytes(c[q-probe:q-probe+l], win, q-probe+d)+8 {
 		return
 	}
-	// switch to nd where its exact match begins
+	// switch to nd where its exact match begins (looked for at most maxBack back: in
+	// repetitive content many alignments match all the way back, and going there on every
+	// switch made the walk quadratic)
 	b0 := q - probe
-	for b0 > a.start && b0+nd > 0 && c[b0-1] == win[b0-1+nd] {
+	lim := max(a.start, b0-maxBack)
+	for b0 > lim && b0+nd > 0 && c[b0-1] == win[b0-1+nd] {
 		b0--
 	}
 	a.start = a.emit(win, c, a.start, b0, d, a.aligned, nd)
 	a.d, a.aligned = nd, true
 }
+
+// maxBack bounds how far back a new alignment's start is looked for.
+const maxBack = 64 << 10
 
 // mostlyEqual reports whether at least 3/4 of the probe bytes of x and y are equal: an
 // alignment that still holds that well is not worth a look for another.
@@ -211,8 +234,12 @@ func (a *aligner) index(win []byte, lo, hi int) {
 	h := gearBefore(win, lo)
 	for i, b := range win[lo:hi] {
 		h = h<<1 + gear[b]
-		if t := &a.table[slot(h)]; h&fineMask == 0 && *t == 0 {
-			*t = int32(lo + i + 2)
+		if h&fineMask == 0 {
+			k := slot(h)
+			a.table[k] = int32(lo + i + 2)
+			if a.first[k] == 0 {
+				a.first[k] = int32(lo + i + 2)
+			}
 		}
 	}
 }
@@ -228,10 +255,11 @@ func equalBytes(s, win []byte, o int) int {
 	return n
 }
 
-// backward is how far back from c[end] (down to start) the alignment d pays, as forward.
+// backward is how far back from c[end] (down to start, at most maxBack) the alignment d
+// pays, as forward.
 func backward(win, c []byte, start, end, d int) int {
 	s, best, n := 0, 0, 0
-	for k := end - 1; k >= start; k-- {
+	for k := end - 1; k >= max(start, end-maxBack); k-- {
 		j := k + d
 		if j < 0 || j >= len(win) {
 			break
