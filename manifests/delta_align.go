@@ -30,14 +30,15 @@ const (
 	fineMask = 1<<5 - 1
 	// probe is how many bytes before a match point must be equal to call it a match.
 	probe = 32
-	// alignTableBits sizes the table of the window's match points (4 bytes each).
+	// alignTableBits sizes the table of the window's match points (8 bytes each).
 	alignTableBits = 18
 )
 
 // aligner finds a unit's operations against its window; one per worker, reused.
 type aligner struct {
-	table          []int32 // window match point + 1 by the hash of the bytes before it; 0 none
-	first          []int32 // the same, the first such point (table keeps the last)
+	// table holds, by the hash of the bytes before a window match point, the last and the
+	// first such point (+1; 0 none), side by side so one cache line answers both
+	table          [][2]int32
 	points         []anchor
 	pieces         []piece
 	ilo, ihi       int  // the part of the window in table
@@ -48,9 +49,7 @@ type aligner struct {
 	prevEnd        int // end of the previous op's diff in the window
 }
 
-func newAligner() *aligner {
-	return &aligner{table: make([]int32, 1<<alignTableBits), first: make([]int32, 1<<alignTableBits)}
-}
+func newAligner() *aligner { return &aligner{table: make([][2]int32, 1<<alignTableBits)} }
 
 func slot(h uint64) uint64 { return (h * 0x9E3779B97F4A7C15) >> (64 - alignTableBits) }
 
@@ -110,7 +109,6 @@ func (a *aligner) align(win, c []byte, guess int) {
 	}
 	a.diff = a.diff[:0]
 	clear(a.table)
-	clear(a.first)
 	a.ilo, a.ihi = 0, 0
 	// the op being built starts at c[start], aligned with win by d (c[k] pairs with win[k+d])
 	a.start, a.d = 0, guess
@@ -152,9 +150,8 @@ func (a *aligner) try(win, c []byte, q int, fp uint64, guess int) {
 	// the last and the first window point with this fingerprint: the longer exact match,
 	// of two as long the one with more window after it (in repetitive content the last
 	// runs out of window at once, and switching again and again cost the most)
-	k := slot(fp)
 	cand, l := -1, 0
-	for _, t := range [2]int32{a.table[k], a.first[k]} {
+	for _, t := range a.table[slot(fp)] {
 		p := int(t) - 1
 		if p < probe || p == cand || !bytes.Equal(c[q-probe:q], win[p-probe:p]) {
 			continue
@@ -235,10 +232,10 @@ func (a *aligner) index(win []byte, lo, hi int) {
 	for i, b := range win[lo:hi] {
 		h = h<<1 + gear[b]
 		if h&fineMask == 0 {
-			k := slot(h)
-			a.table[k] = int32(lo + i + 2)
-			if a.first[k] == 0 {
-				a.first[k] = int32(lo + i + 2)
+			e := &a.table[slot(h)]
+			e[0] = int32(lo + i + 2)
+			if e[1] == 0 {
+				e[1] = e[0]
 			}
 		}
 	}
