@@ -31,7 +31,7 @@ const (
 	// probe is how many bytes before a match point must be equal to call it a match.
 	probe = 32
 	// alignTableBits sizes the table of the window's match points (8 bytes each).
-	alignTableBits = 18
+	alignTableBits = 17
 )
 
 // aligner finds a unit's operations against its window; one per worker, reused.
