@@ -179,7 +179,7 @@ func (f *fetcher) lanSources(ctx context.Context, g *PeerGroup, group Source, q 
 		f.sourceFailed(group, "discovery", err) // as lost datagrams: asked again below
 	}
 	need := f.need()
-	need.Self = g.Instance
+	need.Self, need.WANDown = g.Instance, f.wanDown()
 	if bw != nil {
 		st := bw.p.State()
 		need.Have, need.Chunk = st.VerifiedBytes(), st.ChunkSize
@@ -251,6 +251,19 @@ func (f *fetcher) lanSources(ctx context.Context, g *PeerGroup, group Source, q 
 		f.sourceFailed(group, "discovery", errors.New(why))
 	}
 	return srcs, wait
+}
+
+// wanDown reports whether every source that is not the LAN refused the connection or
+// could not be reached (or was banned) in this run: waiting for the LAN is all there is.
+func (f *fetcher) wanDown() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, s := range f.opt.Sources {
+		if s.group == nil && !f.down[s.id()] && !f.banned[s.id()] {
+			return false
+		}
+	}
+	return true
 }
 
 // maxDocPeers bounds the peers asked for an index or a manifest in one round: a few KB

@@ -73,6 +73,9 @@ type Need struct {
 	Chunk int64
 	// Wasted is what the fetch spent so far on peers without verified progress (Budget).
 	Wasted time.Duration
+	// WANDown: every source after the peers refused or could not be reached in this run,
+	// so the LAN is all there is.
+	WANDown bool
 }
 
 // Counts reports whether the policy looks at c at all: not banned, not failed, and
@@ -293,12 +296,18 @@ func (w LANWait) Observe(now time.Time, grew bool, cands []Cand, n Need) LANWait
 // after the peers (the WAN): only while some peer is ahead of it (complete, holding more,
 // or leading at the start), the LAN made verified progress within Idle, and the fetch has
 // waited less than MaxWait in all. A device whose upstream died is ahead of every other,
-// so it goes on from the WAN at once, and the devices behind it follow it.
+// so it goes on from the WAN at once, and the devices behind it follow it. With the WAN
+// down, any peer that answered is worth waiting for within the same bounds: one that
+// holds the blob may have answered late, and one behind may yet get it from another.
 func (p Policy) WaitForLAN(now time.Time, w LANWait, cands []Cand, n Need) bool {
 	if w.Waited >= p.MaxWait || now.Sub(w.Progress) >= p.Idle || p.Spent(n) {
 		return false
 	}
-	return slices.ContainsFunc(p.Counted(cands, n), func(c Cand) bool { return c.ahead(n) })
+	counted := p.Counted(cands, n)
+	if n.WANDown && len(counted) > 0 {
+		return true
+	}
+	return slices.ContainsFunc(counted, func(c Cand) bool { return c.ahead(n) })
 }
 
 // BelowFloor reports whether a transfer from a peer runs below Floor: got verified

@@ -133,6 +133,19 @@ func TestPolicyPatienceFollowsProgress(t *testing.T) {
 	if p.WaitForLAN(t0.Add(time.Second), LANWait{}.Observe(t0, false, behind, n), behind, n) {
 		t.Fatal("waits for peers that hold less")
 	}
+	// unless the WAN is down: the LAN is all there is (the peer holding it may have
+	// answered late), within the same bounds
+	down := n
+	down.WANDown = true
+	if !p.WaitForLAN(t0.Add(time.Second), LANWait{}.Observe(t0, false, behind, down), behind, down) {
+		t.Fatal("with the WAN down, gave up on a LAN that answered")
+	}
+	if p.WaitForLAN(t0.Add(11*time.Second), LANWait{}.Observe(t0, false, behind, down), behind, down) {
+		t.Fatal("with the WAN down, still waits after Idle without progress")
+	}
+	if p.WaitForLAN(t0.Add(time.Second), LANWait{}.Observe(t0, false, nil, down), nil, down) {
+		t.Fatal("with the WAN down, waits for a LAN where nobody answered")
+	}
 	// of two that hold the same, the lower instance id leads (follows nobody)
 	same := []Cand{{ID: 3, Held: 4 << 20, Free: true}}
 	if !p.WaitForLAN(t0, LANWait{}.Observe(t0, false, same, n), same, n) {
