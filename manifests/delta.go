@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -93,50 +92,20 @@ func EncodeDelta(w io.Writer, base io.ReaderAt, baseSize int64, newF io.ReaderAt
 	defer enc.Close()
 	// units are encoded in parallel (one per worker, each with its own buffers), written in
 	// order; a worker whose unit is done goes on to the next while an earlier one is still
-	// being encoded, so up to 4 units per worker may be in flight (a unit's output is small)
-	units := (size + unitSize - 1) / unitSize
-	type result struct {
-		out []byte
-		err error
-	}
-	results := make([]chan result, units)
-	for u := range results {
-		results[u] = make(chan result, 1)
-	}
+	// being encoded, so up to 4 units per worker may be in flight (a unit's output is small).
+	// inOrder returns only when no unit is encoding any more: enc is closed after it.
 	free := make(chan *aligner, workers)
 	for range workers {
 		free <- newAligner()
 	}
-	sem := make(chan struct{}, 4*workers)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	defer func() { close(stop); wg.Wait() }() // no unit is still encoding when enc closes
-	wg.Go(func() {
-		for u := int64(0); u < units; u++ {
-			select {
-			case sem <- struct{}{}:
-			case <-stop:
-				return
-			}
-			wg.Go(func() {
-				a := <-free
-				out, err := a.encodeUnit(enc, idx, base, baseSize, newF, size, u*unitSize, unitSize)
-				free <- a
-				results[u] <- result{out, err}
-			})
-		}
+	return inOrder((size+unitSize-1)/unitSize, 4*workers, func(u int64) ([]byte, error) {
+		a := <-free
+		defer func() { free <- a }()
+		return a.encodeUnit(enc, idx, base, baseSize, newF, size, u*unitSize, unitSize)
+	}, func(_ int64, out []byte) error {
+		_, err := w.Write(out)
+		return err
 	})
-	for u := range results {
-		r := <-results[u]
-		<-sem
-		if r.err != nil {
-			return r.err
-		}
-		if _, err := w.Write(r.out); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // encodeUnit encodes the unit of newF at off: its record and streams.

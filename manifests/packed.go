@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -69,42 +68,16 @@ func validPacked(schema string, f File, chunkSize int64) error {
 // core one chunk and its frame.
 func Pack(w io.Writer, r io.ReaderAt, size, chunkSize int64) ([]int64, error) {
 	n := NumChunks(size, chunkSize)
-	workers := max(min(runtime.GOMAXPROCS(0), 8), 1)
-	type result struct {
-		frame []byte
-		err   error
-	}
-	results := make([]chan result, n)
-	for i := range results {
-		results[i] = make(chan result, 1)
-	}
-	sem := make(chan struct{}, workers)
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for i := int64(0); i < n; i++ {
-			select {
-			case sem <- struct{}{}:
-			case <-stop:
-				return
-			}
-			go func() {
-				frame, err := packChunk(r, i*chunkSize, min(chunkSize, size-i*chunkSize), chunkSize)
-				results[i] <- result{frame, err}
-			}()
-		}
-	}()
 	frames := make([]int64, 0, n)
-	for i := range results {
-		res := <-results[i]
-		<-sem
-		if res.err != nil {
-			return nil, res.err
-		}
-		if _, err := w.Write(res.frame); err != nil {
-			return nil, err
-		}
-		frames = append(frames, int64(len(res.frame)))
+	err := inOrder(n, workersFor(), func(i int64) ([]byte, error) {
+		return packChunk(r, i*chunkSize, min(chunkSize, size-i*chunkSize), chunkSize)
+	}, func(_ int64, frame []byte) error {
+		frames = append(frames, int64(len(frame)))
+		_, err := w.Write(frame)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	return frames, nil
 }
