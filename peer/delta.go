@@ -47,7 +47,7 @@ func (f *fetcher) applyDeltas(ctx context.Context, p *Partial, fl manifests.File
 		f.mu.Lock()
 		f.rep.RebuiltFromDelta += n
 		f.mu.Unlock()
-		f.progress(n)
+		f.progress(n, false)
 		if err != nil {
 			if localErr(err) {
 				return err
@@ -125,9 +125,7 @@ func (f *fetcher) rebuild(p *Partial, fl manifests.File, d manifests.Delta, chun
 // peer is still downloading it, so a LAN updating at once takes the delta from the WAN
 // about once. Its bytes count as delta bytes.
 func (f *fetcher) fetchDelta(ctx context.Context, fl manifests.File, d manifests.Delta, chunkSize int64) error {
-	f.asDelta.Store(true)
-	defer f.asDelta.Store(false)
-	return f.blob(ctx, manifests.File{Path: fl.Path + " (delta)", Size: d.Size, SHA256: d.Blob, Chunks: d.Chunks}, chunkSize)
+	return f.blob(ctx, manifests.File{Path: fl.Path + " (delta)", Size: d.Size, SHA256: d.Blob, Chunks: d.Chunks}, chunkSize, true)
 }
 
 // fetchWhole brings blob h (size bytes) into the store whole, from the sources in order,

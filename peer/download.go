@@ -54,7 +54,7 @@ const copyBuf = 1 << 20
 // blob makes the store hold file's blob: already there, or resumed from its verified chunks,
 // chunks found elsewhere in the store copied, the rest downloaded, then the whole file
 // checked and moved under its name.
-func (f *fetcher) blob(ctx context.Context, fl manifests.File, chunkSize int64) error {
+func (f *fetcher) blob(ctx context.Context, fl manifests.File, chunkSize int64, delta bool) error {
 	s := f.opt.Store
 	held := s.HasBlob(fl.SHA256, fl.Size)
 	if !held {
@@ -66,7 +66,7 @@ func (f *fetcher) blob(ctx context.Context, fl manifests.File, chunkSize int64) 
 		}
 	}
 	if held {
-		if !f.asDelta.Load() {
+		if !delta {
 			f.rep.AlreadyHeld += fl.Size
 		}
 		return nil
@@ -93,10 +93,10 @@ func (f *fetcher) blob(ctx context.Context, fl manifests.File, chunkSize int64) 
 		}
 	}()
 	st := p.State()
-	if !f.asDelta.Load() {
+	if !delta {
 		f.rep.AlreadyHeld += st.VerifiedBytes()
 	}
-	f.progress(st.VerifiedBytes())
+	f.progress(st.VerifiedBytes(), delta)
 	n := st.Chunks()
 	// chunks held elsewhere in the store: copied, and checked like any other
 	for i := range n {
@@ -118,17 +118,17 @@ func (f *fetcher) blob(ctx context.Context, fl manifests.File, chunkSize int64) 
 		if err := p.Verified(i); err != nil {
 			return err
 		}
-		if !f.asDelta.Load() {
+		if !delta {
 			f.rep.ReusedLocal += l
 		}
-		f.progress(l)
+		f.progress(l, delta)
 	}
 	if len(fl.Deltas) > 0 && !p.State().Complete() {
 		if err := f.applyDeltas(ctx, p, fl, chunkSize); err != nil {
 			return err
 		}
 	}
-	bw := &blobWant{p: p}
+	bw := &blobWant{p: p, delta: delta}
 	stuck, triedBase := 0, false
 	for i := 0; i < n; {
 		st = p.State()
@@ -278,8 +278,8 @@ func (f *fetcher) tryRun(ctx context.Context, s Source, bw *blobWant, q Query, f
 	pl := newPipeline(p, fl.Chunks, func(err error) { cancel(err) }, func(n int64) {
 		got.Add(n)
 		lim.got.Add(n)
-		f.count(rep, n)
-		f.progress(n)
+		f.count(rep, n, bw.delta)
+		f.progress(n, bw.delta)
 	})
 	defer func() {
 		perr := pl.close()

@@ -111,9 +111,6 @@ type fetcher struct {
 	wasted atomic.Int64 // nanoseconds spent on peers without verified progress (Policy.Budget)
 	// noPacked: sources whose packed chunks failed in this run (read raw since)
 	noPacked map[string]bool
-	// asDelta: the blob being fetched is a delta (fetchDelta): its bytes count as delta
-	// bytes, not as the file's, and move no progress bar
-	asDelta atomic.Bool
 }
 
 // waste adds d to the time spent on peers without verified progress.
@@ -222,7 +219,7 @@ func Fetch(ctx context.Context, opt FetchOptions) (_ *FetchReport, err error) {
 			continue
 		}
 		seen[fl.SHA256] = true
-		if err := f.blob(ctx, fl, m.ChunkSize); err != nil {
+		if err := f.blob(ctx, fl, m.ChunkSize, false); err != nil {
 			if localErr(err) {
 				err = asLocal(err)
 			}
@@ -261,10 +258,10 @@ func (f *fetcher) reportLocked(s Source) *SourceReport {
 
 // count adds k verified bytes to a source's report and the fetch's (bytes that failed
 // their hash are no download: they count nowhere but in the source's ban).
-func (f *fetcher) count(r *SourceReport, k int64) {
+func (f *fetcher) count(r *SourceReport, k int64, delta bool) {
 	f.mu.Lock()
 	r.Bytes += k
-	if f.asDelta.Load() {
+	if delta {
 		f.rep.DeltaBytes += k
 	} else {
 		f.rep.Downloaded += k
@@ -273,8 +270,8 @@ func (f *fetcher) count(r *SourceReport, k int64) {
 }
 
 // progress moves the progress bar by n bytes of the files (a delta's own bytes do not).
-func (f *fetcher) progress(n int64) {
-	if f.opt.Progress != nil && !f.asDelta.Load() {
+func (f *fetcher) progress(n int64, delta bool) {
+	if f.opt.Progress != nil && !delta {
 		f.opt.Progress.Add(int(n))
 	}
 }

@@ -144,7 +144,10 @@ func (m *lanMemory) outcome(s Source, verified bool, busy bool) {
 // blobWant is one blob's fetch as the source rounds see it: the partial blob, its LAN
 // wait and the peer that Policy.Leave chose. Owned by the blob's loop and passed down.
 type blobWant struct {
-	p       *Partial
+	p *Partial
+	// delta: the blob is a delta (fetchDelta): its bytes count as delta bytes, not as the
+	// file's, and move no progress bar
+	delta   bool
 	wait    LANWait
 	have    int64  // verified bytes at the last look
 	settled bool   // the settle wait was taken
